@@ -1,0 +1,46 @@
+# Bastion: the two commands are `make run` and `make test`; everything else is here for contributors and CI.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+PYTEST_ARGS ?=
+
+.PHONY: run test test-fast lint typecheck bench eval soak conformance test-cluster setup clean
+
+$(STAMPS):
+	mkdir -p $(STAMPS)
+
+# The virtual environment, rebuilt when the pinned dependencies change.
+$(STAMPS)/venv: pyproject.toml requirements.lock | $(STAMPS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+# Node.js peers (server-everything, the conformance suite and the Node 22 it needs), from the npm registry.
+$(STAMPS)/node: tests/peers/node/package-lock.json tests/peers/node-alpha/package-lock.json | $(STAMPS)
+	bash scripts/setup-node-peers.sh
+	touch $@
+
+setup: $(STAMPS)/venv $(STAMPS)/node
+
+run: setup
+	bash scripts/run-example.sh
+
+test: setup
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMPS)/venv
+	$(BIN)/pytest -q -m "not integration and not e2e and not cluster" $(PYTEST_ARGS)
+
+lint: $(STAMPS)/venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMPS)/venv
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) $(STAMPS) .peers tests/peers/node/node_modules tests/peers/node-alpha/node_modules

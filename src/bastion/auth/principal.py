@@ -1,0 +1,26 @@
+"""`Principal`: who is calling. Produced by an authenticator, consumed by policy, audit and rate limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Principal:
+    """An authenticated caller. Carries no credential, so it is safe to log and audit."""
+
+    name: str
+    """Stable identity: API key principal name, JWT `sub` (mapped by config), or the stdio local user."""
+    roles: frozenset[str] = frozenset()
+    """Roles granted directly or mapped from token claims."""
+    method: str = "none"
+    """How it authenticated: `api_key`, `jwt`, `local`, or `none` (auth switched off)."""
+    key_id: str = ""
+    """Public id of the API key or the JWT `jti`/`kid`, never the secret."""
+    claims: dict[str, Any] = field(default_factory=dict)
+    """Selected non-secret token claims (iss, aud, groups) for policy conditions."""
+
+
+ANONYMOUS = Principal(name="anonymous", method="none")
+"""The principal used when authentication is switched off (loopback only)."""

@@ -1,0 +1,143 @@
+"""The `bastion` command: serve, stdio, check, and the subcommands each package registers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from bastion.errors import BastionError, ConfigError
+
+logger = logging.getLogger("bastion.cli")
+
+_SUBCOMMAND_MODULES = ("bastion.auth.cli", "bastion.policy.cli", "bastion.guard.cli", "bastion.audit.cli")
+"""Packages that add their own subcommands (`keys`, `policy`, `guard`, `tools`, `audit`)."""
+
+
+def _setup_logging(level: str, *, stream: Any = sys.stderr) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=stream,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _load(path: str) -> Any:
+    from bastion.config import load_config
+
+    return load_config(path)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    print(json.dumps(config.model_dump(mode="json"), indent=2, default=str))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bastion.runtime import build_gateway, build_http_app
+
+    config = _load(args.config)
+    host = args.host or config.listen.host
+    port = args.port if args.port is not None else config.listen.port
+    gateway = build_gateway(config, config_path=args.config)
+    app = build_http_app(gateway, host=host, port=port)
+    logger.info("Bastion listening on http://%s:%s/mcp", host, port)
+    uvicorn.run(app, host=host, port=port, log_level=args.log_level.lower(), access_log=False,
+                timeout_graceful_shutdown=10, lifespan="on")
+    return 0
+
+
+async def _run_stdio(config_path: str) -> int:
+    from bastion.runtime import build_gateway, stdio_principal
+    from bastion.transports.stdio import StdioServerOutbound, open_stdio_streams, read_messages
+
+    config = _load(config_path)
+    gateway = build_gateway(config, config_path=config_path)
+    reader, writer = await open_stdio_streams()
+    outbound = StdioServerOutbound(writer)
+    await gateway.start()
+    session = await gateway.open_session(transport="stdio", outbound=outbound, principal=stdio_principal(config))
+
+    async def invalid(exc: BastionError) -> None:
+        await outbound.send({"jsonrpc": "2.0", "id": None, "error": exc.to_jsonrpc_error()}, None)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+    async def pump() -> None:
+        async for message in read_messages(reader, source="stdin", on_invalid=invalid):
+            await session.handle(message)
+        stop.set()
+
+    pump_task = asyncio.create_task(pump())
+    await stop.wait()
+    pump_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pump_task
+    await session.aclose()
+    await gateway.aclose()
+    return 0
+
+
+def cmd_stdio(args: argparse.Namespace) -> int:
+    return asyncio.run(_run_stdio(args.config))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bastion", description="MCP security gateway")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="start the HTTP listener (Streamable HTTP at /mcp, legacy SSE at /sse)")
+    p.add_argument("--config", required=True)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("stdio", help="serve one MCP client over stdin/stdout (for desktop clients)")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=cmd_stdio)
+
+    p = sub.add_parser("check", help="validate a config file and print its normalized form")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=cmd_check)
+
+    for module_name in _SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # In stdio mode stdout carries the protocol: every log line must go to stderr.
+    _setup_logging(args.log_level)
+    try:
+        result: int = args.func(args)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except BastionError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The `bastion.yaml` schema (pydantic, edges only). Each section maps 1:1 to a runtime object."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+SERVER_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+"""Lowercase letters, digits and single dashes: `__` can never appear, so `<server>__<tool>` is unambiguous."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ListenConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Extra Host header values accepted besides the listen address and localhost (DNS-rebinding defence)."""
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Origins allowed to call the MCP endpoints from a browser; loopback origins are always allowed."""
+
+
+class ServerConfig(_Model):
+    """One upstream MCP server."""
+
+    transport: Literal["stdio", "streamable-http", "sse"]
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, SecretStr] = Field(default_factory=dict)
+    """Extra environment for a stdio server (credentials injected by the gateway); values are never logged."""
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """Extra HTTP headers for an HTTP server (e.g. its own Authorization); values are never logged."""
+    protocol: Literal["auto", "legacy", "modern"] = "auto"
+    """`auto` probes `server/discover` and falls back to the initialize handshake."""
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    """Per-request timeout for this server."""
+    connect_timeout_seconds: float = Field(default=30.0, gt=0)
+    tool_timeouts: dict[str, float] = Field(default_factory=dict)
+    """Per-tool overrides of `timeout_seconds`, keyed by the upstream's own tool name."""
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _check_transport_fields(self) -> ServerConfig:
+        if self.transport == "stdio":
+            if not self.command:
+                raise ValueError("a stdio server needs `command`")
+            if self.url:
+                raise ValueError("a stdio server takes `command`, not `url`")
+        else:
+            if not self.url:
+                raise ValueError(f"a {self.transport} server needs `url`")
+            if not self.url.startswith(("http://", "https://")):
+                raise ValueError("`url` must be http:// or https://")
+            if self.command:
+                raise ValueError(f"a {self.transport} server takes `url`, not `command`")
+        return self
+
+
+class RoutingConfig(_Model):
+    namespace: bool = True
+    """Prefix tool and prompt names with `<server>__`. Off only makes sense with exactly one server."""
+    list_cache_seconds: float = Field(default=300.0, ge=0)
+    """How long an upstream's list results are cached (list_changed refreshes them sooner)."""
+
+
+class LimitsConfig(_Model):
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    max_depth: int = Field(default=64, gt=0)
+    max_sessions: int = Field(default=10_000, gt=0)
+    max_concurrent_per_session: int = Field(default=64, gt=0)
+    session_idle_seconds: float = Field(default=3600.0, gt=0)
+    event_buffer: int = Field(default=256, gt=0)
+    """SSE events kept per session for `Last-Event-ID` resumption."""
+
+
+class BastionConfig(_Model):
+    listen: ListenConfig = Field(default_factory=ListenConfig)
+    servers: dict[str, ServerConfig] = Field(default_factory=dict)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    instructions: str | None = None
+    """Extra instructions Bastion adds in front of the merged upstream instructions."""
+
+    @field_validator("servers")
+    @classmethod
+    def _check_server_names(cls, servers: dict[str, ServerConfig]) -> dict[str, ServerConfig]:
+        for name in servers:
+            if not SERVER_NAME.fullmatch(name):
+                raise ValueError(f"server name {name!r} must be lowercase letters, digits and single dashes")
+        return servers
+
+    @model_validator(mode="after")
+    def _check_namespace(self) -> BastionConfig:
+        if not self.routing.namespace and len([s for s in self.servers.values() if s.enabled]) > 1:
+            raise ValueError("routing.namespace: false needs exactly one enabled server")
+        return self

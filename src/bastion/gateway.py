@@ -1,0 +1,231 @@
+"""The `Gateway`: owns the upstream connections, the catalogue, the pipeline, observers and client sessions.
+
+It is transport-neutral: the HTTP app, `bastion stdio` and the in-memory test transport all open sessions here.
+Data flows one way: transport -> session -> pipeline -> routing -> upstream, and back in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from bastion.auth.principal import ANONYMOUS, Principal
+from bastion.config.model import BastionConfig
+from bastion.errors import BastionError, RateLimited
+from bastion.pipeline.chain import Pipeline
+from bastion.pipeline.exchange import Asker, Exchange, SessionInfo
+from bastion.pipeline.stage import ExchangeObserver, Stage
+from bastion.protocol.methods import LIST_CHANGED
+from bastion.routing.catalog import Catalog
+from bastion.session import DownstreamSession
+from bastion.transports.base import ClientTransport, JsonDict, Outbound
+from bastion.upstream.connection import State, UpstreamConnection
+from bastion.upstream.factory import transport_factory
+
+logger = logging.getLogger("bastion.gateway")
+
+_LIST_NOTIFICATIONS = ("notifications/tools/list_changed", "notifications/prompts/list_changed",
+                       "notifications/resources/list_changed")
+
+
+class Gateway:
+    """One running Bastion: everything a transport needs to serve MCP clients."""
+
+    def __init__(self, config: BastionConfig, *, stages: Sequence[Stage] = (),
+                 observers: Sequence[ExchangeObserver] = (),
+                 transports: dict[str, Callable[[], ClientTransport]] | None = None) -> None:
+        """Build a gateway.
+
+        Args:
+            config: The validated configuration.
+            stages: Pipeline stages in their fixed order (authenticate, authorize, rate-limit, validate, guard).
+            observers: Exchange observers (audit first, then metrics); they see every exchange.
+            transports: Client transport factories by server name, overriding the configured transport
+                (tests use this to plug in-process upstreams).
+        """
+        self.config = config
+        self.pipeline = Pipeline(stages)
+        self.observers: list[ExchangeObserver] = list(observers)
+        self.upstreams: dict[str, UpstreamConnection] = {}
+        for name, server in config.servers.items():
+            if not server.enabled:
+                continue
+            factory = (transports or {}).get(name) or transport_factory(name, server)
+            self.upstreams[name] = UpstreamConnection(name, server, factory, on_notification=self._on_upstream_notice,
+                                                      on_state=self._on_upstream_state)
+        self.catalog = Catalog(self.upstreams, namespace=config.routing.namespace,
+                               ttl_seconds=config.routing.list_cache_seconds)
+        self.sessions: dict[str, DownstreamSession] = {}
+        self.started_at = time.time()
+        self._reaper: asyncio.Task[None] | None = None
+        self.session_listeners: list[Callable[[str, DownstreamSession], Any]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    async def start(self, *, wait: bool = True) -> None:
+        """Connect to every upstream (in the background) and, by default, wait until they are ready or timed out."""
+        for conn in self.upstreams.values():
+            await conn.start()
+        if wait and self.upstreams:
+            timeout = max(c.config.connect_timeout_seconds for c in self.upstreams.values())
+            await asyncio.gather(*(c.wait_ready(timeout) for c in self.upstreams.values()))
+            for name, conn in self.upstreams.items():
+                if conn.state is not State.READY:
+                    logger.warning("upstream %s is not ready yet (%s); it will join when it connects", name,
+                                   conn.last_error or conn.state)
+        self._reaper = asyncio.create_task(self._reap_idle_sessions())
+
+    async def aclose(self) -> None:
+        """Close every session, then every upstream (child processes are terminated)."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for session in list(self.sessions.values()):
+            await session.aclose()
+        await asyncio.gather(*(c.aclose() for c in self.upstreams.values()), return_exceptions=True)
+        for observer in self.observers:
+            close = getattr(observer, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+
+    def is_ready(self) -> bool:
+        """True when every enabled upstream is connected."""
+        return all(c.state is State.READY for c in self.upstreams.values())
+
+    def health(self) -> JsonDict:
+        """Per-upstream state, for /readyz and the dashboard."""
+        return {"ready": self.is_ready(), "sessions": len(self.sessions),
+                "upstreams": {n: c.describe() for n, c in self.upstreams.items()}}
+
+    # -- sessions ----------------------------------------------------------------------------------------------
+
+    async def open_session(self, *, transport: str, outbound: Outbound, principal: Principal = ANONYMOUS,
+                           remote: str = "", stateless: bool = False) -> DownstreamSession:
+        """Create a client session; raises `RateLimited` when `limits.max_sessions` is reached."""
+        if not stateless and len(self.sessions) >= self.config.limits.max_sessions:
+            raise RateLimited("too many sessions", data={"retryAfter": 5})
+        info = SessionInfo(session_id=secrets.token_urlsafe(24), transport=transport, principal=principal,
+                           remote=remote)
+        session = DownstreamSession(self, info, outbound, stateless=stateless)
+        if not stateless:
+            self.sessions[session.session_id] = session
+        return session
+
+    def get_session(self, session_id: str) -> DownstreamSession | None:
+        session = self.sessions.get(session_id)
+        return None if session is None or session.closed else session
+
+    async def close_session(self, session_id: str) -> None:
+        session = self.sessions.get(session_id)
+        if session is not None:
+            await session.aclose()
+
+    def session_started(self, session: DownstreamSession) -> None:
+        """Called once a session completed its handshake."""
+        for listener in self.session_listeners:
+            listener("start", session)
+
+    async def session_ended(self, session: DownstreamSession) -> None:
+        """Called by a session when it closes: release what it held upstream."""
+        self.sessions.pop(session.session_id, None)
+        for uri in session.subscriptions:
+            if not any(uri in s.subscriptions for s in self.sessions.values()):
+                with contextlib.suppress(BastionError):
+                    server = await self.catalog.resolve_uri(uri)
+                    await self.upstreams[server].request("resources/unsubscribe", {"uri": uri})
+        for listener in self.session_listeners:
+            listener("end", session)
+
+    async def _reap_idle_sessions(self) -> None:
+        idle = self.config.limits.session_idle_seconds
+        while True:
+            await asyncio.sleep(min(60.0, idle / 2))
+            now = time.monotonic()
+            for session in [s for s in self.sessions.values() if now - s.last_active > idle]:
+                logger.info("session %s expired after %.0fs idle", session.session_id[:8], idle)
+                await session.aclose()
+
+    # -- what sessions ask of the gateway ----------------------------------------------------------------------
+
+    def merged_capabilities(self, *, modern: bool = False) -> JsonDict:
+        """Server capabilities to advertise: the union over upstreams, with list_changed always on."""
+        caps: JsonDict = {"tools": {"listChanged": True}, "prompts": {"listChanged": True},
+                          "resources": {"listChanged": True}}
+        ready = [c for c in self.upstreams.values() if c.state is State.READY] or list(self.upstreams.values())
+        if any((c.capabilities.get("resources") or {}).get("subscribe") for c in ready):
+            caps["resources"]["subscribe"] = True
+        if any("completions" in c.capabilities for c in ready):
+            caps["completions"] = {}
+        if not modern and any("logging" in c.capabilities for c in ready):
+            caps["logging"] = {}
+        if modern:
+            caps["tools"] = {}
+            caps["prompts"] = {}
+            caps["resources"] = {k: v for k, v in caps["resources"].items() if k != "listChanged"}
+        return caps
+
+    def merged_instructions(self) -> str | None:
+        """Bastion's own instructions, then each upstream's under a heading."""
+        parts = [self.config.instructions] if self.config.instructions else []
+        for name, conn in self.upstreams.items():
+            if conn.instructions:
+                parts.append(f"## {name}\n{conn.instructions}")
+        return "\n\n".join(parts) or None
+
+    async def observe(self, exchange: Exchange) -> None:
+        """Hand a finished exchange to every observer; the first failure propagates (strict audit)."""
+        for observer in self.observers:
+            await observer.on_exchange(exchange)
+
+    def approval_asker(self, session: DownstreamSession) -> Asker | None:
+        """How to ask a human when the client cannot (the approvals queue); None means `ask` blocks."""
+        return None
+
+    async def broadcast_upstream(self, method: str, params: JsonDict) -> None:
+        """Send a notification to every ready upstream."""
+        for conn in self.upstreams.values():
+            await conn.notify(method, params)
+
+    async def broadcast_upstream_request(self, method: str, params: JsonDict, *, capability: str) -> None:
+        """Send a request to every ready upstream that advertises `capability`; failures are logged only."""
+        targets = [c for c in self.upstreams.values() if c.state is State.READY and capability in c.capabilities]
+        results = await asyncio.gather(*(c.request(method, params) for c in targets), return_exceptions=True)
+        for conn, result in zip(targets, results, strict=True):
+            if isinstance(result, BaseException):
+                logger.warning("upstream %s failed %s: %s", conn.name, method, type(result).__name__)
+
+    async def notify_sessions(self, method: str, params: JsonDict | None = None,
+                              sessions: Iterable[DownstreamSession] | None = None) -> None:
+        """Send a notification to sessions (all by default)."""
+        for session in list(sessions if sessions is not None else self.sessions.values()):
+            await session.notify(method, params)
+
+    # -- upstream events ---------------------------------------------------------------------------------------
+
+    async def _on_upstream_notice(self, conn: UpstreamConnection, message: JsonDict) -> None:
+        method = message["method"]
+        params = message.get("params") or {}
+        if method in LIST_CHANGED:
+            self.catalog.invalidate(conn.name, LIST_CHANGED[method])
+            await self.notify_sessions(method)
+        elif method == "notifications/resources/updated":
+            uri = params.get("uri")
+            await self.notify_sessions(method, params, [s for s in self.sessions.values() if uri in s.subscriptions])
+        elif method == "notifications/message":
+            await self.notify_sessions(method, params, [s for s in self.sessions.values() if s.wants_logs])
+        else:
+            logger.debug("upstream %s sent %s with no client to route it to", conn.name, method)
+
+    async def _on_upstream_state(self, conn: UpstreamConnection) -> None:
+        if conn.state not in (State.READY, State.DOWN):
+            return
+        self.catalog.invalidate(conn.name)
+        for method in _LIST_NOTIFICATIONS:
+            await self.notify_sessions(method)

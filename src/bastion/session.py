@@ -1,0 +1,447 @@
+"""A client's MCP session as Bastion serves it: lifecycle, dispatch, the pipeline, and relays back to the client.
+
+Rules:
+- Handshake era: `initialize` comes first (only `ping` may precede it); Bastion answers it itself with its own
+  negotiated version and the merged capabilities of the upstreams. 2026-07-28 era: a request carrying the `_meta`
+  envelope needs no handshake and is answered with `resultType` and `serverInfo`.
+- Requests run concurrently (bounded per session); each reply goes to the `Outbound` with `related` = its id.
+- Every routed call and list goes through the pipeline (request path, upstream, response path in reverse), and
+  every exchange is observed (audit, metrics) before its response is released, rejections included.
+- A client's `notifications/cancelled` cancels the task serving that request, which cancels the upstream call.
+- Server->client requests from upstreams are relayed only if this client declared the capability.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from bastion import __version__
+from bastion.errors import (
+    BastionError,
+    InternalError,
+    InvalidParams,
+    InvalidRequest,
+    MethodNotFound,
+    RateLimited,
+    UpstreamTimeout,
+    error_from_exception,
+)
+from bastion.pipeline.exchange import Exchange, SessionInfo
+from bastion.protocol import jsonrpc, versions
+from bastion.protocol.methods import CLIENT_REQUESTS, LIST_KEYS, Route
+from bastion.transports.base import JsonDict, Outbound, RequestId
+
+if TYPE_CHECKING:
+    from bastion.gateway import Gateway
+
+logger = logging.getLogger("bastion.session")
+
+SERVER_INFO: Final = {"name": "bastion", "version": __version__}
+RELAY_TIMEOUT_SECONDS: Final = 600.0
+"""How long a relayed server->client request (sampling, elicitation: a human may be involved) may take."""
+MAX_INPUT_ROUNDS: Final = 8
+"""Rounds of 2026-07-28 `input_required` bridged for a handshake-era client before giving up."""
+_CAPABILITY_OF_SERVER_REQUEST: Final = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation",
+                                        "roots/list": "roots"}
+_MODERN_ONLY_RESULT_KEYS: Final = ("resultType", "ttlMs", "cacheScope")
+
+
+class DownstreamSession:
+    """One client session (or, for a stateless 2026-07-28 HTTP request, one request's worth of session)."""
+
+    def __init__(self, gateway: Gateway, info: SessionInfo, outbound: Outbound, *, stateless: bool = False) -> None:
+        self.session_id = info.session_id
+        self.info = info
+        self.stateless = stateless
+        self.closed = False
+        self.initialized = False
+        self.last_active = time.monotonic()
+        self._gateway = gateway
+        self._outbound = outbound
+        self._tasks: dict[RequestId, asyncio.Task[None]] = {}
+        self._relay_ids = itertools.count(1)
+        self._relays: dict[RequestId, asyncio.Future[JsonDict]] = {}
+        self.subscriptions: set[str] = set()
+        self.wants_logs = False
+
+    @property
+    def principal(self) -> Any:
+        return self.info.principal
+
+    # -- inbound -----------------------------------------------------------------------------------------------
+
+    async def handle(self, message: JsonDict) -> None:
+        """Feed one shape-valid JSON-RPC message from the client."""
+        self.last_active = time.monotonic()
+        if self.closed:
+            return
+        if "method" in message:
+            if "id" in message:
+                await self._accept_request(message)
+            else:
+                await self._on_notification(message)
+        else:
+            future = self._relays.pop(message.get("id"), None)  # type: ignore[arg-type]
+            if future is not None and not future.done():
+                future.set_result(message)
+
+    async def _accept_request(self, message: JsonDict) -> None:
+        request_id = message["id"]
+        if request_id in self._tasks:
+            await self._send(jsonrpc.error(request_id, -32600, "request id already in flight",
+                                           {"reason": "invalid_request"}), request_id)
+            return
+        if len(self._tasks) >= self._gateway.config.limits.max_concurrent_per_session:
+            exc = RateLimited("too many concurrent requests in this session", data={"retryAfter": 1})
+            await self._send({"jsonrpc": "2.0", "id": request_id, "error": exc.to_jsonrpc_error()}, request_id)
+            return
+        task = asyncio.create_task(self._serve(message))
+        self._tasks[request_id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(request_id, None))
+
+    async def _on_notification(self, message: JsonDict) -> None:
+        method = message["method"]
+        params = message.get("params") or {}
+        if method == "notifications/initialized":
+            self.initialized = True
+        elif method == "notifications/cancelled":
+            task = self._tasks.get(params.get("requestId"))
+            if task is not None:
+                task.cancel()
+        elif method == "notifications/roots/list_changed":
+            await self._gateway.broadcast_upstream(method, params)
+
+    async def _send(self, message: JsonDict, related: RequestId | None) -> None:
+        try:
+            await self._outbound.send(message, related)
+        except Exception:  # the client went away; nothing more can be delivered to it
+            logger.debug("session %s: could not deliver a message", self.session_id)
+
+    # -- serving one request -----------------------------------------------------------------------------------
+
+    async def _serve(self, message: JsonDict) -> None:
+        request_id = message["id"]
+        method = message["method"]
+        params = message.get("params") or {}
+        try:
+            reply = await self._dispatch(method, params, request_id)
+        except asyncio.CancelledError:
+            return  # cancelled by the client: the spec says no response
+        except BastionError as exc:
+            reply = {"error": exc.to_jsonrpc_error()}
+        except Exception:  # last resort for this request: log the details, tell the client nothing internal
+            logger.exception("session %s: %s failed", self.session_id, method)
+            reply = {"error": InternalError("internal error").to_jsonrpc_error()}
+        await self._send({"jsonrpc": "2.0", "id": request_id, **reply}, request_id)
+
+    async def _dispatch(self, method: str, params: JsonDict, request_id: RequestId) -> JsonDict:
+        modern = versions.envelope_version(params) is not None
+        if modern:
+            self._adopt_envelope(params)
+        route = CLIENT_REQUESTS.get(method)
+        if method == "initialize":
+            return {"result": self._initialize(params)}
+        if method == "ping":
+            return {"result": {}}
+        if method == "server/discover":
+            return {"result": self._discover()}
+        if not modern and not self.stateless and not self._handshake_done():
+            raise InvalidRequest("session is not initialized: send initialize first")
+        if route is None or route is Route.LOCAL:
+            raise MethodNotFound(f"Method not found: {method}")
+        if route is Route.BROADCAST:
+            self.wants_logs = True
+            await self._gateway.broadcast_upstream_request(method, params, capability="logging")
+            return {"result": {}}
+        if route is Route.LIST:
+            reply = await self._list(method, params, request_id)
+        else:
+            reply = await self._call(method, params, request_id, route, modern)
+        if modern and "result" in reply:
+            reply["result"] = self._modern_result(method, reply["result"])
+        return reply
+
+    def _handshake_done(self) -> bool:
+        return self.initialized or bool(self.info.protocol_version)
+
+    def _adopt_envelope(self, params: JsonDict) -> None:
+        meta = params.get("_meta") or {}
+        self.info.protocol_version = meta.get(versions.META_PROTOCOL_VERSION, "")
+        caps = meta.get(versions.META_CLIENT_CAPABILITIES)
+        if isinstance(caps, dict):
+            self.info.client_capabilities = caps
+        client = meta.get(versions.META_CLIENT_INFO)
+        if isinstance(client, dict):
+            self.info.client_name = str(client.get("name", ""))[:200]
+            self.info.client_version = str(client.get("version", ""))[:100]
+
+    def _initialize(self, params: JsonDict) -> JsonDict:
+        if self._handshake_done() and self.initialized:
+            raise InvalidRequest("session is already initialized")
+        self.info.protocol_version = versions.negotiate(params.get("protocolVersion"))
+        caps = params.get("capabilities")
+        self.info.client_capabilities = caps if isinstance(caps, dict) else {}
+        client = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else {}
+        self.info.client_name = str(client.get("name", ""))[:200]
+        self.info.client_version = str(client.get("version", ""))[:100]
+        result: JsonDict = {"protocolVersion": self.info.protocol_version,
+                            "capabilities": self._gateway.merged_capabilities(), "serverInfo": SERVER_INFO}
+        if instructions := self._gateway.merged_instructions():
+            result["instructions"] = instructions
+        self._gateway.session_started(self)
+        return result
+
+    def _discover(self) -> JsonDict:
+        result: JsonDict = {"supportedVersions": list(versions.MODERN_VERSIONS),
+                            "capabilities": self._gateway.merged_capabilities(modern=True),
+                            "resultType": "complete", "ttlMs": 0, "cacheScope": "private",
+                            "_meta": {versions.META_SERVER_INFO: SERVER_INFO}}
+        if instructions := self._gateway.merged_instructions():
+            result["instructions"] = instructions
+        return result
+
+    def _modern_result(self, method: str, result: JsonDict) -> JsonDict:
+        extra: JsonDict = {}
+        if "resultType" not in result:
+            extra["resultType"] = "complete"
+        if method in LIST_KEYS and "ttlMs" not in result:
+            extra["ttlMs"] = 0
+            extra["cacheScope"] = "private"  # filtered per principal, so never shareable
+        meta = result.get("_meta") if isinstance(result.get("_meta"), dict) else {}
+        if versions.META_SERVER_INFO not in meta:
+            extra["_meta"] = {**meta, versions.META_SERVER_INFO: SERVER_INFO}
+        return {**result, **extra} if extra else result
+
+    # -- lists and calls ---------------------------------------------------------------------------------------
+
+    def _exchange(self, method: str, params: JsonDict, request_id: RequestId) -> Exchange:
+        return Exchange(session=self.info, method=method, params=params, request_id=request_id,
+                        asker=self._asker())
+
+    async def _list(self, method: str, params: JsonDict, request_id: RequestId) -> JsonDict:
+        if params.get("cursor") is not None:
+            raise InvalidParams("Invalid cursor")  # Bastion serves every list as one page: no cursor is valid
+        exchange = self._exchange(method, params, request_id)
+        key = LIST_KEYS[method]
+
+        async def work() -> JsonDict:
+            error = await self._gateway.pipeline.run_request(exchange)
+            if error is not None:
+                raise error
+            exchange.result = {key: await self._gateway.catalog.aggregate(method)}
+            error = await self._gateway.pipeline.run_response(exchange)
+            if error is not None:
+                raise error
+            return {"result": exchange.result}
+
+        return await self._observed(exchange, work)
+
+    async def _call(self, method: str, params: JsonDict, request_id: RequestId, route: Route,
+                    modern: bool) -> JsonDict:
+        exchange = self._exchange(method, params, request_id)
+
+        async def work() -> JsonDict:
+            server, target = await self._resolve(route, method, params)
+            exchange.server, exchange.target = server, target
+            error = await self._gateway.pipeline.run_request(exchange)
+            if error is not None:
+                raise error
+            upstream_params = self._upstream_params(route, exchange.params, target, modern)
+            conn = self._gateway.upstreams[server]
+            started = time.perf_counter()
+            try:
+                reply = await conn.request(method, upstream_params, owner=self, downstream_id=request_id,
+                                           timeout=conn.timeout_for(method, target),
+                                           client_capabilities=self.info.client_capabilities)
+                if conn.modern and not modern:
+                    reply = await self._bridge_input_required(conn, method, upstream_params, reply, request_id)
+            finally:
+                exchange.upstream_seconds = time.perf_counter() - started
+            if "error" in reply:
+                exchange.error = reply["error"]
+                exchange.outcome = "error"
+                return {"error": reply["error"]}
+            result = reply.get("result")
+            exchange.result = result if isinstance(result, dict) else {}
+            error = await self._gateway.pipeline.run_response(exchange)
+            if error is not None:
+                raise error
+            result = exchange.result
+            if conn.modern and not modern:
+                result = {k: v for k, v in result.items() if k not in _MODERN_ONLY_RESULT_KEYS}
+            self._after_call(method, server, params, result)
+            return {"result": result}
+
+        return await self._observed(exchange, work)
+
+    async def _observed(self, exchange: Exchange, work: Any) -> JsonDict:
+        """Run `work`, then let every observer (audit first) see the exchange before the reply is released."""
+        failure: BastionError | None = None
+        reply: JsonDict = {}
+        try:
+            reply = await work()
+        except asyncio.CancelledError:
+            exchange.outcome = "cancelled"
+            exchange.error = {"code": -32800, "message": "cancelled"}
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._gateway.observe(exchange))
+            raise
+        except Exception as exc:
+            failure = error_from_exception(exc)
+            if not isinstance(exc, BastionError):
+                logger.exception("session %s: %s failed", self.session_id, exchange.method)
+            exchange.error = failure.to_jsonrpc_error()
+            if exchange.outcome in ("allow", "flag", "redact"):
+                exchange.outcome = "error"
+        await self._gateway.observe(exchange)  # strict audit raises here: the reply is withheld
+        if failure is not None:
+            raise failure
+        return reply
+
+    async def _resolve(self, route: Route, method: str, params: JsonDict) -> tuple[str, str | None]:
+        catalog = self._gateway.catalog
+        if route in (Route.TOOL, Route.PROMPT):
+            name = params.get("name")
+            if not isinstance(name, str):
+                raise InvalidParams("params.name must be a string")
+            return await catalog.resolve_named(method, name)
+        if route is Route.URI:
+            uri = params.get("uri")
+            if not isinstance(uri, str):
+                raise InvalidParams("params.uri must be a string")
+            return await catalog.resolve_uri(uri), uri
+        if route is Route.COMPLETION:
+            ref = params.get("ref") if isinstance(params.get("ref"), dict) else {}
+            if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
+                return await catalog.resolve_named("prompts/get", ref["name"])
+            if ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
+                server = catalog.resolve_template(ref["uri"]) or await catalog.resolve_uri(ref["uri"])
+                return server, ref["uri"]
+            raise InvalidParams("params.ref must name a prompt or a resource")
+        task_id = params.get("taskId")
+        server = catalog.task_server(task_id) if isinstance(task_id, str) else None
+        if server is None:
+            raise InvalidParams("Unknown task")
+        return server, task_id
+
+    def _upstream_params(self, route: Route, params: JsonDict, target: str | None, modern: bool) -> JsonDict:
+        out = params
+        if route in (Route.TOOL, Route.PROMPT) and target is not None and params.get("name") != target:
+            out = {**params, "name": target}
+        elif route is Route.COMPLETION and target is not None:
+            ref = params["ref"]
+            if ref.get("type") == "ref/prompt" and ref.get("name") != target:
+                out = {**params, "ref": {**ref, "name": target}}
+        if modern and isinstance(out.get("_meta"), dict):
+            # The caller's envelope is re-stated by the upstream connection for its own hop.
+            meta = {k: v for k, v in out["_meta"].items() if not k.startswith("io.modelcontextprotocol/")
+                    or k == "io.modelcontextprotocol/related-task"}
+            out = {**out, "_meta": meta} if meta else {k: v for k, v in out.items() if k != "_meta"}
+        return out
+
+    def _after_call(self, method: str, server: str, params: JsonDict, result: JsonDict) -> None:
+        task = result.get("task")
+        if isinstance(task, dict) and isinstance(task.get("taskId"), str):
+            self._gateway.catalog.remember_task(task["taskId"], server)
+        if method == "resources/subscribe" and isinstance(params.get("uri"), str):
+            self.subscriptions.add(params["uri"])
+        elif method == "resources/unsubscribe":
+            self.subscriptions.discard(params.get("uri", ""))
+
+    async def _bridge_input_required(self, conn: Any, method: str, params: JsonDict, reply: JsonDict,
+                                     request_id: RequestId) -> JsonDict:
+        """Turn a 2026-07-28 `input_required` result into real requests to this handshake-era client."""
+        for _ in range(MAX_INPUT_ROUNDS):
+            result = reply.get("result")
+            if not isinstance(result, dict) or result.get("resultType") != "input_required":
+                return reply
+            answers: JsonDict = {}
+            for key, ask in (result.get("inputRequests") or {}).items():
+                answer = await self.relay_request(
+                    {"jsonrpc": "2.0", "id": 0, "method": ask.get("method"), "params": ask.get("params") or {}},
+                    request_id)
+                if "error" in answer:
+                    return {"error": answer["error"]}
+                answers[key] = answer.get("result", {})
+            params = {**params, "inputResponses": answers}
+            if "requestState" in result:
+                params["requestState"] = result["requestState"]
+            reply = await conn.request(method, params, owner=self, downstream_id=request_id,
+                                       client_capabilities=self.info.client_capabilities)
+        return {"error": InvalidRequest("too many input rounds").to_jsonrpc_error()}
+
+    # -- toward the client -------------------------------------------------------------------------------------
+
+    async def relay_request(self, message: JsonDict, related: RequestId | None) -> JsonDict:
+        """Forward a server->client request to this client and return its response message."""
+        method = message.get("method", "")
+        capability = _CAPABILITY_OF_SERVER_REQUEST.get(method)
+        if self.stateless or (capability and capability not in self.info.client_capabilities):
+            return {"error": {"code": -32601, "message": f"Client does not support {method}"}}
+        relay_id = f"bastion-{next(self._relay_ids)}"
+        future: asyncio.Future[JsonDict] = asyncio.get_running_loop().create_future()
+        self._relays[relay_id] = future
+        try:
+            await self._send({"jsonrpc": "2.0", "id": relay_id, "method": method,
+                              "params": message.get("params") or {}}, related)
+            return await asyncio.wait_for(future, RELAY_TIMEOUT_SECONDS)
+        except TimeoutError:
+            return {"error": UpstreamTimeout("the client did not answer in time").to_jsonrpc_error()}
+        finally:
+            self._relays.pop(relay_id, None)
+
+    async def relay_notification(self, message: JsonDict, related: RequestId | None) -> None:
+        """Forward an upstream notification to this client."""
+        if not self.stateless or related is not None:
+            await self._send(message, related)
+
+    async def notify(self, method: str, params: JsonDict | None = None) -> None:
+        """Send a session-level notification (list_changed, resource updates)."""
+        if self.initialized and not self.stateless:
+            await self._send(jsonrpc.notification(method, params), None)
+
+    def _asker(self) -> Any:
+        elicitation = self.info.client_capabilities.get("elicitation")
+        if self.stateless or not isinstance(elicitation, dict):
+            return self._gateway.approval_asker(self)
+        if elicitation and "form" not in elicitation:
+            return self._gateway.approval_asker(self)
+
+        async def ask(question: str) -> bool:
+            answer = await self.relay_request({"method": "elicitation/create", "params": {
+                "mode": "form", "message": question,
+                "requestedSchema": {"type": "object", "properties": {
+                    "approve": {"type": "boolean", "title": "Approve this call?"}}, "required": ["approve"]}}},
+                None)
+            result = answer.get("result") or {}
+            return result.get("action") == "accept" and bool((result.get("content") or {}).get("approve"))
+
+        return ask
+
+    async def cancel(self, request_id: RequestId) -> None:
+        """Cancel one in-flight request (a 2026-07-28 HTTP client closed its stream)."""
+        task = self._tasks.get(request_id)
+        if task is not None:
+            task.cancel()
+
+    async def aclose(self) -> None:
+        """End the session: cancel in-flight work (upstreams get `notifications/cancelled`), drop relays."""
+        if self.closed:
+            return
+        self.closed = True
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        for future in self._relays.values():
+            if not future.done():
+                future.cancel()
+        self._relays.clear()
+        await self._gateway.session_ended(self)

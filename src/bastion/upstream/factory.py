@@ -1,0 +1,29 @@
+"""Build the client transport for an upstream from its config (the only place that knows every transport)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bastion.config.model import ServerConfig
+from bastion.transports.base import ClientTransport
+
+
+def transport_factory(name: str, config: ServerConfig) -> Callable[[], ClientTransport]:
+    """A zero-argument factory: supervision calls it again for every reconnect."""
+    if config.transport == "stdio":
+        from bastion.transports.stdio import StdioClientTransport
+
+        assert config.command is not None  # validated by the config model
+        env = {k: v.get_secret_value() for k, v in config.env.items()}
+        command, args = config.command, list(config.args)
+        return lambda: StdioClientTransport(command, args, env=env, cwd=config.cwd, name=name)
+    headers = {k: v.get_secret_value() for k, v in config.headers.items()}
+    assert config.url is not None
+    url = config.url
+    if config.transport == "streamable-http":
+        from bastion.transports.streamable_http_client import StreamableHttpClientTransport
+
+        return lambda: StreamableHttpClientTransport(url, headers, timeout=config.timeout_seconds)
+    from bastion.transports.sse_client import SseClientTransport
+
+    return lambda: SseClientTransport(url, headers, timeout=config.timeout_seconds)
