@@ -22,6 +22,7 @@ from bastion.pipeline.exchange import Asker, Exchange, SessionInfo
 from bastion.pipeline.stage import ExchangeObserver, Stage
 from bastion.protocol.methods import LIST_CHANGED
 from bastion.routing.catalog import Catalog
+from bastion.routing.parked import ParkingLot
 from bastion.session import DownstreamSession
 from bastion.transports.base import ClientTransport, JsonDict, Outbound
 from bastion.upstream.connection import State, UpstreamConnection
@@ -61,6 +62,7 @@ class Gateway:
         self.catalog = Catalog(self.upstreams, namespace=config.routing.namespace,
                                ttl_seconds=config.routing.list_cache_seconds)
         self.sessions: dict[str, DownstreamSession] = {}
+        self.parking = ParkingLot()
         self.started_at = time.time()
         self._reaper: asyncio.Task[None] | None = None
         self.session_listeners: list[Callable[[str, DownstreamSession], Any]] = []
@@ -88,6 +90,7 @@ class Gateway:
                 await self._reaper
         for session in list(self.sessions.values()):
             await session.aclose()
+        self.parking.close()
         await asyncio.gather(*(c.aclose() for c in self.upstreams.values()), return_exceptions=True)
         for observer in self.observers:
             close = getattr(observer, "aclose", None)

@@ -34,6 +34,7 @@ from bastion.errors import (
 from bastion.pipeline.exchange import Exchange, SessionInfo
 from bastion.protocol import jsonrpc, versions
 from bastion.protocol.methods import CLIENT_REQUESTS, LIST_KEYS, Route
+from bastion.routing.parked import AskItem, ParkedCall
 from bastion.transports.base import JsonDict, Outbound, RequestId
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class DownstreamSession:
         self._relays: dict[RequestId, asyncio.Future[JsonDict]] = {}
         self.subscriptions: set[str] = set()
         self.wants_logs = False
+        self._input_slots: dict[RequestId, asyncio.Queue[AskItem]] = {}
 
     @property
     def principal(self) -> Any:
@@ -255,9 +257,13 @@ class DownstreamSession:
             conn = self._gateway.upstreams[server]
             started = time.perf_counter()
             try:
-                reply = await conn.request(method, upstream_params, owner=self, downstream_id=request_id,
-                                           timeout=conn.timeout_for(method, target),
-                                           client_capabilities=self.info.client_capabilities)
+                if modern and not conn.modern:
+                    reply = await self._call_for_modern_client(conn, method, upstream_params, params, request_id,
+                                                               conn.timeout_for(method, target))
+                else:
+                    reply = await conn.request(method, upstream_params, owner=self, downstream_id=request_id,
+                                               timeout=conn.timeout_for(method, target),
+                                               client_capabilities=self.info.client_capabilities)
                 if conn.modern and not modern:
                     reply = await self._bridge_input_required(conn, method, upstream_params, reply, request_id)
             finally:
@@ -353,6 +359,26 @@ class DownstreamSession:
         elif method == "resources/unsubscribe":
             self.subscriptions.discard(params.get("uri", ""))
 
+    async def _call_for_modern_client(self, conn: Any, method: str, upstream_params: JsonDict, params: JsonDict,
+                                      request_id: RequestId, timeout: float) -> JsonDict:
+        """A 2026-07-28 client calling a handshake-era upstream: server->client requests become MRTR rounds."""
+        lot = self._gateway.parking
+        if "requestState" in params:
+            call = lot.take(params["requestState"], self.info.principal.name)
+            lot.answer(call, params.get("inputResponses"))
+            return await lot.wait(call)
+        upstream_params = {k: v for k, v in upstream_params.items() if k not in ("inputResponses", "requestState")}
+        asks: asyncio.Queue[AskItem] = asyncio.Queue()
+        self._input_slots[request_id] = asks
+        task = asyncio.ensure_future(conn.request(method, upstream_params, owner=self, downstream_id=request_id,
+                                                  timeout=timeout))
+        call = ParkedCall(task=task, asks=asks, principal=self.info.principal.name)
+        try:
+            return await lot.wait(call)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+
     async def _bridge_input_required(self, conn: Any, method: str, params: JsonDict, reply: JsonDict,
                                      request_id: RequestId) -> JsonDict:
         """Turn a 2026-07-28 `input_required` result into real requests to this handshake-era client."""
@@ -380,11 +406,19 @@ class DownstreamSession:
     async def relay_request(self, message: JsonDict, related: RequestId | None) -> JsonDict:
         """Forward a server->client request to this client and return its response message."""
         method = message.get("method", "")
+        slot = self._input_slots.get(related) if related is not None else None
+        if slot is not None:  # a 2026-07-28 client's call: the request becomes an `input_required` round
+            future: asyncio.Future[JsonDict] = asyncio.get_running_loop().create_future()
+            await slot.put((message, future))
+            try:
+                return await asyncio.wait_for(future, RELAY_TIMEOUT_SECONDS)
+            except TimeoutError:
+                return {"error": UpstreamTimeout("the client did not answer in time").to_jsonrpc_error()}
         capability = _CAPABILITY_OF_SERVER_REQUEST.get(method)
         if self.stateless or (capability and capability not in self.info.client_capabilities):
             return {"error": {"code": -32601, "message": f"Client does not support {method}"}}
         relay_id = f"bastion-{next(self._relay_ids)}"
-        future: asyncio.Future[JsonDict] = asyncio.get_running_loop().create_future()
+        future = asyncio.get_running_loop().create_future()
         self._relays[relay_id] = future
         try:
             await self._send({"jsonrpc": "2.0", "id": relay_id, "method": method,
