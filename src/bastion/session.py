@@ -61,6 +61,7 @@ class DownstreamSession:
         self.stateless = stateless
         self.closed = False
         self.initialized = False
+        self._handshaken = False
         self.last_active = time.monotonic()
         self._gateway = gateway
         self._outbound = outbound
@@ -169,7 +170,7 @@ class DownstreamSession:
         return reply
 
     def _handshake_done(self) -> bool:
-        return self.initialized or bool(self.info.protocol_version)
+        return self.initialized or self._handshaken
 
     def _adopt_envelope(self, params: JsonDict) -> None:
         meta = params.get("_meta") or {}
@@ -183,8 +184,9 @@ class DownstreamSession:
             self.info.client_version = str(client.get("version", ""))[:100]
 
     def _initialize(self, params: JsonDict) -> JsonDict:
-        if self._handshake_done() and self.initialized:
+        if self._handshaken:
             raise InvalidRequest("session is already initialized")
+        self._handshaken = True
         self.info.protocol_version = versions.negotiate(params.get("protocolVersion"))
         caps = params.get("capabilities")
         self.info.client_capabilities = caps if isinstance(caps, dict) else {}
@@ -215,7 +217,8 @@ class DownstreamSession:
             extra["ttlMs"] = 0
             extra["cacheScope"] = "private"  # filtered per principal, so never shareable
         meta = result.get("_meta") if isinstance(result.get("_meta"), dict) else {}
-        if versions.META_SERVER_INFO not in meta:
+        if meta.get(versions.META_SERVER_INFO) is not SERVER_INFO:
+            # The client's server is Bastion, whatever upstream answered.
             extra["_meta"] = {**meta, versions.META_SERVER_INFO: SERVER_INFO}
         return {**result, **extra} if extra else result
 

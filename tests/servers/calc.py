@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
 
 from mcp.server import MCPServer
@@ -27,6 +29,25 @@ def build(name: str = "calc") -> MCPServer:
         for i in range(n):
             await ctx.report_progress(i + 1, n)
         return f"counted {n}"
+
+    @server.tool()
+    async def sleep(seconds: float) -> str:
+        """Sleep, then answer (for timeouts and cancellation)."""
+        await asyncio.sleep(seconds)
+        return "slept"
+
+    @server.tool()
+    def crash() -> str:
+        """Exit the whole server process at once (for supervision tests)."""
+        os._exit(3)
+
+    @server.tool()
+    async def grow(ctx: Context) -> str:
+        """Add a tool named `extra` and tell clients the list changed."""
+        if "extra" not in {t.name for t in await server.list_tools()}:
+            server.add_tool(lambda: "extra!", name="extra", description="Added at run time.")
+        await ctx.notify_tools_changed()
+        return "grown"
 
     @server.prompt()
     def greet(who: str) -> str:

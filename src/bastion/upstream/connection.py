@@ -42,6 +42,8 @@ UPSTREAM_CAPABILITIES: Final[JsonDict] = {
 upstream's request refused on its behalf."""
 PROBE_TIMEOUT_SECONDS: Final = 5.0
 """How long the `server/discover` era probe may take before we fall back to the initialize handshake."""
+LISTEN_TIMEOUT_SECONDS: Final = 10 * 365 * 86400.0
+"""A `subscriptions/listen` request is meant to stay open for the life of the connection."""
 BACKOFF_INITIAL: Final = 0.5
 BACKOFF_MAX: Final = 30.0
 
@@ -108,6 +110,7 @@ class UpstreamConnection:
         self._supervisor: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._closing = False
+        self._listener: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -166,6 +169,8 @@ class UpstreamConnection:
             await self._handshake(timeout)
         await self._set_state(State.READY)
         self._ready.set()
+        if self.modern:
+            self._listener = asyncio.create_task(self._listen(), name=f"upstream-{self.name}-listen")
         logger.info("upstream %s ready (%s %s)", self.name, "modern" if self.modern else "handshake",
                     self.protocol_version)
 
@@ -192,6 +197,17 @@ class UpstreamConnection:
         self._transport.set_protocol_version(self.protocol_version)
         return True
 
+    async def _listen(self) -> None:
+        """2026-07-28: list_changed only arrives on a `subscriptions/listen` stream, so keep one open."""
+        wanted = {key: True for key, cap in (("toolsListChanged", "tools"), ("promptsListChanged", "prompts"),
+                                             ("resourcesListChanged", "resources"))
+                  if isinstance(self.capabilities.get(cap), dict) and self.capabilities[cap].get("listChanged")}
+        if not wanted:
+            return
+        with contextlib.suppress(BastionError):
+            await self._call("subscriptions/listen", self._envelope({"notifications": wanted}, None),
+                             LISTEN_TIMEOUT_SECONDS, None, None)
+
     async def _handshake(self, timeout: float) -> None:
         params = {"protocolVersion": versions.LATEST_HANDSHAKE, "capabilities": UPSTREAM_CAPABILITIES,
                   "clientInfo": CLIENT_INFO}
@@ -213,17 +229,21 @@ class UpstreamConnection:
 
     async def _teardown(self) -> None:
         self._ready.clear()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
         transport, self._transport = self._transport, None
         reader, self._reader = self._reader, None
         if reader is not None and not reader.done():
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
+        # Down first, so nobody is routed here while in-flight calls are being failed.
+        await self._set_state(State.CLOSED if self._closing else State.DOWN)
         self._fail_pending(UpstreamUnavailable(f"server {self.name} is unavailable", data={"server": self.name}))
         if transport is not None:
             with contextlib.suppress(Exception):
                 await transport.aclose()
-        await self._set_state(State.CLOSED if self._closing else State.DOWN)
 
     async def _set_state(self, state: State) -> None:
         if state is self.state:
@@ -420,4 +440,5 @@ class UpstreamConnection:
         """State for /readyz and the dashboard (no secrets: no URL credentials, no headers, no env)."""
         return {"state": str(self.state), "transport": self.config.transport, "protocol": self.protocol_version,
                 "modern": self.modern, "server": self.server_info.get("name", ""), "restarts": self.restarts,
-                "lastError": self.last_error, "inFlight": len(self._pending)}
+                "lastError": self.last_error,
+                "inFlight": sum(1 for p in self._pending.values() if p.owner is not None)}
