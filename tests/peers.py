@@ -23,12 +23,20 @@ def everything_stdio() -> dict[str, object]:
 
 def time_stdio() -> dict[str, object]:
     """Config of mcp-server-time (PyPI) as a stdio upstream."""
-    return {"transport": "stdio", "command": PYTHON, "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]}
+    return {
+        "transport": "stdio",
+        "command": PYTHON,
+        "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"],
+    }
 
 
 def calc_stdio(name: str = "calc") -> dict[str, object]:
     """Config of the repo's small SDK server (tests/servers/calc.py) as a stdio upstream."""
-    return {"transport": "stdio", "command": PYTHON, "args": [str(ROOT / "tests/servers/calc.py"), "stdio", name]}
+    return {
+        "transport": "stdio",
+        "command": PYTHON,
+        "args": [str(ROOT / "tests/servers/calc.py"), "stdio", name],
+    }
 
 
 def free_port() -> int:

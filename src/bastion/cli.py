@@ -22,8 +22,11 @@ _SUBCOMMAND_MODULES = ("bastion.auth.cli", "bastion.policy.cli", "bastion.guard.
 
 
 def _setup_logging(level: str, *, stream: Any = sys.stderr) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=stream,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        stream=stream,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _load(path: str) -> Any:
@@ -49,8 +52,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     gateway = build_gateway(config, config_path=args.config)
     app = build_http_app(gateway, host=host, port=port)
     logger.info("Bastion listening on http://%s:%s/mcp", host, port)
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level.lower(), access_log=False,
-                timeout_graceful_shutdown=10, lifespan="on")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=args.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+    )
     return 0
 
 
@@ -63,7 +73,9 @@ async def _run_stdio(config_path: str) -> int:
     reader, writer = await open_stdio_streams()
     outbound = StdioServerOutbound(writer)
     await gateway.start()
-    session = await gateway.open_session(transport="stdio", outbound=outbound, principal=stdio_principal(config))
+    session = await gateway.open_session(
+        transport="stdio", outbound=outbound, principal=stdio_principal(config)
+    )
 
     async def invalid(exc: BastionError) -> None:
         await outbound.send({"jsonrpc": "2.0", "id": None, "error": exc.to_jsonrpc_error()}, None)

@@ -30,16 +30,24 @@ from bastion.upstream.factory import transport_factory
 
 logger = logging.getLogger("bastion.gateway")
 
-_LIST_NOTIFICATIONS = ("notifications/tools/list_changed", "notifications/prompts/list_changed",
-                       "notifications/resources/list_changed")
+_LIST_NOTIFICATIONS = (
+    "notifications/tools/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/resources/list_changed",
+)
 
 
 class Gateway:
     """One running Bastion: everything a transport needs to serve MCP clients."""
 
-    def __init__(self, config: BastionConfig, *, stages: Sequence[Stage] = (),
-                 observers: Sequence[ExchangeObserver] = (),
-                 transports: dict[str, Callable[[], ClientTransport]] | None = None) -> None:
+    def __init__(
+        self,
+        config: BastionConfig,
+        *,
+        stages: Sequence[Stage] = (),
+        observers: Sequence[ExchangeObserver] = (),
+        transports: dict[str, Callable[[], ClientTransport]] | None = None,
+    ) -> None:
         """Build a gateway.
 
         Args:
@@ -57,10 +65,16 @@ class Gateway:
             if not server.enabled:
                 continue
             factory = (transports or {}).get(name) or transport_factory(name, server)
-            self.upstreams[name] = UpstreamConnection(name, server, factory, on_notification=self._on_upstream_notice,
-                                                      on_state=self._on_upstream_state)
-        self.catalog = Catalog(self.upstreams, namespace=config.routing.namespace,
-                               ttl_seconds=config.routing.list_cache_seconds)
+            self.upstreams[name] = UpstreamConnection(
+                name,
+                server,
+                factory,
+                on_notification=self._on_upstream_notice,
+                on_state=self._on_upstream_state,
+            )
+        self.catalog = Catalog(
+            self.upstreams, namespace=config.routing.namespace, ttl_seconds=config.routing.list_cache_seconds
+        )
         self.sessions: dict[str, DownstreamSession] = {}
         self.parking = ParkingLot()
         self.started_at = time.time()
@@ -78,8 +92,11 @@ class Gateway:
             await asyncio.gather(*(c.wait_ready(timeout) for c in self.upstreams.values()))
             for name, conn in self.upstreams.items():
                 if conn.state is not State.READY:
-                    logger.warning("upstream %s is not ready yet (%s); it will join when it connects", name,
-                                   conn.last_error or conn.state)
+                    logger.warning(
+                        "upstream %s is not ready yet (%s); it will join when it connects",
+                        name,
+                        conn.last_error or conn.state,
+                    )
         self._reaper = asyncio.create_task(self._reap_idle_sessions())
 
     async def aclose(self) -> None:
@@ -104,18 +121,29 @@ class Gateway:
 
     def health(self) -> JsonDict:
         """Per-upstream state, for /readyz and the dashboard."""
-        return {"ready": self.is_ready(), "sessions": len(self.sessions),
-                "upstreams": {n: c.describe() for n, c in self.upstreams.items()}}
+        return {
+            "ready": self.is_ready(),
+            "sessions": len(self.sessions),
+            "upstreams": {n: c.describe() for n, c in self.upstreams.items()},
+        }
 
     # -- sessions ----------------------------------------------------------------------------------------------
 
-    async def open_session(self, *, transport: str, outbound: Outbound, principal: Principal = ANONYMOUS,
-                           remote: str = "", stateless: bool = False) -> DownstreamSession:
+    async def open_session(
+        self,
+        *,
+        transport: str,
+        outbound: Outbound,
+        principal: Principal = ANONYMOUS,
+        remote: str = "",
+        stateless: bool = False,
+    ) -> DownstreamSession:
         """Create a client session; raises `RateLimited` when `limits.max_sessions` is reached."""
         if not stateless and len(self.sessions) >= self.config.limits.max_sessions:
             raise RateLimited("too many sessions", data={"retryAfter": 5})
-        info = SessionInfo(session_id=secrets.token_urlsafe(24), transport=transport, principal=principal,
-                           remote=remote)
+        info = SessionInfo(
+            session_id=secrets.token_urlsafe(24), transport=transport, principal=principal, remote=remote
+        )
         session = DownstreamSession(self, info, outbound, stateless=stateless)
         if not stateless:
             self.sessions[session.session_id] = session
@@ -159,9 +187,14 @@ class Gateway:
 
     def merged_capabilities(self, *, modern: bool = False) -> JsonDict:
         """Server capabilities to advertise: the union over upstreams, with list_changed always on."""
-        caps: JsonDict = {"tools": {"listChanged": True}, "prompts": {"listChanged": True},
-                          "resources": {"listChanged": True}}
-        ready = [c for c in self.upstreams.values() if c.state is State.READY] or list(self.upstreams.values())
+        caps: JsonDict = {
+            "tools": {"listChanged": True},
+            "prompts": {"listChanged": True},
+            "resources": {"listChanged": True},
+        }
+        ready = [c for c in self.upstreams.values() if c.state is State.READY] or list(
+            self.upstreams.values()
+        )
         if any((c.capabilities.get("resources") or {}).get("subscribe") for c in ready):
             caps["resources"]["subscribe"] = True
         if any("completions" in c.capabilities for c in ready):
@@ -198,14 +231,17 @@ class Gateway:
 
     async def broadcast_upstream_request(self, method: str, params: JsonDict, *, capability: str) -> None:
         """Send a request to every ready upstream that advertises `capability`; failures are logged only."""
-        targets = [c for c in self.upstreams.values() if c.state is State.READY and capability in c.capabilities]
+        targets = [
+            c for c in self.upstreams.values() if c.state is State.READY and capability in c.capabilities
+        ]
         results = await asyncio.gather(*(c.request(method, params) for c in targets), return_exceptions=True)
         for conn, result in zip(targets, results, strict=True):
             if isinstance(result, BaseException):
                 logger.warning("upstream %s failed %s: %s", conn.name, method, type(result).__name__)
 
-    async def notify_sessions(self, method: str, params: JsonDict | None = None,
-                              sessions: Iterable[DownstreamSession] | None = None) -> None:
+    async def notify_sessions(
+        self, method: str, params: JsonDict | None = None, sessions: Iterable[DownstreamSession] | None = None
+    ) -> None:
         """Send a notification to sessions (all by default)."""
         for session in list(sessions if sessions is not None else self.sessions.values()):
             await session.notify(method, params)
@@ -220,7 +256,9 @@ class Gateway:
             await self.notify_sessions(method)
         elif method == "notifications/resources/updated":
             uri = params.get("uri")
-            await self.notify_sessions(method, params, [s for s in self.sessions.values() if uri in s.subscriptions])
+            await self.notify_sessions(
+                method, params, [s for s in self.sessions.values() if uri in s.subscriptions]
+            )
         elif method == "notifications/message":
             await self.notify_sessions(method, params, [s for s in self.sessions.values() if s.wants_logs])
         else:

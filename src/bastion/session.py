@@ -47,15 +47,20 @@ RELAY_TIMEOUT_SECONDS: Final = 600.0
 """How long a relayed server->client request (sampling, elicitation: a human may be involved) may take."""
 MAX_INPUT_ROUNDS: Final = 8
 """Rounds of 2026-07-28 `input_required` bridged for a handshake-era client before giving up."""
-_CAPABILITY_OF_SERVER_REQUEST: Final = {"sampling/createMessage": "sampling", "elicitation/create": "elicitation",
-                                        "roots/list": "roots"}
+_CAPABILITY_OF_SERVER_REQUEST: Final = {
+    "sampling/createMessage": "sampling",
+    "elicitation/create": "elicitation",
+    "roots/list": "roots",
+}
 _MODERN_ONLY_RESULT_KEYS: Final = ("resultType", "ttlMs", "cacheScope")
 
 
 class DownstreamSession:
     """One client session (or, for a stateless 2026-07-28 HTTP request, one request's worth of session)."""
 
-    def __init__(self, gateway: Gateway, info: SessionInfo, outbound: Outbound, *, stateless: bool = False) -> None:
+    def __init__(
+        self, gateway: Gateway, info: SessionInfo, outbound: Outbound, *, stateless: bool = False
+    ) -> None:
         self.session_id = info.session_id
         self.info = info
         self.stateless = stateless
@@ -96,12 +101,18 @@ class DownstreamSession:
     async def _accept_request(self, message: JsonDict) -> None:
         request_id = message["id"]
         if request_id in self._tasks:
-            await self._send(jsonrpc.error(request_id, -32600, "request id already in flight",
-                                           {"reason": "invalid_request"}), request_id)
+            await self._send(
+                jsonrpc.error(
+                    request_id, -32600, "request id already in flight", {"reason": "invalid_request"}
+                ),
+                request_id,
+            )
             return
         if len(self._tasks) >= self._gateway.config.limits.max_concurrent_per_session:
             exc = RateLimited("too many concurrent requests in this session", data={"retryAfter": 1})
-            await self._send({"jsonrpc": "2.0", "id": request_id, "error": exc.to_jsonrpc_error()}, request_id)
+            await self._send(
+                {"jsonrpc": "2.0", "id": request_id, "error": exc.to_jsonrpc_error()}, request_id
+            )
             return
         task = asyncio.create_task(self._serve(message))
         self._tasks[request_id] = task
@@ -113,7 +124,7 @@ class DownstreamSession:
         if method == "notifications/initialized":
             self.initialized = True
         elif method == "notifications/cancelled":
-            task = self._tasks.get(params.get("requestId"))
+            task = self._tasks.get(params.get("requestId"))  # type: ignore[arg-type]
             if task is not None:
                 task.cancel()
         elif method == "notifications/roots/list_changed":
@@ -173,8 +184,8 @@ class DownstreamSession:
         return self.initialized or self._handshaken
 
     def _adopt_envelope(self, params: JsonDict) -> None:
-        meta = params.get("_meta") or {}
-        self.info.protocol_version = meta.get(versions.META_PROTOCOL_VERSION, "")
+        meta = jsonrpc.as_dict(params.get("_meta"))
+        self.info.protocol_version = versions.envelope_version(params) or ""
         caps = meta.get(versions.META_CLIENT_CAPABILITIES)
         if isinstance(caps, dict):
             self.info.client_capabilities = caps
@@ -190,21 +201,28 @@ class DownstreamSession:
         self.info.protocol_version = versions.negotiate(params.get("protocolVersion"))
         caps = params.get("capabilities")
         self.info.client_capabilities = caps if isinstance(caps, dict) else {}
-        client = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else {}
+        client = jsonrpc.as_dict(params.get("clientInfo"))
         self.info.client_name = str(client.get("name", ""))[:200]
         self.info.client_version = str(client.get("version", ""))[:100]
-        result: JsonDict = {"protocolVersion": self.info.protocol_version,
-                            "capabilities": self._gateway.merged_capabilities(), "serverInfo": SERVER_INFO}
+        result: JsonDict = {
+            "protocolVersion": self.info.protocol_version,
+            "capabilities": self._gateway.merged_capabilities(),
+            "serverInfo": SERVER_INFO,
+        }
         if instructions := self._gateway.merged_instructions():
             result["instructions"] = instructions
         self._gateway.session_started(self)
         return result
 
     def _discover(self) -> JsonDict:
-        result: JsonDict = {"supportedVersions": list(versions.MODERN_VERSIONS),
-                            "capabilities": self._gateway.merged_capabilities(modern=True),
-                            "resultType": "complete", "ttlMs": 0, "cacheScope": "private",
-                            "_meta": {versions.META_SERVER_INFO: SERVER_INFO}}
+        result: JsonDict = {
+            "supportedVersions": list(versions.MODERN_VERSIONS),
+            "capabilities": self._gateway.merged_capabilities(modern=True),
+            "resultType": "complete",
+            "ttlMs": 0,
+            "cacheScope": "private",
+            "_meta": {versions.META_SERVER_INFO: SERVER_INFO},
+        }
         if instructions := self._gateway.merged_instructions():
             result["instructions"] = instructions
         return result
@@ -216,7 +234,7 @@ class DownstreamSession:
         if method in LIST_KEYS and "ttlMs" not in result:
             extra["ttlMs"] = 0
             extra["cacheScope"] = "private"  # filtered per principal, so never shareable
-        meta = result.get("_meta") if isinstance(result.get("_meta"), dict) else {}
+        meta = jsonrpc.as_dict(result.get("_meta"))
         if meta.get(versions.META_SERVER_INFO) is not SERVER_INFO:
             # The client's server is Bastion, whatever upstream answered.
             extra["_meta"] = {**meta, versions.META_SERVER_INFO: SERVER_INFO}
@@ -225,8 +243,9 @@ class DownstreamSession:
     # -- lists and calls ---------------------------------------------------------------------------------------
 
     def _exchange(self, method: str, params: JsonDict, request_id: RequestId) -> Exchange:
-        return Exchange(session=self.info, method=method, params=params, request_id=request_id,
-                        asker=self._asker())
+        return Exchange(
+            session=self.info, method=method, params=params, request_id=request_id, asker=self._asker()
+        )
 
     async def _list(self, method: str, params: JsonDict, request_id: RequestId) -> JsonDict:
         if params.get("cursor") is not None:
@@ -246,8 +265,9 @@ class DownstreamSession:
 
         return await self._observed(exchange, work)
 
-    async def _call(self, method: str, params: JsonDict, request_id: RequestId, route: Route,
-                    modern: bool) -> JsonDict:
+    async def _call(
+        self, method: str, params: JsonDict, request_id: RequestId, route: Route, modern: bool
+    ) -> JsonDict:
         exchange = self._exchange(method, params, request_id)
 
         async def work() -> JsonDict:
@@ -261,14 +281,22 @@ class DownstreamSession:
             started = time.perf_counter()
             try:
                 if modern and not conn.modern:
-                    reply = await self._call_for_modern_client(conn, method, upstream_params, params, request_id,
-                                                               conn.timeout_for(method, target))
+                    reply = await self._call_for_modern_client(
+                        conn, method, upstream_params, params, request_id, conn.timeout_for(method, target)
+                    )
                 else:
-                    reply = await conn.request(method, upstream_params, owner=self, downstream_id=request_id,
-                                               timeout=conn.timeout_for(method, target),
-                                               client_capabilities=self.info.client_capabilities)
+                    reply = await conn.request(
+                        method,
+                        upstream_params,
+                        owner=self,
+                        downstream_id=request_id,
+                        timeout=conn.timeout_for(method, target),
+                        client_capabilities=self.info.client_capabilities,
+                    )
                 if conn.modern and not modern:
-                    reply = await self._bridge_input_required(conn, method, upstream_params, reply, request_id)
+                    reply = await self._bridge_input_required(
+                        conn, method, upstream_params, reply, request_id
+                    )
             finally:
                 exchange.upstream_seconds = time.perf_counter() - started
             if "error" in reply:
@@ -325,7 +353,7 @@ class DownstreamSession:
                 raise InvalidParams("params.uri must be a string")
             return await catalog.resolve_uri(uri), uri
         if route is Route.COMPLETION:
-            ref = params.get("ref") if isinstance(params.get("ref"), dict) else {}
+            ref = jsonrpc.as_dict(params.get("ref"))
             if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
                 return await catalog.resolve_named("prompts/get", ref["name"])
             if ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
@@ -333,10 +361,10 @@ class DownstreamSession:
                 return server, ref["uri"]
             raise InvalidParams("params.ref must name a prompt or a resource")
         task_id = params.get("taskId")
-        server = catalog.task_server(task_id) if isinstance(task_id, str) else None
-        if server is None:
+        owner = catalog.task_server(task_id) if isinstance(task_id, str) else None
+        if owner is None:
             raise InvalidParams("Unknown task")
-        return server, task_id
+        return owner, task_id
 
     def _upstream_params(self, route: Route, params: JsonDict, target: str | None, modern: bool) -> JsonDict:
         out = params
@@ -348,8 +376,11 @@ class DownstreamSession:
                 out = {**params, "ref": {**ref, "name": target}}
         if modern and isinstance(out.get("_meta"), dict):
             # The caller's envelope is re-stated by the upstream connection for its own hop.
-            meta = {k: v for k, v in out["_meta"].items() if not k.startswith("io.modelcontextprotocol/")
-                    or k == "io.modelcontextprotocol/related-task"}
+            meta = {
+                k: v
+                for k, v in out["_meta"].items()
+                if not k.startswith("io.modelcontextprotocol/") or k == "io.modelcontextprotocol/related-task"
+            }
             out = {**out, "_meta": meta} if meta else {k: v for k, v in out.items() if k != "_meta"}
         return out
 
@@ -362,19 +393,29 @@ class DownstreamSession:
         elif method == "resources/unsubscribe":
             self.subscriptions.discard(params.get("uri", ""))
 
-    async def _call_for_modern_client(self, conn: Any, method: str, upstream_params: JsonDict, params: JsonDict,
-                                      request_id: RequestId, timeout: float) -> JsonDict:
+    async def _call_for_modern_client(
+        self,
+        conn: Any,
+        method: str,
+        upstream_params: JsonDict,
+        params: JsonDict,
+        request_id: RequestId,
+        timeout: float,
+    ) -> JsonDict:
         """A 2026-07-28 client calling a handshake-era upstream: server->client requests become MRTR rounds."""
         lot = self._gateway.parking
         if "requestState" in params:
             call = lot.take(params["requestState"], self.info.principal.name)
             lot.answer(call, params.get("inputResponses"))
             return await lot.wait(call)
-        upstream_params = {k: v for k, v in upstream_params.items() if k not in ("inputResponses", "requestState")}
+        upstream_params = {
+            k: v for k, v in upstream_params.items() if k not in ("inputResponses", "requestState")
+        }
         asks: asyncio.Queue[AskItem] = asyncio.Queue()
         self._input_slots[request_id] = asks
-        task = asyncio.ensure_future(conn.request(method, upstream_params, owner=self, downstream_id=request_id,
-                                                  timeout=timeout))
+        task = asyncio.ensure_future(
+            conn.request(method, upstream_params, owner=self, downstream_id=request_id, timeout=timeout)
+        )
         call = ParkedCall(task=task, asks=asks, principal=self.info.principal.name)
         try:
             return await lot.wait(call)
@@ -382,8 +423,9 @@ class DownstreamSession:
             task.cancel()
             raise
 
-    async def _bridge_input_required(self, conn: Any, method: str, params: JsonDict, reply: JsonDict,
-                                     request_id: RequestId) -> JsonDict:
+    async def _bridge_input_required(
+        self, conn: Any, method: str, params: JsonDict, reply: JsonDict, request_id: RequestId
+    ) -> JsonDict:
         """Turn a 2026-07-28 `input_required` result into real requests to this handshake-era client."""
         for _ in range(MAX_INPUT_ROUNDS):
             result = reply.get("result")
@@ -392,16 +434,27 @@ class DownstreamSession:
             answers: JsonDict = {}
             for key, ask in (result.get("inputRequests") or {}).items():
                 answer = await self.relay_request(
-                    {"jsonrpc": "2.0", "id": 0, "method": ask.get("method"), "params": ask.get("params") or {}},
-                    request_id)
+                    {
+                        "jsonrpc": "2.0",
+                        "id": 0,
+                        "method": ask.get("method"),
+                        "params": ask.get("params") or {},
+                    },
+                    request_id,
+                )
                 if "error" in answer:
                     return {"error": answer["error"]}
                 answers[key] = answer.get("result", {})
             params = {**params, "inputResponses": answers}
             if "requestState" in result:
                 params["requestState"] = result["requestState"]
-            reply = await conn.request(method, params, owner=self, downstream_id=request_id,
-                                       client_capabilities=self.info.client_capabilities)
+            reply = await conn.request(
+                method,
+                params,
+                owner=self,
+                downstream_id=request_id,
+                client_capabilities=self.info.client_capabilities,
+            )
         return {"error": InvalidRequest("too many input rounds").to_jsonrpc_error()}
 
     # -- toward the client -------------------------------------------------------------------------------------
@@ -424,8 +477,10 @@ class DownstreamSession:
         future = asyncio.get_running_loop().create_future()
         self._relays[relay_id] = future
         try:
-            await self._send({"jsonrpc": "2.0", "id": relay_id, "method": method,
-                              "params": message.get("params") or {}}, related)
+            await self._send(
+                {"jsonrpc": "2.0", "id": relay_id, "method": method, "params": message.get("params") or {}},
+                related,
+            )
             return await asyncio.wait_for(future, RELAY_TIMEOUT_SECONDS)
         except TimeoutError:
             return {"error": UpstreamTimeout("the client did not answer in time").to_jsonrpc_error()}
@@ -450,11 +505,21 @@ class DownstreamSession:
             return self._gateway.approval_asker(self)
 
         async def ask(question: str) -> bool:
-            answer = await self.relay_request({"method": "elicitation/create", "params": {
-                "mode": "form", "message": question,
-                "requestedSchema": {"type": "object", "properties": {
-                    "approve": {"type": "boolean", "title": "Approve this call?"}}, "required": ["approve"]}}},
-                None)
+            answer = await self.relay_request(
+                {
+                    "method": "elicitation/create",
+                    "params": {
+                        "mode": "form",
+                        "message": question,
+                        "requestedSchema": {
+                            "type": "object",
+                            "properties": {"approve": {"type": "boolean", "title": "Approve this call?"}},
+                            "required": ["approve"],
+                        },
+                    },
+                },
+                None,
+            )
             result = answer.get("result") or {}
             return result.get("action") == "accept" and bool((result.get("content") or {}).get("approve"))
 

@@ -25,27 +25,36 @@ __all__ = ["client_transport", "memory_config", "running_gateway"]
 
 def memory_config(names: Sequence[str], **extra: Any) -> BastionConfig:
     """A config whose servers are placeholders for in-process SDK servers."""
-    servers = {name: {"transport": "stdio", "command": "in-memory", "connect_timeout_seconds": 10}
-               for name in names}
+    servers = {
+        name: {"transport": "stdio", "command": "in-memory", "connect_timeout_seconds": 10} for name in names
+    }
     return parse_config({"servers": servers, **extra})
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(servers: dict[str, Any], *, config: BastionConfig | None = None,
-                          stages: Sequence[Stage] = (), observers: Sequence[ExchangeObserver] = (),
-                          transports: dict[str, Callable[[], ClientTransport]] | None = None,
-                          ) -> AsyncIterator[Gateway]:
+async def running_gateway(
+    servers: dict[str, Any],
+    *,
+    config: BastionConfig | None = None,
+    stages: Sequence[Stage] = (),
+    observers: Sequence[ExchangeObserver] = (),
+    transports: dict[str, Callable[[], ClientTransport]] | None = None,
+) -> AsyncIterator[Gateway]:
     """Start a gateway whose upstreams are official-SDK server objects in this process (plus any `transports`)."""
     config = config or memory_config(list(servers) + list(transports or {}))
     factories: dict[str, Callable[[], ClientTransport]] = dict(transports or {})
     for name, server in servers.items():
-        factories[name] = (lambda s=server: MemoryClientTransport(s))
+        factories[name] = _memory_factory(server)
     gateway = Gateway(config, stages=stages, observers=observers, transports=factories)
     await gateway.start()
     try:
         yield gateway
     finally:
         await gateway.aclose()
+
+
+def _memory_factory(server: Any) -> Callable[[], ClientTransport]:
+    return lambda: MemoryClientTransport(server)
 
 
 def client_transport(gateway: Gateway, *, principal: Principal = ANONYMOUS) -> Any:

@@ -21,7 +21,10 @@ def text(result: types.CallToolResult) -> str:
 
 
 async def test_client_cancellation_cancels_the_upstream_call():
-    async with running_gateway({"calc": calc.build()}) as gw, Client(client_transport(gw), mode="legacy") as client:
+    async with (
+        running_gateway({"calc": calc.build()}) as gw,
+        Client(client_transport(gw), mode="legacy") as client,
+    ):
         conn = gw.upstreams["calc"]
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.call_tool, "calc__sleep", {"seconds": 30})
@@ -85,8 +88,10 @@ async def test_upstream_list_changed_reaches_the_client_and_refreshes_the_cache(
         if isinstance(message, types.ToolListChangedNotification):
             changed.set()
 
-    async with running_gateway({"calc": calc.build()}) as gw, \
-            Client(client_transport(gw), mode="legacy", message_handler=on_message) as client:
+    async with (
+        running_gateway({"calc": calc.build()}) as gw,
+        Client(client_transport(gw), mode="legacy", message_handler=on_message) as client,
+    ):
         assert "calc__extra" not in {t.name for t in (await client.list_tools()).tools}
         await client.call_tool("calc__grow", {})
         with anyio.fail_after(5):

@@ -33,8 +33,16 @@ class Collect:
 
 
 def init(request_id=1, version="2025-11-25"):
-    return {"jsonrpc": "2.0", "id": request_id, "method": "initialize",
-            "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": version,
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
 
 
 async def _session(gw):
@@ -79,25 +87,39 @@ async def test_unknown_method_is_method_not_found_and_duplicate_ids_are_refused(
         await session.handle({"jsonrpc": "2.0", "method": "notifications/initialized"})
         await session.handle({"jsonrpc": "2.0", "id": 2, "method": "bogus/method"})
         assert (await out.reply(2))["error"]["code"] == -32601
-        slow = {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-                "params": {"name": "calc__sleep", "arguments": {"seconds": 5}}}
+        slow = {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "calc__sleep", "arguments": {"seconds": 5}},
+        }
         await session.handle(slow)
         await session.handle(slow)
         assert (await out.reply(3))["error"]["code"] == -32600
-        await session.handle({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 3}})
+        await session.handle(
+            {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 3}}
+        )
 
 
 async def test_modern_request_needs_no_handshake_and_gets_result_type_and_server_info():
     async with running_gateway({"calc": calc.build()}) as gw:
         session, out = await _session(gw)
         meta = {versions.META_PROTOCOL_VERSION: "2026-07-28", versions.META_CLIENT_CAPABILITIES: {}}
-        await session.handle({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                              "params": {"name": "calc__add", "arguments": {"a": 1, "b": 2}, "_meta": meta}})
+        await session.handle(
+            {
+                "jsonrpc": "2.0",
+                "id": 7,
+                "method": "tools/call",
+                "params": {"name": "calc__add", "arguments": {"a": 1, "b": 2}, "_meta": meta},
+            }
+        )
         result = (await out.reply(7))["result"]
         assert result["resultType"] == "complete"
         assert result["structuredContent"] == {"result": 3}
         assert result["_meta"][versions.META_SERVER_INFO]["name"] == "bastion"
-        await session.handle({"jsonrpc": "2.0", "id": 8, "method": "server/discover", "params": {"_meta": meta}})
+        await session.handle(
+            {"jsonrpc": "2.0", "id": 8, "method": "server/discover", "params": {"_meta": meta}}
+        )
         discover = (await out.reply(8))["result"]
         assert discover["supportedVersions"] == ["2026-07-28"]
 
@@ -107,7 +129,9 @@ async def test_invalid_cursor_is_invalid_params():
         session, out = await _session(gw)
         await session.handle(init())
         await out.reply(1)
-        await session.handle({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"cursor": "forged"}})
+        await session.handle(
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"cursor": "forged"}}
+        )
         assert (await out.reply(2))["error"]["code"] == -32602
 
 
@@ -116,7 +140,17 @@ async def test_unknown_fields_and_meta_pass_through_untouched():
         session, out = await _session(gw)
         await session.handle(init())
         await out.reply(1)
-        await session.handle({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-                              "params": {"name": "calc__echo", "arguments": {"text": "x"},
-                                         "_meta": {"com.example/trace": "abc"}, "x-extra": 1}})
+        await session.handle(
+            {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "tools/call",
+                "params": {
+                    "name": "calc__echo",
+                    "arguments": {"text": "x"},
+                    "_meta": {"com.example/trace": "abc"},
+                    "x-extra": 1,
+                },
+            }
+        )
         assert (await out.reply(2))["result"]["content"][0]["text"] == "x"

@@ -15,9 +15,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 def _config(tmp_path: Path) -> Path:
     cfg = {
         "servers": {
-            "calc": {"transport": "stdio", "command": sys.executable, "args": [str(ROOT / "tests/servers/calc.py")]},
-            "time": {"transport": "stdio", "command": sys.executable, "args": ["-m", "mcp_server_time",
-                                                                                 "--local-timezone", "UTC"]},
+            "calc": {
+                "transport": "stdio",
+                "command": sys.executable,
+                "args": [str(ROOT / "tests/servers/calc.py")],
+            },
+            "time": {
+                "transport": "stdio",
+                "command": sys.executable,
+                "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"],
+            },
         }
     }
     path = tmp_path / "bastion.yaml"
@@ -26,8 +33,11 @@ def _config(tmp_path: Path) -> Path:
 
 
 def _bastion(config: Path) -> StdioServerParameters:
-    return StdioServerParameters(command=sys.executable, args=["-m", "bastion.cli", "stdio", "--config", str(config)],
-                                 env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "bastion.cli", "stdio", "--config", str(config)],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28", "auto"])

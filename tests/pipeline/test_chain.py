@@ -11,13 +11,23 @@ pytestmark = pytest.mark.anyio
 
 
 def _exchange(**kw):
-    return Exchange(session=SessionInfo(session_id="s", transport="memory"), method="tools/call",
-                    params={"name": "x", "arguments": {"a": 1}}, **kw)
+    return Exchange(
+        session=SessionInfo(session_id="s", transport="memory"),
+        method="tools/call",
+        params={"name": "x", "arguments": {"a": 1}},
+        **kw,
+    )
 
 
 class Recorder(BaseStage):
     def __init__(self, name, log, request=PASS, response=PASS, failure_mode=FailureMode.CLOSED):
-        self.name, self.log, self.req, self.resp, self.failure_mode = name, log, request, response, failure_mode
+        self.name, self.log, self.req, self.resp, self.failure_mode = (
+            name,
+            log,
+            request,
+            response,
+            failure_mode,
+        )
 
     async def on_request(self, exchange):
         self.log.append(("request", self.name))
@@ -37,15 +47,22 @@ async def test_request_path_runs_in_order_and_response_path_in_reverse():
     assert await pipeline.run_request(ex) is None
     ex.result = {"content": []}
     assert await pipeline.run_response(ex) is None
-    assert log == [("request", "a"), ("request", "b"), ("request", "c"),
-                   ("response", "c"), ("response", "b"), ("response", "a")]
+    assert log == [
+        ("request", "a"),
+        ("request", "b"),
+        ("request", "c"),
+        ("response", "c"),
+        ("response", "b"),
+        ("response", "a"),
+    ]
 
 
 async def test_first_reject_wins_and_later_stages_never_run():
     log = []
     denied = Denied("no")
-    pipeline = Pipeline([Recorder("a", log, request=Reject(error=denied, explanation="rule r1")),
-                         Recorder("b", log)])
+    pipeline = Pipeline(
+        [Recorder("a", log, request=Reject(error=denied, explanation="rule r1")), Recorder("b", log)]
+    )
     ex = _exchange()
     assert await pipeline.run_request(ex) is denied
     assert log == [("request", "a")]
@@ -102,6 +119,7 @@ async def test_ask_without_anyone_to_ask_is_a_denial():
 
 async def test_ask_approved_by_a_human_passes_and_refused_is_denied():
     for answer, expect_error in ((True, False), (False, True)):
+
         async def asker(question, answer=answer):
             return answer
 

@@ -12,14 +12,24 @@ def test_classify_recognises_each_message_kind():
     assert jsonrpc.classify({"jsonrpc": "2.0", "id": 1, "error": {"code": -1, "message": "x"}}) is Kind.ERROR
 
 
-@pytest.mark.parametrize("message", [
-    [], "x", {"id": 1, "method": "ping"}, {"jsonrpc": "1.0", "id": 1, "method": "ping"},
-    {"jsonrpc": "2.0", "id": None, "method": "ping"}, {"jsonrpc": "2.0", "id": True, "method": "ping"},
-    {"jsonrpc": "2.0", "id": 1.5, "method": "ping"}, {"jsonrpc": "2.0", "id": "x" * 300, "method": "ping"},
-    {"jsonrpc": "2.0", "id": 2**70, "method": "ping"}, {"jsonrpc": "2.0", "id": 1, "method": 3},
-    {"jsonrpc": "2.0", "id": 1, "method": "x", "params": [1]}, {"jsonrpc": "2.0", "id": 1},
-    {"jsonrpc": "2.0", "id": 1, "result": {}, "error": {"code": 1, "message": ""}},
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        [],
+        "x",
+        {"id": 1, "method": "ping"},
+        {"jsonrpc": "1.0", "id": 1, "method": "ping"},
+        {"jsonrpc": "2.0", "id": None, "method": "ping"},
+        {"jsonrpc": "2.0", "id": True, "method": "ping"},
+        {"jsonrpc": "2.0", "id": 1.5, "method": "ping"},
+        {"jsonrpc": "2.0", "id": "x" * 300, "method": "ping"},
+        {"jsonrpc": "2.0", "id": 2**70, "method": "ping"},
+        {"jsonrpc": "2.0", "id": 1, "method": 3},
+        {"jsonrpc": "2.0", "id": 1, "method": "x", "params": [1]},
+        {"jsonrpc": "2.0", "id": 1},
+        {"jsonrpc": "2.0", "id": 1, "result": {}, "error": {"code": 1, "message": ""}},
+    ],
+)
 def test_classify_refuses_invalid_messages(message):
     with pytest.raises(InvalidRequest):
         jsonrpc.classify(message)

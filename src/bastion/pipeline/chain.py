@@ -57,23 +57,44 @@ class Pipeline:
             logger.exception("stage %s failed on %s %s", stage.name, phase, exchange.method)
             explanation = f"stage {stage.name} failed: {type(exc).__name__}"
             if stage.failure_mode is FailureMode.OPEN:
-                exchange.decisions.append(Decision(stage=stage.name, phase=phase, outcome="error",
-                                                   explanation=explanation + " (fail-open)"))
+                exchange.decisions.append(
+                    Decision(
+                        stage=stage.name,
+                        phase=phase,
+                        outcome="error",
+                        explanation=explanation + " (fail-open)",
+                    )
+                )
                 return None
-            exchange.decisions.append(Decision(stage=stage.name, phase=phase, outcome="error",
-                                               explanation=explanation + " (fail-closed)"))
+            exchange.decisions.append(
+                Decision(
+                    stage=stage.name, phase=phase, outcome="error", explanation=explanation + " (fail-closed)"
+                )
+            )
             exchange.outcome = "error"
-            return exc if isinstance(exc, BastionError) else InternalError(
-                "a security check could not be completed", data={"stage": stage.name})
+            return (
+                exc
+                if isinstance(exc, BastionError)
+                else InternalError("a security check could not be completed", data={"stage": stage.name})
+            )
         return await self._verdict(stage, phase, exchange, verdict)
 
-    async def _verdict(self, stage: Stage, phase: str, exchange: Exchange, verdict: Verdict) -> BastionError | None:
+    async def _verdict(
+        self, stage: Stage, phase: str, exchange: Exchange, verdict: Verdict
+    ) -> BastionError | None:
         name = stage.name
         if isinstance(verdict, Pass):
             return None
         if isinstance(verdict, Mutate):
-            exchange.decisions.append(Decision(stage=name, phase=phase, outcome="mutate",
-                                               explanation=verdict.explanation, findings=verdict.findings))
+            exchange.decisions.append(
+                Decision(
+                    stage=name,
+                    phase=phase,
+                    outcome="mutate",
+                    explanation=verdict.explanation,
+                    findings=verdict.findings,
+                )
+            )
             if phase == "request":
                 exchange.params = verdict.body
             else:
@@ -82,14 +103,28 @@ class Pipeline:
                 exchange.outcome = "redact"
             return None
         if isinstance(verdict, Flag):
-            exchange.decisions.append(Decision(stage=name, phase=phase, outcome="flag",
-                                               explanation=verdict.explanation, findings=verdict.findings))
+            exchange.decisions.append(
+                Decision(
+                    stage=name,
+                    phase=phase,
+                    outcome="flag",
+                    explanation=verdict.explanation,
+                    findings=verdict.findings,
+                )
+            )
             if exchange.outcome == "allow":
                 exchange.outcome = "flag"
             return None
         if isinstance(verdict, Reject):
-            exchange.decisions.append(Decision(stage=name, phase=phase, outcome="reject",
-                                               explanation=verdict.explanation, findings=verdict.findings))
+            exchange.decisions.append(
+                Decision(
+                    stage=name,
+                    phase=phase,
+                    outcome="reject",
+                    explanation=verdict.explanation,
+                    findings=verdict.findings,
+                )
+            )
             exchange.outcome = "deny"
             return verdict.error
         if isinstance(verdict, Ask):
@@ -104,8 +139,15 @@ class Pipeline:
             except Exception:  # a failed ask is a refusal, never a pass
                 logger.exception("asking a human failed for stage %s", name)
         outcome = "approved" if approved else "denied"
-        exchange.decisions.append(Decision(stage=name, phase=phase, outcome=outcome,
-                                           explanation=verdict.explanation, findings=verdict.findings))
+        exchange.decisions.append(
+            Decision(
+                stage=name,
+                phase=phase,
+                outcome=outcome,
+                explanation=verdict.explanation,
+                findings=verdict.findings,
+            )
+        )
         if approved:
             return None
         exchange.outcome = "deny"

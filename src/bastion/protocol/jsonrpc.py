@@ -66,6 +66,11 @@ def _too_deep(value: Any, limit: int) -> bool:
     return False
 
 
+def as_dict(value: Any) -> JsonDict:
+    """`value` if it is a JSON object, else an empty one (for optional members of untrusted messages)."""
+    return value if isinstance(value, dict) else {}
+
+
 def valid_id(value: Any) -> bool:
     """True for a usable JSON-RPC id: a bounded string or a 64-bit integer (bool is not an integer here)."""
     if isinstance(value, bool):

@@ -50,8 +50,18 @@ CLIENT_REQUESTS: Final[dict[str, Route]] = {
 }
 """Every request a client may send, with its route. Anything else is `MethodNotFound`."""
 
-SERVER_REQUESTS: Final = frozenset({"ping", "sampling/createMessage", "elicitation/create", "roots/list",
-                                    "tasks/get", "tasks/result", "tasks/list", "tasks/cancel"})
+SERVER_REQUESTS: Final = frozenset(
+    {
+        "ping",
+        "sampling/createMessage",
+        "elicitation/create",
+        "roots/list",
+        "tasks/get",
+        "tasks/result",
+        "tasks/list",
+        "tasks/cancel",
+    }
+)
 """Requests an upstream server may send to the client (relayed to the client session that caused them)."""
 
 LIST_KEYS: Final[dict[str, str]] = {

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from bastion.errors import BastionError, InvalidParams
+from bastion.protocol.jsonrpc import as_dict
 from bastion.protocol.methods import CAPABILITY_OF_LIST, LIST_KEYS, NAMESPACE_SEPARATOR
 from bastion.transports.base import JsonDict
 from bastion.upstream.connection import State, UpstreamConnection
@@ -50,7 +51,7 @@ def _template_regex(template: str) -> re.Pattern[str]:
     # RFC 6570 level 1-2 is enough to route: `{x}` matches one segment, `{+x}`/`{#x}` anything.
     out, pos = [], 0
     for m in re.finditer(r"\{([+#./;?&]?)([^}]*)\}", template):
-        out.append(re.escape(template[pos:m.start()]))
+        out.append(re.escape(template[pos : m.start()]))
         out.append(".*" if m.group(1) in ("+", "#", "?", "&", ";", ".") else "[^/]*")
         pos = m.end()
     out.append(re.escape(template[pos:]))
@@ -60,8 +61,9 @@ def _template_regex(template: str) -> re.Pattern[str]:
 class Catalog:
     """Aggregates upstream lists and resolves names and URIs to upstreams."""
 
-    def __init__(self, upstreams: dict[str, UpstreamConnection], *, namespace: bool = True,
-                 ttl_seconds: float = 300.0) -> None:
+    def __init__(
+        self, upstreams: dict[str, UpstreamConnection], *, namespace: bool = True, ttl_seconds: float = 300.0
+    ) -> None:
         self.upstreams = upstreams
         self.namespace = namespace
         self.ttl = ttl_seconds
@@ -135,7 +137,9 @@ class Catalog:
             self._merge_routes(method, routes)
         return merged
 
-    def _present(self, server: str, method: str, items: Iterable[JsonDict], routes: _Routes | None) -> list[JsonDict]:
+    def _present(
+        self, server: str, method: str, items: Iterable[JsonDict], routes: _Routes | None
+    ) -> list[JsonDict]:
         if method in ("tools/list", "prompts/list"):
             if not self.namespace:
                 return list(items)
@@ -181,8 +185,11 @@ class Catalog:
                     server = candidate
                     break
         if server is None:
-            resourceful = [n for n, c in self.upstreams.items()
-                           if c.state is State.READY and "resources" in c.capabilities]
+            resourceful = [
+                n
+                for n, c in self.upstreams.items()
+                if c.state is State.READY and "resources" in c.capabilities
+            ]
             if len(resourceful) == 1:
                 server = resourceful[0]
         if server is None or server not in self.upstreams:
@@ -207,6 +214,7 @@ class Catalog:
 def _upstream_error(reply: JsonDict, server: str) -> BastionError:
     from bastion.errors import UpstreamError
 
-    error = reply.get("error") if isinstance(reply.get("error"), dict) else {}
-    return UpstreamError(f"server {server} failed the list request", data={"server": server,
-                                                                             "code": error.get("code")})
+    error = as_dict(reply.get("error"))
+    return UpstreamError(
+        f"server {server} failed the list request", data={"server": server, "code": error.get("code")}
+    )

@@ -81,8 +81,15 @@ class ParkingLot:
         handle = secrets.token_urlsafe(32)
         call.expires = time.monotonic() + PARK_TTL_SECONDS
         self._calls[handle] = call
-        return {"result": {"resultType": "input_required", "requestState": handle, "inputRequests": {
-            key: {"method": message.get("method"), "params": message.get("params") or {}}}}}
+        return {
+            "result": {
+                "resultType": "input_required",
+                "requestState": handle,
+                "inputRequests": {
+                    key: {"method": message.get("method"), "params": message.get("params") or {}}
+                },
+            }
+        }
 
     @staticmethod
     def answer(call: ParkedCall, responses: object) -> None:

@@ -109,20 +109,30 @@ class _StreamOutbound:
 
 
 @contextlib.asynccontextmanager
-async def memory_server_transport(gateway: Gateway, *, principal: Principal = ANONYMOUS,
-                                  ) -> AsyncIterator[tuple[Any, Any]]:
+async def memory_server_transport(
+    gateway: Gateway,
+    *,
+    principal: Principal = ANONYMOUS,
+) -> AsyncIterator[tuple[Any, Any]]:
     """An SDK client `Transport` (yields `(read, write)`) served by `gateway` in this process."""
     to_client_send, to_client_recv = anyio.create_memory_object_stream[SessionMessage | Exception](64)
     to_server_send, to_server_recv = anyio.create_memory_object_stream[SessionMessage | Exception](64)
-    session: DownstreamSession = await gateway.open_session(transport="memory", principal=principal,
-                                                            outbound=_StreamOutbound(to_client_send))
+    session: DownstreamSession = await gateway.open_session(
+        transport="memory", principal=principal, outbound=_StreamOutbound(to_client_send)
+    )
 
     async def pump() -> None:
         async for item in to_server_recv:
             if not isinstance(item, Exception):
                 await session.handle(from_session_message(item))
 
-    async with to_client_send, to_client_recv, to_server_send, to_server_recv, anyio.create_task_group() as tg:
+    async with (
+        to_client_send,
+        to_client_recv,
+        to_server_send,
+        to_server_recv,
+        anyio.create_task_group() as tg,
+    ):
         tg.start_soon(pump)
         try:
             yield to_client_recv, to_server_send

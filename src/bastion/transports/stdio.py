@@ -31,8 +31,22 @@ MAX_LINE_BYTES: Final = 16 * 1024 * 1024
 TERMINATE_GRACE_SECONDS: Final = 2.0
 """Seconds to wait after closing stdin, and again after SIGTERM, before escalating."""
 
-_DEFAULT_ENV_KEYS: Final = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "LC_ALL", "TMPDIR",
-                            "NODE_OPTIONS", "NODE_PATH", "VIRTUAL_ENV", "PYTHONPATH", "SYSTEMROOT")
+_DEFAULT_ENV_KEYS: Final = (
+    "HOME",
+    "LOGNAME",
+    "PATH",
+    "SHELL",
+    "TERM",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "SYSTEMROOT",
+)
 """Environment inherited by a child server; everything else must be configured (no credential leaks)."""
 
 
@@ -44,8 +58,16 @@ def default_environment() -> dict[str, str]:
 class StdioClientTransport:
     """Runs one upstream MCP server as a child process and talks to it over its stdin/stdout."""
 
-    def __init__(self, command: str, args: Sequence[str] = (), *, env: Mapping[str, str] | None = None,
-                 cwd: str | None = None, name: str = "stdio", max_line_bytes: int = MAX_LINE_BYTES) -> None:
+    def __init__(
+        self,
+        command: str,
+        args: Sequence[str] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        name: str = "stdio",
+        max_line_bytes: int = MAX_LINE_BYTES,
+    ) -> None:
         self._command = command
         self._args = list(args)
         self._env = {**default_environment(), **(env or {})}
@@ -64,12 +86,21 @@ class StdioClientTransport:
     async def start(self) -> None:
         try:
             self._process = await asyncio.create_subprocess_exec(
-                self._command, *self._args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=self._env, cwd=self._cwd, limit=self._max_line,
-                start_new_session=True)
+                self._command,
+                *self._args,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self._env,
+                cwd=self._cwd,
+                limit=self._max_line,
+                start_new_session=True,
+            )
         except OSError as exc:
-            raise UpstreamUnavailable(f"cannot start server {self._name}: {exc.strerror or type(exc).__name__}",
-                                      data={"server": self._name}) from exc
+            raise UpstreamUnavailable(
+                f"cannot start server {self._name}: {exc.strerror or type(exc).__name__}",
+                data={"server": self._name},
+            ) from exc
         assert self._process.stderr is not None
         self._stderr_task = asyncio.create_task(self._drain_stderr(self._process.stderr))
 
@@ -93,7 +124,9 @@ class StdioClientTransport:
                 process.stdin.write(data)
                 await process.stdin.drain()
             except (ConnectionError, RuntimeError) as exc:
-                raise TransportClosed(f"server {self._name} closed its input", data={"server": self._name}) from exc
+                raise TransportClosed(
+                    f"server {self._name} closed its input", data={"server": self._name}
+                ) from exc
 
     async def receive(self) -> AsyncIterator[Incoming]:
         process = self._process
@@ -140,8 +173,9 @@ def _signal_group(process: asyncio.subprocess.Process, sig: signal.Signals) -> N
         os.killpg(process.pid, sig)
 
 
-async def read_messages(stream: asyncio.StreamReader, *, source: str,
-                        on_invalid: Any = None) -> AsyncIterator[JsonDict]:
+async def read_messages(
+    stream: asyncio.StreamReader, *, source: str, on_invalid: Any = None
+) -> AsyncIterator[JsonDict]:
     """Yield parsed JSON-RPC messages from a newline-delimited stream; garbage lines are logged and skipped.
 
     Args:

@@ -86,9 +86,15 @@ ConnectionListener = Callable[["UpstreamConnection", JsonDict], Awaitable[None]]
 class UpstreamConnection:
     """A supervised connection to one upstream server."""
 
-    def __init__(self, name: str, config: ServerConfig, transport_factory: Callable[[], ClientTransport], *,
-                 on_notification: ConnectionListener | None = None,
-                 on_state: Callable[[UpstreamConnection], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: ServerConfig,
+        transport_factory: Callable[[], ClientTransport],
+        *,
+        on_notification: ConnectionListener | None = None,
+        on_state: Callable[[UpstreamConnection], Awaitable[None]] | None = None,
+    ) -> None:
         self.name = name
         self.config = config
         self._factory = transport_factory
@@ -171,13 +177,19 @@ class UpstreamConnection:
         self._ready.set()
         if self.modern:
             self._listener = asyncio.create_task(self._listen(), name=f"upstream-{self.name}-listen")
-        logger.info("upstream %s ready (%s %s)", self.name, "modern" if self.modern else "handshake",
-                    self.protocol_version)
+        logger.info(
+            "upstream %s ready (%s %s)",
+            self.name,
+            "modern" if self.modern else "handshake",
+            self.protocol_version,
+        )
 
     async def _probe_modern(self, timeout: float) -> bool:
         params = self._envelope({}, None)
         try:
-            reply = await self._call("server/discover", params, min(timeout, PROBE_TIMEOUT_SECONDS), None, None)
+            reply = await self._call(
+                "server/discover", params, min(timeout, PROBE_TIMEOUT_SECONDS), None, None
+            )
         except (UpstreamTimeout, UpstreamUnavailable) as exc:
             if isinstance(exc, UpstreamUnavailable) and self._reader is not None and self._reader.done():
                 raise
@@ -199,18 +211,32 @@ class UpstreamConnection:
 
     async def _listen(self) -> None:
         """2026-07-28: list_changed only arrives on a `subscriptions/listen` stream, so keep one open."""
-        wanted = {key: True for key, cap in (("toolsListChanged", "tools"), ("promptsListChanged", "prompts"),
-                                             ("resourcesListChanged", "resources"))
-                  if isinstance(self.capabilities.get(cap), dict) and self.capabilities[cap].get("listChanged")}
+        wanted = {
+            key: True
+            for key, cap in (
+                ("toolsListChanged", "tools"),
+                ("promptsListChanged", "prompts"),
+                ("resourcesListChanged", "resources"),
+            )
+            if isinstance(self.capabilities.get(cap), dict) and self.capabilities[cap].get("listChanged")
+        }
         if not wanted:
             return
         with contextlib.suppress(BastionError):
-            await self._call("subscriptions/listen", self._envelope({"notifications": wanted}, None),
-                             LISTEN_TIMEOUT_SECONDS, None, None)
+            await self._call(
+                "subscriptions/listen",
+                self._envelope({"notifications": wanted}, None),
+                LISTEN_TIMEOUT_SECONDS,
+                None,
+                None,
+            )
 
     async def _handshake(self, timeout: float) -> None:
-        params = {"protocolVersion": versions.LATEST_HANDSHAKE, "capabilities": UPSTREAM_CAPABILITIES,
-                  "clientInfo": CLIENT_INFO}
+        params = {
+            "protocolVersion": versions.LATEST_HANDSHAKE,
+            "capabilities": UPSTREAM_CAPABILITIES,
+            "clientInfo": CLIENT_INFO,
+        }
         reply = await self._call("initialize", params, timeout, None, None)
         result = reply.get("result")
         if not isinstance(result, dict):
@@ -240,7 +266,9 @@ class UpstreamConnection:
                 await reader
         # Down first, so nobody is routed here while in-flight calls are being failed.
         await self._set_state(State.CLOSED if self._closing else State.DOWN)
-        self._fail_pending(UpstreamUnavailable(f"server {self.name} is unavailable", data={"server": self.name}))
+        self._fail_pending(
+            UpstreamUnavailable(f"server {self.name} is unavailable", data={"server": self.name})
+        )
         if transport is not None:
             with contextlib.suppress(Exception):
                 await transport.aclose()
@@ -287,9 +315,16 @@ class UpstreamConnection:
             return self.config.tool_timeouts[target]
         return self.config.timeout_seconds
 
-    async def request(self, method: str, params: JsonDict, *, owner: Owner | None = None,
-                      downstream_id: RequestId | None = None, timeout: float | None = None,
-                      client_capabilities: JsonDict | None = None) -> JsonDict:
+    async def request(
+        self,
+        method: str,
+        params: JsonDict,
+        *,
+        owner: Owner | None = None,
+        downstream_id: RequestId | None = None,
+        timeout: float | None = None,
+        client_capabilities: JsonDict | None = None,
+    ) -> JsonDict:
         """Send a request upstream and wait for its response message (a dict with `result` or `error`).
 
         Raises:
@@ -302,8 +337,14 @@ class UpstreamConnection:
             params = self._envelope(params, client_capabilities)
         return await self._call(method, params, timeout or self.config.timeout_seconds, owner, downstream_id)
 
-    async def _call(self, method: str, params: JsonDict, timeout: float, owner: Owner | None,
-                    downstream_id: RequestId | None) -> JsonDict:
+    async def _call(
+        self,
+        method: str,
+        params: JsonDict,
+        timeout: float,
+        owner: Owner | None,
+        downstream_id: RequestId | None,
+    ) -> JsonDict:
         transport = self._transport
         if transport is None:
             raise UpstreamUnavailable(f"server {self.name} is unavailable", data={"server": self.name})
@@ -317,8 +358,9 @@ class UpstreamConnection:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             await self.cancel(upstream_id, "timeout")
-            raise UpstreamTimeout(f"server {self.name} did not answer {method} in {timeout:g}s",
-                                  data={"server": self.name}) from None
+            raise UpstreamTimeout(
+                f"server {self.name} did not answer {method} in {timeout:g}s", data={"server": self.name}
+            ) from None
         except asyncio.CancelledError:
             await self.cancel(upstream_id, "cancelled by client")
             raise
@@ -327,8 +369,9 @@ class UpstreamConnection:
             if pending.progress_token is not None:
                 self._progress.pop(pending.progress_token, None)
 
-    def _map_progress(self, params: JsonDict, pending: Pending, owner: Owner | None,
-                      downstream_id: RequestId | None) -> JsonDict:
+    def _map_progress(
+        self, params: JsonDict, pending: Pending, owner: Owner | None, downstream_id: RequestId | None
+    ) -> JsonDict:
         meta = params.get("_meta")
         if not isinstance(meta, dict) or "progressToken" not in meta or owner is None:
             return params
@@ -425,7 +468,8 @@ class UpstreamConnection:
             if route is not None:
                 owner, token, downstream_id = route
                 await owner.relay_notification(
-                    {**message, "params": {**params, "progressToken": token}}, downstream_id)
+                    {**message, "params": {**params, "progressToken": token}}, downstream_id
+                )
             return
         if method == "notifications/cancelled":
             return  # a server cancelling its own request to us: our relay simply finishes unanswered
@@ -438,7 +482,13 @@ class UpstreamConnection:
 
     def describe(self) -> JsonDict:
         """State for /readyz and the dashboard (no secrets: no URL credentials, no headers, no env)."""
-        return {"state": str(self.state), "transport": self.config.transport, "protocol": self.protocol_version,
-                "modern": self.modern, "server": self.server_info.get("name", ""), "restarts": self.restarts,
-                "lastError": self.last_error,
-                "inFlight": sum(1 for p in self._pending.values() if p.owner is not None)}
+        return {
+            "state": str(self.state),
+            "transport": self.config.transport,
+            "protocol": self.protocol_version,
+            "modern": self.modern,
+            "server": self.server_info.get("name", ""),
+            "restarts": self.restarts,
+            "lastError": self.last_error,
+            "inFlight": sum(1 for p in self._pending.values() if p.owner is not None),
+        }
