@@ -37,6 +37,8 @@ ToolScreen = Callable[[str, list[JsonDict]], Awaitable[list[JsonDict]]]
 class _Cached:
     items: list[JsonDict]
     fetched: float
+    names: frozenset[str] = frozenset()
+    """Names of the items (tools, prompts), so routing a call is a set lookup, not a scan."""
 
 
 @dataclass(slots=True)
@@ -119,8 +121,16 @@ class Catalog:
                 break
         if method == "tools/list" and self.tool_screen is not None:
             items = await self.tool_screen(server, items)
-        self._cache[(server, method)] = _Cached(items, time.monotonic())
+        names = frozenset(str(i["name"]) for i in items if "name" in i)
+        self._cache[(server, method)] = _Cached(items, time.monotonic(), names)
         return items
+
+    async def _names(self, server: str, method: str) -> frozenset[str]:
+        cached = self._cache.get((server, method))
+        if cached is None or time.monotonic() - cached.fetched >= self.ttl:
+            await self.upstream_list(server, method)
+            cached = self._cache.get((server, method))
+        return cached.names if cached is not None else frozenset()
 
     async def aggregate(self, method: str) -> list[JsonDict]:
         """The merged, namespaced list over every ready upstream; a failing upstream is skipped and logged."""
@@ -168,8 +178,7 @@ class Catalog:
             raise InvalidParams(f"Unknown {kind}: {public}")
         server, name = split
         list_method = "tools/list" if kind == "tool" else "prompts/list"
-        items = await self.upstream_list(server, list_method)
-        if not any(i.get("name") == name for i in items):
+        if name not in await self._names(server, list_method):
             raise InvalidParams(f"Unknown {kind}: {public}")
         return server, name
 
