@@ -17,6 +17,7 @@ from typing import Any
 from bastion.auth.principal import ANONYMOUS, Principal
 from bastion.config.model import BastionConfig
 from bastion.errors import BastionError, RateLimited
+from bastion.pipeline.approvals import ApprovalQueue
 from bastion.pipeline.chain import Pipeline
 from bastion.pipeline.exchange import Asker, Exchange, SessionInfo
 from bastion.pipeline.stage import ExchangeObserver, Stage
@@ -77,6 +78,7 @@ class Gateway:
         )
         self.sessions: dict[str, DownstreamSession] = {}
         self.parking = ParkingLot()
+        self.approvals = ApprovalQueue()
         self.started_at = time.time()
         self._reaper: asyncio.Task[None] | None = None
         self.session_listeners: list[Callable[[str, DownstreamSession], Any]] = []
@@ -220,9 +222,20 @@ class Gateway:
         for observer in self.observers:
             await observer.on_exchange(exchange)
 
-    def approval_asker(self, session: DownstreamSession) -> Asker | None:
-        """How to ask a human when the client cannot (the approvals queue); None means `ask` blocks."""
-        return None
+    def approval_asker(self, session: DownstreamSession, exchange: Exchange) -> Asker | None:
+        """How to ask a human when the client cannot: the approvals queue (dashboard and admin API)."""
+
+        async def ask(question: str) -> bool:
+            return await self.approvals.ask(
+                question=question,
+                principal=session.info.principal.name,
+                server=exchange.server,
+                target=exchange.target,
+                method=exchange.method,
+                session_id=session.session_id,
+            )
+
+        return ask
 
     async def broadcast_upstream(self, method: str, params: JsonDict) -> None:
         """Send a notification to every ready upstream."""

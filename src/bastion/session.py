@@ -243,9 +243,9 @@ class DownstreamSession:
     # -- lists and calls ---------------------------------------------------------------------------------------
 
     def _exchange(self, method: str, params: JsonDict, request_id: RequestId) -> Exchange:
-        return Exchange(
-            session=self.info, method=method, params=params, request_id=request_id, asker=self._asker()
-        )
+        exchange = Exchange(session=self.info, method=method, params=params, request_id=request_id)
+        exchange.asker = self._asker(exchange)
+        return exchange
 
     async def _list(self, method: str, params: JsonDict, request_id: RequestId) -> JsonDict:
         if params.get("cursor") is not None:
@@ -497,12 +497,11 @@ class DownstreamSession:
         if self.initialized and not self.stateless:
             await self._send(jsonrpc.notification(method, params), None)
 
-    def _asker(self) -> Any:
+    def _asker(self, exchange: Exchange) -> Any:
+        """Ask through the client's elicitation (form mode) when it has it, else through the approvals queue."""
         elicitation = self.info.client_capabilities.get("elicitation")
-        if self.stateless or not isinstance(elicitation, dict):
-            return self._gateway.approval_asker(self)
-        if elicitation and "form" not in elicitation:
-            return self._gateway.approval_asker(self)
+        if self.stateless or not isinstance(elicitation, dict) or (elicitation and "form" not in elicitation):
+            return self._gateway.approval_asker(self, exchange)
 
         async def ask(question: str) -> bool:
             answer = await self.relay_request(
