@@ -102,7 +102,9 @@ async def _run_stdio(config_path: str) -> int:
 
 
 def cmd_stdio(args: argparse.Namespace) -> int:
-    return asyncio.run(_run_stdio(args.config))
+    import uvloop
+
+    return uvloop.run(_run_stdio(args.config))
 
 
 def build_parser() -> argparse.ArgumentParser:
