@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import time
@@ -244,7 +245,7 @@ class DownstreamSession:
 
     def _exchange(self, method: str, params: JsonDict, request_id: RequestId) -> Exchange:
         exchange = Exchange(session=self.info, method=method, params=params, request_id=request_id)
-        exchange.asker = self._asker(exchange)
+        exchange.asker = functools.partial(self._ask, exchange)
         return exchange
 
     async def _list(self, method: str, params: JsonDict, request_id: RequestId) -> JsonDict:
@@ -497,32 +498,28 @@ class DownstreamSession:
         if self.initialized and not self.stateless:
             await self._send(jsonrpc.notification(method, params), None)
 
-    def _asker(self, exchange: Exchange) -> Any:
-        """Ask through the client's elicitation (form mode) when it has it, else through the approvals queue."""
+    async def _ask(self, exchange: Exchange, question: str) -> bool:
+        """Ask a human: through the client's form elicitation when it has it, else through the approvals queue."""
         elicitation = self.info.client_capabilities.get("elicitation")
         if self.stateless or not isinstance(elicitation, dict) or (elicitation and "form" not in elicitation):
-            return self._gateway.approval_asker(self, exchange)
-
-        async def ask(question: str) -> bool:
-            answer = await self.relay_request(
-                {
-                    "method": "elicitation/create",
-                    "params": {
-                        "mode": "form",
-                        "message": question,
-                        "requestedSchema": {
-                            "type": "object",
-                            "properties": {"approve": {"type": "boolean", "title": "Approve this call?"}},
-                            "required": ["approve"],
-                        },
-                    },
-                },
-                None,
-            )
-            result = answer.get("result") or {}
-            return result.get("action") == "accept" and bool((result.get("content") or {}).get("approve"))
-
-        return ask
+            queue = self._gateway.approval_asker(self, exchange)
+            return queue is not None and await queue(question)
+        schema = {
+            "type": "object",
+            "required": ["approve"],
+            "properties": {"approve": {"type": "boolean", "title": "Approve this call?"}},
+        }
+        answer = await self.relay_request(
+            {
+                "method": "elicitation/create",
+                "params": {"mode": "form", "message": question, "requestedSchema": schema},
+            },
+            exchange.request_id,
+        )
+        result = jsonrpc.as_dict(answer.get("result"))
+        return result.get("action") == "accept" and bool(
+            jsonrpc.as_dict(result.get("content")).get("approve")
+        )
 
     async def cancel(self, request_id: RequestId) -> None:
         """Cancel one in-flight request (a 2026-07-28 HTTP client closed its stream)."""

@@ -6,8 +6,8 @@ finished exchange. It is the only thing a stage sees: no transport, no socket, n
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +58,7 @@ class Exchange:
     """Upstream server the call is routed to (None for calls Bastion answers itself)."""
     target: str | None = None
     """Upstream-local tool or prompt name, or resource URI."""
-    exchange_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    exchange_id: str = field(default_factory=lambda: os.urandom(16).hex())
     """Unique id of this exchange (the audit event id)."""
     trace_id: str = ""
     """W3C trace id when tracing is on."""

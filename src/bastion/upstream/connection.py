@@ -83,6 +83,15 @@ class Pending:
 ConnectionListener = Callable[["UpstreamConnection", JsonDict], Awaitable[None]]
 
 
+def _expire(future: asyncio.Future[JsonDict], server: str, method: str, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(
+            UpstreamTimeout(
+                f"server {server} did not answer {method} in {timeout:g}s", data={"server": server}
+            )
+        )
+
+
 class UpstreamConnection:
     """A supervised connection to one upstream server."""
 
@@ -353,18 +362,19 @@ class UpstreamConnection:
         pending = Pending(future, owner, downstream_id)
         params = self._map_progress(params, pending, owner, downstream_id)
         self._pending[upstream_id] = pending
+        # A timer instead of wait_for(): one callback per call, no extra task on the hot path.
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, future, self.name, method, timeout)
         try:
             await transport.send(jsonrpc.request(upstream_id, method, params))
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
+            return await future
+        except UpstreamTimeout:
             await self.cancel(upstream_id, "timeout")
-            raise UpstreamTimeout(
-                f"server {self.name} did not answer {method} in {timeout:g}s", data={"server": self.name}
-            ) from None
+            raise
         except asyncio.CancelledError:
             await self.cancel(upstream_id, "cancelled by client")
             raise
         finally:
+            timer.cancel()
             self._pending.pop(upstream_id, None)
             if pending.progress_token is not None:
                 self._progress.pop(pending.progress_token, None)
