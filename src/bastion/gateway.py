@@ -25,6 +25,7 @@ from bastion.protocol.methods import LIST_CHANGED
 from bastion.routing.catalog import Catalog
 from bastion.routing.parked import ParkingLot
 from bastion.session import DownstreamSession
+from bastion.session_seal import SealedState, SessionSealer
 from bastion.transports.base import ClientTransport, JsonDict, Outbound
 from bastion.upstream.connection import State, UpstreamConnection
 from bastion.upstream.factory import transport_factory
@@ -77,6 +78,12 @@ class Gateway:
             self.upstreams, namespace=config.routing.namespace, ttl_seconds=config.routing.list_cache_seconds
         )
         self.sessions: dict[str, DownstreamSession] = {}
+        secret = config.cluster.session_secret
+        self.sealer = (
+            SessionSealer(secret.get_secret_value(), max_age_seconds=config.cluster.session_max_age_seconds)
+            if secret is not None
+            else None
+        )
         self.parking = ParkingLot()
         self.approvals = ApprovalQueue()
         self.started_at = time.time()
@@ -155,13 +162,56 @@ class Gateway:
         session = self.sessions.get(session_id)
         return None if session is None or session.closed else session
 
+    async def restore_session(
+        self, session_id: str, *, transport: str, outbound: Outbound, principal: Principal
+    ) -> DownstreamSession | None:
+        """Rebuild a session another replica created, from its sealed id; None when it cannot be opened.
+
+        The caller has authenticated `principal`; it must be the sealed principal (no session hijacking).
+        """
+        if self.sealer is None or (state := self.sealer.open(session_id)) is None:
+            return None
+        if state.principal != principal.name or len(self.sessions) >= self.config.limits.max_sessions:
+            return None
+        info = SessionInfo(
+            session_id=session_id,
+            transport=transport,
+            principal=principal,
+            protocol_version=state.protocol_version,
+            client_name=state.client_name,
+            client_version=state.client_version,
+            client_capabilities=state.client_capabilities,
+        )
+        session = DownstreamSession(self, info, outbound)
+        session.restore()
+        self.sessions[session_id] = session
+        logger.info("session %s restored from its sealed id", session_id[:12])
+        return session
+
     async def close_session(self, session_id: str) -> None:
         session = self.sessions.get(session_id)
         if session is not None:
             await session.aclose()
 
     def session_started(self, session: DownstreamSession) -> None:
-        """Called once a session completed its handshake."""
+        """Called once a session negotiated its handshake: with a cluster secret, its id becomes sealed state."""
+        if self.sealer is not None and not session.stateless:
+            info = session.info
+            sealed = self.sealer.seal(
+                SealedState(
+                    principal=info.principal.name,
+                    roles=tuple(sorted(info.principal.roles)),
+                    method=info.principal.method,
+                    protocol_version=info.protocol_version,
+                    client_capabilities=info.client_capabilities,
+                    client_name=info.client_name,
+                    client_version=info.client_version,
+                    created=time.time(),
+                )
+            )
+            self.sessions.pop(session.session_id, None)
+            session.session_id = info.session_id = sealed
+            self.sessions[sealed] = session
         for listener in self.session_listeners:
             listener("start", session)
 

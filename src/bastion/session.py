@@ -82,6 +82,11 @@ class DownstreamSession:
     def principal(self) -> Any:
         return self.info.principal
 
+    def restore(self) -> None:
+        """Mark a session rebuilt from a sealed id as past its handshake (another replica did it)."""
+        self._handshaken = True
+        self.initialized = True
+
     # -- inbound -----------------------------------------------------------------------------------------------
 
     async def handle(self, message: JsonDict) -> None:

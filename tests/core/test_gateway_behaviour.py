@@ -102,7 +102,10 @@ async def test_upstream_list_changed_reaches_the_client_and_refreshes_the_cache(
 async def test_every_page_of_an_upstream_list_is_merged_into_one():
     from tests.servers import paged
 
-    async with running_gateway({"paged": paged.build()}) as gw, Client(client_transport(gw), mode="legacy") as client:
+    async with (
+        running_gateway({"paged": paged.build()}) as gw,
+        Client(client_transport(gw), mode="legacy") as client,
+    ):
         listed = await client.list_tools()
         assert [t.name for t in listed.tools] == [f"paged__{n}" for n in paged.TOOL_NAMES]
         assert listed.next_cursor is None

@@ -79,11 +79,22 @@ class LimitsConfig(_Model):
     """SSE events kept per session for `Last-Event-ID` resumption."""
 
 
+class ClusterConfig(_Model):
+    """Running several replicas behind a load balancer."""
+
+    replica_id: str = ""
+    """This replica's name (audit chain id, metrics); defaults to the host name."""
+    session_secret: SecretStr | None = None
+    """Shared by every replica: session ids become sealed state any replica can open (see session_seal)."""
+    session_max_age_seconds: float = Field(default=86400.0, gt=0)
+
+
 class BastionConfig(_Model):
     listen: ListenConfig = Field(default_factory=ListenConfig)
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     instructions: str | None = None
     """Extra instructions Bastion adds in front of the merged upstream instructions."""
 
