@@ -44,13 +44,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from bastion.runtime import build_gateway, build_http_app
+    from bastion.runtime import build_http_app, build_runtime, check_listen_address
 
     config = _load(args.config)
     host = args.host or config.listen.host
     port = args.port if args.port is not None else config.listen.port
-    gateway = build_gateway(config, config_path=args.config)
-    app = build_http_app(gateway, host=host, port=port)
+    check_listen_address(config, host)
+    runtime = build_runtime(config, config_path=args.config)
+    app = build_http_app(runtime, host=host, port=port)
     logger.info("Bastion listening on http://%s:%s/mcp", host, port)
     uvicorn.run(
         app,
@@ -60,22 +61,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,
         timeout_graceful_shutdown=10,
         lifespan="on",
+        loop="uvloop",  # the fastest event loop and HTTP parser uvicorn supports (both pinned)
+        http="httptools",
     )
     return 0
 
 
 async def _run_stdio(config_path: str) -> int:
-    from bastion.runtime import build_gateway, stdio_principal
+    from bastion.runtime import build_runtime
     from bastion.transports.stdio import StdioServerOutbound, open_stdio_streams, read_messages
 
     config = _load(config_path)
-    gateway = build_gateway(config, config_path=config_path)
+    runtime = build_runtime(config, config_path=config_path)
+    gateway = runtime.gateway
     reader, writer = await open_stdio_streams()
     outbound = StdioServerOutbound(writer)
     await gateway.start()
-    session = await gateway.open_session(
-        transport="stdio", outbound=outbound, principal=stdio_principal(config)
-    )
+    principal = runtime.authenticator.stdio_principal()
+    session = await gateway.open_session(transport="stdio", outbound=outbound, principal=principal)
 
     async def invalid(exc: BastionError) -> None:
         await outbound.send({"jsonrpc": "2.0", "id": None, "error": exc.to_jsonrpc_error()}, None)

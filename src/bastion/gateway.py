@@ -11,7 +11,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from bastion.auth.principal import ANONYMOUS, Principal
@@ -31,6 +31,9 @@ from bastion.upstream.connection import State, UpstreamConnection
 from bastion.upstream.factory import transport_factory
 
 logger = logging.getLogger("bastion.gateway")
+
+ListFilter = Callable[[Principal, str, list[JsonDict]], list[JsonDict]]
+"""(principal, list method, merged items) -> the items that principal may see."""
 
 _LIST_NOTIFICATIONS = (
     "notifications/tools/list_changed",
@@ -88,12 +91,20 @@ class Gateway:
         self.approvals = ApprovalQueue()
         self.started_at = time.time()
         self._reaper: asyncio.Task[None] | None = None
+        self.list_filter: ListFilter | None = None
+        """Hides list items the session's principal may not see (set from the policy in force)."""
+        self.startup: list[Callable[[], Awaitable[Any]]] = []
+        """Run at start, before upstreams connect (open stores, start watchers)."""
+        self.closers: list[Callable[[], Awaitable[Any]]] = []
+        """Run at close, after upstreams, in reverse order (flush audit, close stores)."""
         self.session_listeners: list[Callable[[str, DownstreamSession], Any]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     async def start(self, *, wait: bool = True) -> None:
         """Connect to every upstream (in the background) and, by default, wait until they are ready or timed out."""
+        for hook in self.startup:
+            await hook()
         for conn in self.upstreams.values():
             await conn.start()
         if wait and self.upstreams:
@@ -118,11 +129,11 @@ class Gateway:
             await session.aclose()
         self.parking.close()
         await asyncio.gather(*(c.aclose() for c in self.upstreams.values()), return_exceptions=True)
-        for observer in self.observers:
-            close = getattr(observer, "aclose", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    await close()
+        for closer in reversed(self.closers):
+            try:
+                await closer()
+            except Exception:  # shutdown continues whatever one resource does
+                logger.exception("closing a gateway resource failed")
 
     def is_ready(self) -> bool:
         """True when every enabled upstream is connected."""

@@ -1,44 +1,126 @@
-"""Assemble a running Bastion from config: the pipeline stages in their fixed order, observers, the HTTP app.
+"""Assemble a running Bastion from config: state, authentication, policy, the pipeline, observers, the HTTP app.
 
 Stage order is fixed here, with the reason: authenticate (nothing else may see an anonymous call), authorize
 (cheapest refusal, and hidden tools must not reach detectors), rate-limit (count only calls that could run),
-validate (schema), guard (detectors; the most expensive). The response path runs them in reverse.
+guard (detectors and schema validation; the most expensive). The response path runs them in reverse.
+Observers run outside the chain for every exchange; audit is first, because strict audit gates the reply.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 
+from bastion.auth.authenticator import Authenticator
 from bastion.auth.principal import Principal
 from bastion.config.model import BastionConfig
+from bastion.errors import ConfigError
 from bastion.gateway import Gateway
 from bastion.pipeline.stage import ExchangeObserver, Stage
+from bastion.policy.holder import PolicyHolder
+from bastion.state import open_state_store
+from bastion.state.base import StateStore
+
+logger = logging.getLogger("bastion.runtime")
 
 
-def build_stages(config: BastionConfig) -> list[Stage]:
-    """The pipeline, in the fixed order documented above."""
-    stages: list[Stage] = []
-    return stages
+@dataclass(slots=True)
+class Runtime:
+    """Everything built from one config, owned by the gateway's lifecycle."""
+
+    config: BastionConfig
+    gateway: Gateway
+    store: StateStore
+    authenticator: Authenticator
+    policy: PolicyHolder | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
-def build_observers(config: BastionConfig) -> list[ExchangeObserver]:
-    """Observers run outside the chain for every exchange: audit first (strict mode gates the reply)."""
+def _policy_holder(config: BastionConfig, config_path: str | None) -> PolicyHolder | None:
+    if config.policy_file:
+        return PolicyHolder.from_file(config.policy_file)
+    if config.policy is None:
+        return None
+    if config_path is not None:
+        return PolicyHolder.from_file(config_path)  # so edits to bastion.yaml's policy hot-reload
+    return PolicyHolder.from_config(config.policy)
+
+
+def build_runtime(config: BastionConfig, *, config_path: str | None = None) -> Runtime:
+    """Build every component the config asks for, wired into one gateway."""
+    from bastion.pipeline.stages.authorize import AuthenticateStage, AuthorizeStage, filter_listing
+    from bastion.pipeline.stages.ratelimit import RateLimitStage
+
+    store = open_state_store(config.state)
+    authenticator = Authenticator.from_config(config.auth, store)
+    policy = _policy_holder(config, config_path)
+    if policy is None:
+        logger.warning(
+            "no policy configured: every %s caller may use every tool",
+            "authenticated" if config.auth.enabled else "",
+        )
+    stages: list[Stage] = [AuthenticateStage(required=config.auth.enabled)]
     observers: list[ExchangeObserver] = []
-    return observers
+    if policy is not None:
+        rate_limit = RateLimitStage(policy, store)
+        stages += [AuthorizeStage(policy), rate_limit]
+        observers.append(rate_limit)  # releases concurrency slots whatever the outcome
+    gateway = Gateway(config, stages=stages, observers=observers)
+    runtime = Runtime(config=config, gateway=gateway, store=store, authenticator=authenticator, policy=policy)
+    gateway.startup.append(_opener(store))
+    gateway.closers.append(store.aclose)
+    gateway.closers.append(authenticator.aclose)
+    if policy is not None:
+        holder = policy
+        catalog = gateway.catalog
+
+        def visible(principal: Principal, method: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return filter_listing(
+                holder.engine,
+                principal,
+                method,
+                items,
+                split=catalog.split_name,
+                server_of_uri=catalog.server_of_uri,
+            )
+
+        gateway.list_filter = visible
+    return runtime
+
+
+def _opener(store: StateStore) -> Any:
+    async def open_store() -> None:
+        await store.__aenter__()
+
+    return open_store
 
 
 def build_gateway(config: BastionConfig, *, config_path: str | None = None) -> Gateway:
     """A gateway with every configured stage and observer."""
-    return Gateway(config, stages=build_stages(config), observers=build_observers(config))
+    return build_runtime(config, config_path=config_path).gateway
 
 
-def stdio_principal(config: BastionConfig) -> Principal:
-    """The one local user of `bastion stdio` (policy applies there too)."""
-    return Principal(name="local", roles=frozenset({"local"}), method="local")
+def check_listen_address(config: BastionConfig, host: str) -> None:
+    """Refuse to listen beyond loopback with authentication switched off."""
+    if config.auth.enabled:
+        return
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise ConfigError(
+            f"refusing to listen on {host} with authentication off; enable `auth` or bind to 127.0.0.1",
+            path="auth.enabled",
+        )
 
 
-def build_http_app(gateway: Gateway, *, host: str, port: int) -> Any:
-    """The ASGI app: security middleware, then MCP endpoints, health, and (later) metrics, API and UI."""
+def build_http_app(runtime: Runtime, *, host: str, port: int) -> Any:
+    """The ASGI app: security middleware, authentication, then MCP endpoints and health."""
+    from bastion.auth.middleware import AuthMiddleware
     from bastion.server.app import create_app
 
-    return create_app(gateway)
+    app = create_app(runtime.gateway)
+    return AuthMiddleware.from_config(app, runtime.config.auth, runtime.authenticator)

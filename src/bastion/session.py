@@ -263,7 +263,10 @@ class DownstreamSession:
             error = await self._gateway.pipeline.run_request(exchange)
             if error is not None:
                 raise error
-            exchange.result = {key: await self._gateway.catalog.aggregate(method)}
+            items = await self._gateway.catalog.aggregate(method)
+            if self._gateway.list_filter is not None:
+                items = self._gateway.list_filter(self.info.principal, method, items)
+            exchange.result = {key: items}
             error = await self._gateway.pipeline.run_response(exchange)
             if error is not None:
                 raise error

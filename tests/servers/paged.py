@@ -13,7 +13,7 @@ TOOL_NAMES = [f"t{i}" for i in range(7)]
 def build() -> Server[Any]:
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         start = int(params.cursor) if params and params.cursor else 0
-        page = TOOL_NAMES[start:start + 2]
+        page = TOOL_NAMES[start : start + 2]
         tools = [types.Tool(name=n, description=f"tool {n}", input_schema={"type": "object"}) for n in page]
         next_cursor = str(start + 2) if start + 2 < len(TOOL_NAMES) else None
         return types.ListToolsResult(tools=tools, next_cursor=next_cursor)

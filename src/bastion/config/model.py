@@ -7,6 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from bastion.auth.config import AuthConfig
+from bastion.policy.config import PolicyConfig
+from bastion.state.config import StateConfig
+
 SERVER_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 """Lowercase letters, digits and single dashes: `__` can never appear, so `<server>__<tool>` is unambiguous."""
 
@@ -95,6 +99,12 @@ class BastionConfig(_Model):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    policy: PolicyConfig | None = None
+    """Inline policy (hot-reloaded from this file). Absent and no `policy_file`: no authorization stage."""
+    policy_file: str | None = None
+    """A separate policy file (its `policy:` section), watched and hot-reloaded."""
     instructions: str | None = None
     """Extra instructions Bastion adds in front of the merged upstream instructions."""
 

@@ -205,6 +205,10 @@ class Catalog:
             raise InvalidParams(f"Unknown resource: {uri}", data={"uri": uri})
         return server
 
+    def server_of_uri(self, uri: str) -> str | None:
+        """The upstream that listed a resource URI or URI template, if any (no network)."""
+        return self._routes.uris.get(uri) or self.resolve_template(uri)
+
     def resolve_template(self, template: str) -> str | None:
         """The upstream that listed a URI template (for `completion/complete` on `ref/resource`)."""
         for _pattern, listed, server in self._routes.templates:

@@ -1,0 +1,88 @@
+"""`bastion keys create | list | revoke`: manage API keys in the configured state store.
+
+The key is printed once by `create`; nothing else ever shows it again (only its salted hash is stored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import yaml
+from pydantic import ValidationError
+
+from bastion.auth.apikeys import ApiKeyStore, parse_duration
+from bastion.errors import ConfigError
+from bastion.state import StateConfig, open_state_store
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `keys create|list|revoke` to the `bastion` command line."""
+    keys = subparsers.add_parser("keys", help="manage API keys")
+    commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = commands.add_parser("create", help="create a key (printed once)")
+    create.add_argument("--config", required=True, help="bastion.yaml (its `state:` section)")
+    create.add_argument("--principal", required=True, help="principal the key authenticates as")
+    create.add_argument("--roles", default="", help="comma-separated roles")
+    create.add_argument("--expires", default=None, help="lifetime such as 30d, 12h, 15m (default: never)")
+    create.set_defaults(handler=run_keys)
+    listing = commands.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--config", required=True)
+    listing.set_defaults(handler=run_keys)
+    revoke = commands.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("--config", required=True)
+    revoke.add_argument("id", help="key id (the part after `bst_`)")
+    revoke.set_defaults(handler=run_keys)
+
+
+def load_state_config(path: str | Path) -> StateConfig:
+    """The `state:` section of a YAML config (defaults when absent)."""
+    try:
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot load {path}: {type(exc).__name__}", path="state") from None
+    section = document.get("state") if isinstance(document, dict) else None
+    try:
+        return StateConfig.model_validate(section or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(first["msg"], path=".".join(["state", *(str(p) for p in first["loc"])])) from None
+
+
+def run_keys(args: argparse.Namespace) -> int:
+    """Handler of `bastion keys ...`."""
+    try:
+        config = load_state_config(args.config)
+        expires = parse_duration(args.expires) if getattr(args, "expires", None) else None
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result: int = anyio.run(_keys, args, config, expires)
+    return result
+
+
+async def _keys(args: argparse.Namespace, config: StateConfig, expires: float | None) -> int:
+    async with open_state_store(config) as store:
+        keys = ApiKeyStore(store)
+        if args.keys_command == "create":
+            roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+            key, info = await keys.create(args.principal, roles, expires_in=expires)
+            print(key)
+            print(
+                f"created key {info.key_id} for {info.principal}; store it now, it is not shown again",
+                file=sys.stderr,
+            )
+            return 0
+        if args.keys_command == "list":
+            listed: list[dict[str, Any]] = [info.to_dict() for info in await keys.list()]
+            print(json.dumps(listed, indent=2))
+            return 0
+        if await keys.revoke(args.id):
+            print(f"revoked {args.id}")
+            return 0
+        print(f"no key {args.id}", file=sys.stderr)
+        return 1

@@ -1,0 +1,128 @@
+"""`AuthMiddleware`: pure ASGI authentication in front of every protected HTTP path, plus RFC 9728 metadata.
+
+Rules:
+- It runs before any MCP handling: an unauthenticated request never reaches a session, a policy or an upstream.
+- Paths are compared after collapsing repeated slashes and case-folding, so `//MCP` is as protected as `/mcp`.
+- Success puts the `Principal` in `scope["state"]["principal"]`; failure answers 401 with
+  `WWW-Authenticate: Bearer ... resource_metadata="..."` and a small JSON body naming the failure reason.
+- Tokens are never logged; the log line has the failure reason and the client address only.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bastion.auth.authenticator import Authenticator
+from bastion.auth.config import AuthConfig
+from bastion.auth.failures import AuthFailure, failure_of
+from bastion.auth.metadata import metadata_paths, resource_metadata, resource_metadata_url, www_authenticate
+from bastion.errors import AuthError
+
+logger = logging.getLogger("bastion.auth")
+
+_SLASHES = re.compile(r"/{2,}")
+
+
+def _normalized(path: str) -> str:
+    return _SLASHES.sub("/", path).casefold()
+
+
+class AuthMiddleware:
+    """Wrap an ASGI app so protected paths need a credential and the metadata document is served."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        authenticator: Authenticator,
+        protected_paths: Iterable[str] = ("/mcp", "/sse", "/messages", "/api"),
+        metadata: dict[str, Any] | None = None,
+        metadata_url: str | None = None,
+        metadata_paths: Iterable[str] = (),
+    ) -> None:
+        self.app = app
+        self.authenticator = authenticator
+        self._protected = tuple(_normalized(p).rstrip("/") for p in protected_paths)
+        self._metadata = metadata
+        self._metadata_url = metadata_url
+        self._metadata_paths = frozenset(metadata_paths)
+
+    @classmethod
+    def from_config(cls, app: ASGIApp, config: AuthConfig, authenticator: Authenticator) -> AuthMiddleware:
+        """Wrap `app` as the `auth:` section says (metadata served only when `resource_url` is set)."""
+        serve = config.resource_url is not None
+        return cls(
+            app,
+            authenticator=authenticator,
+            protected_paths=config.protected_paths,
+            metadata=resource_metadata(config) if serve else None,
+            metadata_url=resource_metadata_url(config.resource_url) if config.resource_url else None,
+            metadata_paths=metadata_paths(config.resource_url) if serve else (),
+        )
+
+    def _is_protected(self, path: str) -> bool:
+        path = _normalized(path)
+        return any(path == p or path.startswith(p + "/") for p in self._protected)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        if (
+            scope["type"] == "http"
+            and self._metadata is not None
+            and path.rstrip("/") in self._metadata_paths
+        ):
+            await self._send_json(send, 200, self._metadata, [])
+            return
+        if not self.authenticator.enabled or not self._is_protected(path):
+            await self.app(scope, receive, send)
+            return
+        headers = {
+            k.decode("latin-1"): v.decode("latin-1")
+            for k, v in scope.get("headers", [])
+            if k.lower() in (b"authorization", b"x-api-key")
+        }
+        try:
+            principal = await self.authenticator.authenticate(headers)
+        except AuthError as exc:
+            await self._refuse(scope, send, exc)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, send: Send, exc: AuthError) -> None:
+        failure = failure_of(exc)
+        client = scope.get("client") or ("", 0)
+        logger.info("authentication refused: %s (client %s)", failure, client[0])
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        missing = failure is AuthFailure.MISSING
+        error = (
+            None if missing else "invalid_request" if failure is AuthFailure.MALFORMED else "invalid_token"
+        )
+        challenge = www_authenticate(metadata_url=self._metadata_url, error=error)
+        body: dict[str, Any] = {"error": error or "unauthorized", "error_description": str(failure)}
+        await self._send_json(send, 401, body, [(b"www-authenticate", challenge.encode("latin-1"))])
+
+    @staticmethod
+    async def _send_json(
+        send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]]
+    ) -> None:
+        payload = orjson.dumps(body)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            (b"cache-control", b"no-store"),
+            *extra,
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
