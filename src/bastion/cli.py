@@ -144,7 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # In stdio mode stdout carries the protocol: every log line must go to stderr.
     _setup_logging(args.log_level)
     try:
-        result: int = args.func(args)
+        handler = getattr(args, "func", None) or getattr(args, "handler", None)
+        if handler is None:
+            parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
+            return 2
+        result: int = handler(args)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
