@@ -8,10 +8,15 @@ Observers run outside the chain for every exchange; audit is first, because stri
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
+import signal
 from dataclasses import dataclass, field
 from typing import Any
+
+import anyio
 
 from bastion.auth.authenticator import Authenticator
 from bastion.auth.principal import Principal
@@ -20,6 +25,7 @@ from bastion.errors import ConfigError
 from bastion.gateway import Gateway
 from bastion.pipeline.stage import ExchangeObserver, Stage
 from bastion.policy.holder import PolicyHolder
+from bastion.protocol.methods import LIST_CHANGED
 from bastion.state import open_state_store
 from bastion.state.base import StateStore
 
@@ -73,6 +79,7 @@ def build_runtime(config: BastionConfig, *, config_path: str | None = None) -> R
     gateway.closers.append(store.aclose)
     gateway.closers.append(authenticator.aclose)
     if policy is not None:
+        _watch_policy(gateway, policy)
         holder = policy
         catalog = gateway.catalog
 
@@ -88,6 +95,40 @@ def build_runtime(config: BastionConfig, *, config_path: str | None = None) -> R
 
         gateway.list_filter = visible
     return runtime
+
+
+def _watch_policy(gateway: Gateway, holder: PolicyHolder) -> None:
+    """Hot reload: watch the policy file and reload on SIGHUP; a new policy may change what lists show."""
+    stop = anyio.Event()
+    tasks: list[asyncio.Task[None]] = []
+
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def announce() -> None:
+        for method in LIST_CHANGED:
+            tasks.append(asyncio.ensure_future(gateway.notify_sessions(method)))
+
+    def reloaded(applied: bool) -> None:
+        # Called from the watcher's worker thread or a signal handler: hop onto the loop.
+        if applied and loops:
+            loops[0].call_soon_threadsafe(announce)
+
+    holder.on_reload.append(reloaded)
+
+    async def start() -> None:
+        loops.append(asyncio.get_running_loop())
+        tasks.append(asyncio.create_task(holder.watch(stop=stop)))
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loops[0].add_signal_handler(signal.SIGHUP, holder.reload)
+
+    async def close() -> None:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    gateway.startup.append(start)
+    gateway.closers.append(close)
 
 
 def _opener(store: StateStore) -> Any:

@@ -10,6 +10,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,8 @@ class PolicyHolder:
         self.path = Path(path) if path is not None else None
         self.generation = 0
         """Incremented on every successful reload."""
+        self.on_reload: list[Callable[[bool], None]] = []
+        """Called after every reload attempt with whether the new policy is in force (audit, list_changed)."""
         for warning in engine.warnings:
             logger.warning("policy: %s", warning)
 
@@ -81,13 +84,22 @@ class PolicyHolder:
             engine = load_policy_file(self.path)
         except ConfigError as exc:
             logger.error("policy reload from %s rejected, keeping the previous policy: %s", self.path, exc)
+            self._notify(False)
             return False
         for warning in engine.warnings:
             logger.warning("policy: %s", warning)
         self.engine = engine
         self.generation += 1
         logger.info("policy reloaded from %s (generation %d)", self.path, self.generation)
+        self._notify(True)
         return True
+
+    def _notify(self, applied: bool) -> None:
+        for listener in self.on_reload:
+            try:
+                listener(applied)
+            except Exception:  # a listener's bug must not undo a reload
+                logger.exception("policy reload listener failed")
 
     async def watch(self, *, stop: anyio.Event | None = None, ready: anyio.Event | None = None) -> None:
         """Reload whenever the file changes, until `stop` is set. `ready` is set once watching has begun."""
