@@ -23,6 +23,7 @@ from bastion.auth.principal import Principal
 from bastion.config.model import BastionConfig
 from bastion.errors import ConfigError
 from bastion.gateway import Gateway
+from bastion.pipeline.approvals import ApprovalQueue
 from bastion.pipeline.stage import ExchangeObserver, Stage
 from bastion.policy.holder import PolicyHolder
 from bastion.protocol.methods import LIST_CHANGED
@@ -74,6 +75,7 @@ def build_runtime(config: BastionConfig, *, config_path: str | None = None) -> R
         stages += [AuthorizeStage(policy), rate_limit]
         observers.append(rate_limit)  # releases concurrency slots whatever the outcome
     gateway = Gateway(config, stages=stages, observers=observers)
+    gateway.approvals = ApprovalQueue(store)  # shared across replicas when the store is
     runtime = Runtime(config=config, gateway=gateway, store=store, authenticator=authenticator, policy=policy)
     gateway.startup.append(_opener(store))
     gateway.closers.append(store.aclose)
