@@ -20,6 +20,7 @@ from bastion.errors import BastionError, RateLimited
 from bastion.pipeline.approvals import ApprovalQueue
 from bastion.pipeline.chain import Pipeline
 from bastion.pipeline.exchange import Asker, Exchange, SessionInfo
+from bastion.pipeline.notice import Notice, NoticeKind, NoticeObserver
 from bastion.pipeline.stage import ExchangeObserver, Stage
 from bastion.protocol.methods import LIST_CHANGED
 from bastion.routing.catalog import Catalog
@@ -98,6 +99,9 @@ class Gateway:
         self.closers: list[Callable[[], Awaitable[Any]]] = []
         """Run at close, after upstreams, in reverse order (flush audit, close stores)."""
         self.session_listeners: list[Callable[[str, DownstreamSession], Any]] = []
+        self.notice_observers: list[NoticeObserver] = []
+        """Notice observers besides `observers` that have an `on_notice` hook (the dashboard feed, alerts)."""
+        self._notice_tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -129,6 +133,8 @@ class Gateway:
             await session.aclose()
         self.parking.close()
         await asyncio.gather(*(c.aclose() for c in self.upstreams.values()), return_exceptions=True)
+        if self._notice_tasks:
+            await asyncio.gather(*self._notice_tasks, return_exceptions=True)
         for closer in reversed(self.closers):
             try:
                 await closer()
@@ -223,6 +229,7 @@ class Gateway:
             self.sessions.pop(session.session_id, None)
             session.session_id = info.session_id = sealed
             self.sessions[sealed] = session
+        self.emit_soon(self.session_notice(NoticeKind.SESSION_START, session))
         for listener in self.session_listeners:
             listener("start", session)
 
@@ -234,6 +241,8 @@ class Gateway:
                 with contextlib.suppress(BastionError):
                     server = await self.catalog.resolve_uri(uri)
                     await self.upstreams[server].request("resources/unsubscribe", {"uri": uri})
+        if session.initialized or session.info.protocol_version:
+            await self.emit(self.session_notice(NoticeKind.SESSION_END, session))
         for listener in self.session_listeners:
             listener("end", session)
 
@@ -282,6 +291,39 @@ class Gateway:
         """Hand a finished exchange to every observer; the first failure propagates (strict audit)."""
         for observer in self.observers:
             await observer.on_exchange(exchange)
+
+    async def emit(self, notice: Notice) -> None:
+        """Hand a notable event to every notice observer; a failing observer is logged, never raised."""
+        targets = [o for o in self.observers if isinstance(o, NoticeObserver)] + self.notice_observers
+        for observer in targets:
+            try:
+                await observer.on_notice(notice)
+            except Exception:  # a notice never fails a call or a state change
+                logger.exception("notice observer failed on %s", notice.kind)
+
+    def emit_soon(self, notice: Notice) -> None:
+        """`emit()` from synchronous code (a callback, a signal handler on the loop): fire and track."""
+        task = asyncio.ensure_future(self.emit(notice))
+        self._notice_tasks.add(task)
+        task.add_done_callback(self._notice_tasks.discard)
+
+    def session_notice(self, kind: NoticeKind, session: DownstreamSession, **detail: Any) -> Notice:
+        """A notice about a client session, with its principal and client facts filled in."""
+        info = session.info
+        return Notice(
+            kind=kind,
+            session_id=info.session_id,
+            principal=info.principal.name,
+            roles=tuple(sorted(info.principal.roles)),
+            transport=info.transport,
+            remote=info.remote,
+            detail={
+                "client": info.client_name,
+                "clientVersion": info.client_version,
+                "protocol": info.protocol_version,
+                **detail,
+            },
+        )
 
     def approval_asker(self, session: DownstreamSession, exchange: Exchange) -> Asker | None:
         """How to ask a human when the client cannot: the approvals queue (dashboard and admin API)."""
@@ -341,6 +383,20 @@ class Gateway:
     async def _on_upstream_state(self, conn: UpstreamConnection) -> None:
         if conn.state not in (State.READY, State.DOWN):
             return
+        down = conn.state is State.DOWN
+        await self.emit(
+            Notice(
+                kind=NoticeKind.UPSTREAM_STATE,
+                server=conn.name,
+                severity="warning" if down else "info",
+                detail={
+                    "state": str(conn.state),
+                    "restarts": conn.restarts,
+                    "reason": conn.last_error if down else "",
+                    "protocol": conn.protocol_version,
+                },
+            )
+        )
         self.catalog.invalidate(conn.name)
         for method in _LIST_NOTIFICATIONS:
             await self.notify_sessions(method)

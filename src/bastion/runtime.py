@@ -24,6 +24,7 @@ from bastion.config.model import BastionConfig
 from bastion.errors import ConfigError
 from bastion.gateway import Gateway
 from bastion.pipeline.approvals import ApprovalQueue
+from bastion.pipeline.notice import Notice, NoticeKind
 from bastion.pipeline.stage import ExchangeObserver, Stage
 from bastion.policy.holder import PolicyHolder
 from bastion.protocol.methods import LIST_CHANGED
@@ -112,7 +113,15 @@ def _watch_policy(gateway: Gateway, holder: PolicyHolder) -> None:
 
     def reloaded(applied: bool) -> None:
         # Called from the watcher's worker thread or a signal handler: hop onto the loop.
-        if applied and loops:
+        if not loops:
+            return
+        notice = Notice(
+            kind=NoticeKind.POLICY_RELOAD,
+            severity="info" if applied else "warning",
+            detail={"applied": applied, "outcome": "applied" if applied else "rejected: old policy kept"},
+        )
+        loops[0].call_soon_threadsafe(gateway.emit_soon, notice)
+        if applied:
             loops[0].call_soon_threadsafe(announce)
 
     holder.on_reload.append(reloaded)

@@ -19,12 +19,18 @@ READER = Principal(name="reader", roles=frozenset({"readonly"}), method="api_key
 
 
 def _write(path, tools):
-    path.write_text(yaml.safe_dump({
-        "servers": {"calc": calc_stdio()},
-        "state": {"path": str(path.parent / "state.db")},
-        "policy": {"default": "deny", "roles": {"readonly": {"rules": [
-            {"id": "reads", "effect": "allow", "tools": tools}]}}},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "servers": {"calc": calc_stdio()},
+                "state": {"path": str(path.parent / "state.db")},
+                "policy": {
+                    "default": "deny",
+                    "roles": {"readonly": {"rules": [{"id": "reads", "effect": "allow", "tools": tools}]}},
+                },
+            }
+        )
+    )
 
 
 async def test_hidden_tools_are_absent_and_calling_them_looks_like_an_unknown_name(tmp_path):
@@ -58,8 +64,9 @@ async def test_policy_file_change_is_hot_reloaded_and_clients_hear_list_changed(
 
     await runtime.gateway.start()
     try:
-        async with Client(client_transport(runtime.gateway, principal=READER), mode="legacy",
-                          message_handler=on_message) as client:
+        async with Client(
+            client_transport(runtime.gateway, principal=READER), mode="legacy", message_handler=on_message
+        ) as client:
             assert [t.name for t in (await client.list_tools()).tools] == ["calc__add"]
             with anyio.fail_after(20):
                 while not changed.is_set():
