@@ -20,11 +20,16 @@ $(STAMPS)/venv: pyproject.toml requirements.lock | $(STAMPS)
 	touch $@
 
 # Node.js peers (server-everything, the conformance suite and the Node 22 it needs), from the npm registry.
-$(STAMPS)/node: $(wildcard tests/peers/node/package-lock.json tests/peers/node-alpha/package-lock.json) | $(STAMPS)
-	if [ -f scripts/setup-node-peers.sh ]; then bash scripts/setup-node-peers.sh; fi
+$(STAMPS)/node: tests/peers/node/package-lock.json tests/peers/node-alpha/package-lock.json scripts/setup-node-peers.sh | $(STAMPS)
+	bash scripts/setup-node-peers.sh
 	touch $@
 
-setup: $(STAMPS)/venv $(STAMPS)/node
+# Debian packages for the browser and cluster tests (chromium, nginx), via apt when missing.
+$(STAMPS)/system: scripts/setup-system.sh | $(STAMPS)
+	bash scripts/setup-system.sh
+	touch $@
+
+setup: $(STAMPS)/venv $(STAMPS)/node $(STAMPS)/system
 
 run: setup
 	bash scripts/run-example.sh
