@@ -62,7 +62,7 @@ names = st.sampled_from(
         "calc__delete_everything",
         "CALC__DELETE_EVERYTHING",
         "calc__delete_everything ",
-        "calc__dеlete_everything",  # Cyrillic e
+        "calc__d\u0435lete_everything",  # Cyrillic e
         "calc____delete_everything",
         "delete_everything",
         "calc__greet",
