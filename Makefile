@@ -47,5 +47,12 @@ lint: $(STAMPS)/venv
 typecheck: $(STAMPS)/venv
 	$(BIN)/mypy
 
+# Proxy benchmark: Bastion vs direct, FastMCP's proxy, mcp-proxy and ContextForge (peers pinned in .peers/ venvs).
+# Options go in BENCH_ARGS, e.g. `make bench BENCH_ARGS="--rounds 1 --calls 500"`; results land in bench/results/.
+bench: setup
+	bash scripts/setup-bench-peers.sh
+	$(BIN)/python bench/proxy_bench.py --json-out $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) $(STAMPS) .peers tests/peers/node/node_modules tests/peers/node-alpha/node_modules
+eval: $(STAMPS)/venv ; $(BIN)/python bench/eval_guardrails.py

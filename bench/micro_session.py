@@ -32,14 +32,19 @@ class InstantUpstream:
         if "id" not in m or method is None:
             return
         if method == "initialize":
-            result: dict[str, Any] = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
-                                      "serverInfo": {"name": "x", "version": "1"}}
+            result: dict[str, Any] = {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "x", "version": "1"},
+            }
         elif method == "tools/list":
             result = {"tools": [{"name": "echo", "inputSchema": {"type": "object"}}]}
         elif method == "tools/call":
             result = {"content": [{"type": "text", "text": m["params"]["arguments"]["text"]}]}
         else:
-            self.queue.put_nowait({"jsonrpc": "2.0", "id": m["id"], "error": {"code": -32601, "message": "no"}})
+            self.queue.put_nowait(
+                {"jsonrpc": "2.0", "id": m["id"], "error": {"code": -32601, "message": "no"}}
+            )
             return
         self.queue.put_nowait({"jsonrpc": "2.0", "id": m["id"], "result": result})
 
@@ -74,7 +79,9 @@ async def main(n: int) -> None:
         await session.handle({"jsonrpc": "2.0", "id": i, "method": method, "params": params})
         return await fut
 
-    await call(0, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "b"}})
+    await call(
+        0, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "b"}}
+    )
     await session.handle({"jsonrpc": "2.0", "method": "notifications/initialized"})
     params = {"name": "up__echo", "arguments": {"text": "x" * 100}}
     for i in range(1, 200):

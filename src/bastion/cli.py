@@ -17,11 +17,22 @@ from bastion.errors import BastionError, ConfigError
 
 logger = logging.getLogger("bastion.cli")
 
-_SUBCOMMAND_MODULES = ("bastion.auth.cli", "bastion.policy.cli", "bastion.guard.cli", "bastion.audit.cli")
+_SUBCOMMAND_MODULES = (
+    "bastion.auth.cli",
+    "bastion.policy.cli",
+    "bastion.guard.cli",
+    "bastion.guard.tools_cli",
+    "bastion.audit.cli",
+)
 """Packages that add their own subcommands (`keys`, `policy`, `guard`, `tools`, `audit`)."""
 
 
-def _setup_logging(level: str, *, stream: Any = sys.stderr) -> None:
+def _setup_logging(level: str, *, stream: Any = sys.stderr, log_format: str = "text") -> None:
+    if log_format == "json":
+        from bastion.telemetry.logs import setup_logging
+
+        setup_logging(level, log_format="json", stream=stream)
+        return
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         stream=stream,
@@ -113,6 +124,7 @@ def cmd_stdio(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bastion", description="MCP security gateway")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text", help="text or json lines")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="start the HTTP listener (Streamable HTTP at /mcp, legacy SSE at /sse)")
@@ -142,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # In stdio mode stdout carries the protocol: every log line must go to stderr.
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, log_format=args.log_format)
     try:
         handler = getattr(args, "func", None) or getattr(args, "handler", None)
         if handler is None:

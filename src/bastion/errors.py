@@ -9,6 +9,7 @@ BastionError                    reason, jsonrpc_code, http_status, retryable
 │   ├── MethodNotFound          -32601  unknown method, or not routable
 │   ├── InvalidParams           -32602  params missing or of the wrong shape
 │   ├── SessionNotFound         -32001  unknown or terminated session (HTTP 404)
+│   ├── HeaderMismatch          -32020  HTTP routing headers disagree with the body (2026-07-28)
 │   └── UnsupportedVersion      -32022  protocol version we do not speak
 ├── PayloadTooLarge             -32600  body, message or depth over a limit (HTTP 413)
 ├── AuthError                   -32001  no or bad credentials (HTTP 401)
@@ -48,6 +49,7 @@ class Reason(enum.StrEnum):
     INVALID_PARAMS = "invalid_params"
     SESSION_NOT_FOUND = "session_not_found"
     UNSUPPORTED_VERSION = "unsupported_version"
+    HEADER_MISMATCH = "header_mismatch"
     TOO_LARGE = "too_large"
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"
@@ -123,6 +125,11 @@ class SessionNotFound(ProtocolError):
     reason = Reason.SESSION_NOT_FOUND
     jsonrpc_code = -32001
     http_status = 404
+
+
+class HeaderMismatch(ProtocolError):
+    reason = Reason.HEADER_MISMATCH
+    jsonrpc_code = -32020
 
 
 class UnsupportedVersion(ProtocolError):

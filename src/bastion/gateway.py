@@ -241,7 +241,8 @@ class Gateway:
                 with contextlib.suppress(BastionError):
                     server = await self.catalog.resolve_uri(uri)
                     await self.upstreams[server].request("resources/unsubscribe", {"uri": uri})
-        if session.initialized or session.info.protocol_version:
+        # A stateless (2026-07-28 HTTP) session is one request: it had no start notice, so no end notice either.
+        if not session.stateless and (session.initialized or session.info.protocol_version):
             await self.emit(self.session_notice(NoticeKind.SESSION_END, session))
         for listener in self.session_listeners:
             listener("end", session)
@@ -288,9 +289,16 @@ class Gateway:
         return "\n\n".join(parts) or None
 
     async def observe(self, exchange: Exchange) -> None:
-        """Hand a finished exchange to every observer; the first failure propagates (strict audit)."""
+        """Hand a finished exchange to every observer; the first failure propagates (strict audit), but only
+        after every observer ran, so a refused reply still releases rate-limit slots and is still counted."""
+        failure: Exception | None = None
         for observer in self.observers:
-            await observer.on_exchange(exchange)
+            try:
+                await observer.on_exchange(exchange)
+            except Exception as exc:  # observer boundary: the others must still see the exchange
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     async def emit(self, notice: Notice) -> None:
         """Hand a notable event to every notice observer; a failing observer is logged, never raised."""

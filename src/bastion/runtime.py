@@ -58,6 +58,8 @@ def _policy_holder(config: BastionConfig, config_path: str | None) -> PolicyHold
 
 def build_runtime(config: BastionConfig, *, config_path: str | None = None) -> Runtime:
     """Build every component the config asks for, wired into one gateway."""
+    from bastion.guard.setup import EXTRAS_KEY as GUARDRAILS_KEY
+    from bastion.guard.setup import build_guardrails
     from bastion.pipeline.stages.authorize import AuthenticateStage, AuthorizeStage, filter_listing
     from bastion.pipeline.stages.ratelimit import RateLimitStage
 
@@ -75,12 +77,18 @@ def build_runtime(config: BastionConfig, *, config_path: str | None = None) -> R
         rate_limit = RateLimitStage(policy, store)
         stages += [AuthorizeStage(policy), rate_limit]
         observers.append(rate_limit)  # releases concurrency slots whatever the outcome
+    guardrails = build_guardrails(config.guardrails, store)
+    if guardrails is not None:
+        stages.append(guardrails.stage)  # last: the most expensive, and it sees only calls that may run
     gateway = Gateway(config, stages=stages, observers=observers)
     gateway.approvals = ApprovalQueue(store)  # shared across replicas when the store is
     runtime = Runtime(config=config, gateway=gateway, store=store, authenticator=authenticator, policy=policy)
     gateway.startup.append(_opener(store))
     gateway.closers.append(store.aclose)
     gateway.closers.append(authenticator.aclose)
+    if guardrails is not None:
+        guardrails.attach(gateway)  # screens tool lists (poisoning, pins) before the catalogue caches them
+        runtime.extras[GUARDRAILS_KEY] = guardrails
     if policy is not None:
         _watch_policy(gateway, policy)
         holder = policy
@@ -97,6 +105,12 @@ def build_runtime(config: BastionConfig, *, config_path: str | None = None) -> R
             )
 
         gateway.list_filter = visible
+    from bastion.audit.install import install_audit
+    from bastion.telemetry.install import install_telemetry
+
+    install_audit(runtime)  # the first observer: strict audit gates the reply
+    # Keep after audit: observers run audit first, then metrics and anomaly detection.
+    install_telemetry(runtime)
     return runtime
 
 
@@ -171,8 +185,23 @@ def check_listen_address(config: BastionConfig, host: str) -> None:
 
 def build_http_app(runtime: Runtime, *, host: str, port: int) -> Any:
     """The ASGI app: security middleware, authentication, then MCP endpoints and health."""
+    from bastion.audit.install import auth_failure_hook
     from bastion.auth.middleware import AuthMiddleware
     from bastion.server.app import create_app
+    from bastion.telemetry.install import telemetry_routes, wrap_http_app
+    from bastion.web.wiring import bearer_auth_config, dashboard_routes
 
-    app = create_app(runtime.gateway)
-    return AuthMiddleware.from_config(app, runtime.config.auth, runtime.authenticator)
+    # The dashboard's own gate guards /ui and /api (admins only, session cookie or bearer), so the bearer
+    # middleware leaves those paths to it (`bearer_auth_config`).
+    routes = [*telemetry_routes(runtime), *dashboard_routes(runtime)]
+
+    def wrap(inner: Any) -> Any:
+        # Inside the security layers (catch-all, Host/Origin, body limit) that create_app keeps outermost.
+        return AuthMiddleware.from_config(
+            wrap_http_app(runtime, inner),
+            bearer_auth_config(runtime),
+            runtime.authenticator,
+            on_failure=auth_failure_hook(runtime.gateway),
+        )
+
+    return create_app(runtime.gateway, extra_routes=routes, wrap=wrap, listen_host=host)

@@ -36,6 +36,7 @@ from bastion.pipeline.exchange import Exchange, SessionInfo
 from bastion.protocol import jsonrpc, versions
 from bastion.protocol.methods import CLIENT_REQUESTS, LIST_KEYS, Route
 from bastion.routing.parked import AskItem, ParkedCall
+from bastion.telemetry.context import CURRENT_EXCHANGE
 from bastion.transports.base import JsonDict, Outbound, RequestId
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ class DownstreamSession:
         try:
             await self._outbound.send(message, related)
         except Exception:  # the client went away; nothing more can be delivered to it
-            logger.debug("session %s: could not deliver a message", self.session_id)
+            logger.debug("session %s: could not deliver a message", self.session_id[:8])
 
     # -- serving one request -----------------------------------------------------------------------------------
 
@@ -155,7 +156,7 @@ class DownstreamSession:
         except BastionError as exc:
             reply = {"error": exc.to_jsonrpc_error()}
         except Exception:  # last resort for this request: log the details, tell the client nothing internal
-            logger.exception("session %s: %s failed", self.session_id, method)
+            logger.exception("session %s: %s failed", self.session_id[:8], method)
             reply = {"error": InternalError("internal error").to_jsonrpc_error()}
         await self._send({"jsonrpc": "2.0", "id": request_id, **reply}, request_id)
 
@@ -164,6 +165,8 @@ class DownstreamSession:
         if modern:
             self._adopt_envelope(params)
         route = CLIENT_REQUESTS.get(method)
+        if modern and method in versions.REMOVED_IN_MODERN:
+            raise MethodNotFound(f"Method not found: {method}")
         if method == "initialize":
             return {"result": self._initialize(params)}
         if method == "ping":
@@ -237,7 +240,7 @@ class DownstreamSession:
         extra: JsonDict = {}
         if "resultType" not in result:
             extra["resultType"] = "complete"
-        if method in LIST_KEYS and "ttlMs" not in result:
+        if (method in LIST_KEYS or method == "resources/read") and "ttlMs" not in result:
             extra["ttlMs"] = 0
             extra["cacheScope"] = "private"  # filtered per principal, so never shareable
         meta = jsonrpc.as_dict(result.get("_meta"))
@@ -327,6 +330,14 @@ class DownstreamSession:
 
     async def _observed(self, exchange: Exchange, work: Any) -> JsonDict:
         """Run `work`, then let every observer (audit first) see the exchange before the reply is released."""
+        CURRENT_EXCHANGE.set(exchange)  # log lines carry its ids; this task serves only this request
+        tracer = self._gateway.pipeline.tracer
+        if tracer is None:
+            return await self._observe(exchange, work)
+        with tracer.request_span(exchange):
+            return await self._observe(exchange, work)
+
+    async def _observe(self, exchange: Exchange, work: Any) -> JsonDict:
         failure: BastionError | None = None
         reply: JsonDict = {}
         try:
@@ -340,7 +351,7 @@ class DownstreamSession:
         except Exception as exc:
             failure = error_from_exception(exc)
             if not isinstance(exc, BastionError):
-                logger.exception("session %s: %s failed", self.session_id, exchange.method)
+                logger.exception("session %s: %s failed", self.session_id[:8], exchange.method)
             exchange.error = failure.to_jsonrpc_error()
             if exchange.outcome in ("allow", "flag", "redact"):
                 exchange.outcome = "error"

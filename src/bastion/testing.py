@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from bastion.audit.capture import CapturedAudit, capture_audit
 from bastion.auth.principal import ANONYMOUS, Principal
 from bastion.config.loader import parse_config
 from bastion.config.model import BastionConfig
@@ -20,7 +21,7 @@ from bastion.pipeline.stage import ExchangeObserver, Stage
 from bastion.transports.base import ClientTransport
 from bastion.transports.memory import MemoryClientTransport, memory_server_transport
 
-__all__ = ["client_transport", "memory_config", "running_gateway"]
+__all__ = ["CapturedAudit", "capture_audit", "client_transport", "memory_config", "running_gateway"]
 
 
 def memory_config(names: Sequence[str], **extra: Any) -> BastionConfig:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -27,6 +27,9 @@ from bastion.errors import AuthError
 logger = logging.getLogger("bastion.auth")
 
 _SLASHES = re.compile(r"/{2,}")
+
+AuthFailureHook = Callable[[str, str, str], None]
+"""Told of every refusal as (failure reason, client address, path); never any credential (audit notices)."""
 
 
 def _normalized(path: str) -> str:
@@ -45,8 +48,10 @@ class AuthMiddleware:
         metadata: dict[str, Any] | None = None,
         metadata_url: str | None = None,
         metadata_paths: Iterable[str] = (),
+        on_failure: AuthFailureHook | None = None,
     ) -> None:
         self.app = app
+        self._on_failure = on_failure
         self.authenticator = authenticator
         self._protected = tuple(_normalized(p).rstrip("/") for p in protected_paths)
         self._metadata = metadata
@@ -54,7 +59,14 @@ class AuthMiddleware:
         self._metadata_paths = frozenset(metadata_paths)
 
     @classmethod
-    def from_config(cls, app: ASGIApp, config: AuthConfig, authenticator: Authenticator) -> AuthMiddleware:
+    def from_config(
+        cls,
+        app: ASGIApp,
+        config: AuthConfig,
+        authenticator: Authenticator,
+        *,
+        on_failure: AuthFailureHook | None = None,
+    ) -> AuthMiddleware:
         """Wrap `app` as the `auth:` section says (metadata served only when `resource_url` is set)."""
         serve = config.resource_url is not None
         return cls(
@@ -64,6 +76,7 @@ class AuthMiddleware:
             metadata=resource_metadata(config) if serve else None,
             metadata_url=resource_metadata_url(config.resource_url) if config.resource_url else None,
             metadata_paths=metadata_paths(config.resource_url) if serve else (),
+            on_failure=on_failure,
         )
 
     def _is_protected(self, path: str) -> bool:
@@ -102,6 +115,8 @@ class AuthMiddleware:
         failure = failure_of(exc)
         client = scope.get("client") or ("", 0)
         logger.info("authentication refused: %s (client %s)", failure, client[0])
+        if self._on_failure is not None:
+            self._on_failure(str(failure), str(client[0]), str(scope.get("path", "")))
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return

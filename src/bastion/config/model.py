@@ -7,9 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from bastion.audit.config import AuditConfig
 from bastion.auth.config import AuthConfig
+from bastion.guard.config import GuardrailsConfig
 from bastion.policy.config import PolicyConfig
 from bastion.state.config import StateConfig
+from bastion.telemetry.config import TelemetryConfig
+from bastion.web.config import UIConfig
 
 SERVER_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 """Lowercase letters, digits and single dashes: `__` can never appear, so `<server>__<tool>` is unambiguous."""
@@ -101,6 +105,14 @@ class BastionConfig(_Model):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     state: StateConfig = Field(default_factory=StateConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
+    """Detectors and their actions on arguments, results and tool definitions; tool pins (rug pulls)."""
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    """The audit trail: strict (replies wait for a durable record) into SQLite by default."""
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    """Prometheus metrics, OpenTelemetry traces and anomaly alerts."""
+    ui: UIConfig = Field(default_factory=UIConfig)
+    """The operator dashboard (`/ui`) and admin API (`/api`), for principals with the admin role."""
     policy: PolicyConfig | None = None
     """Inline policy (hot-reloaded from this file). Absent and no `policy_file`: no authorization stage."""
     policy_file: str | None = None

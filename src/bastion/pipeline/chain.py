@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bastion.errors import BastionError, Denied, InternalError, Reason
 from bastion.pipeline.exchange import Exchange
 from bastion.pipeline.stage import FailureMode, Stage
 from bastion.pipeline.verdicts import Ask, Decision, Flag, Mutate, Pass, Reject, Verdict
+
+if TYPE_CHECKING:
+    from bastion.telemetry.tracing import Tracer
 
 logger = logging.getLogger("bastion.pipeline")
 
@@ -27,25 +31,38 @@ class Pipeline:
 
     def __init__(self, stages: Sequence[Stage] = ()) -> None:
         self.stages: tuple[Stage, ...] = tuple(stages)
+        self.tracer: Tracer | None = None
+        """Set by telemetry when tracing is on: spans per stage (and the session's request span)."""
 
     def __bool__(self) -> bool:
         return bool(self.stages)
 
     async def run_request(self, exchange: Exchange) -> BastionError | None:
         """Run the request path. Returns the error to answer with, or None to forward the request."""
+        traced = self.tracer is not None and self.tracer.records_stages()
+        apply = self._traced_apply if traced else self._apply
         for stage in self.stages:
-            error = await self._apply(stage, "request", exchange)
+            error = await apply(stage, "request", exchange)
             if error is not None:
                 return error
         return None
 
     async def run_response(self, exchange: Exchange) -> BastionError | None:
         """Run the response path in reverse order. Returns an error to answer with instead of the result."""
+        traced = self.tracer is not None and self.tracer.records_stages()
+        apply = self._traced_apply if traced else self._apply
         for stage in reversed(self.stages):
-            error = await self._apply(stage, "response", exchange)
+            error = await apply(stage, "response", exchange)
             if error is not None:
                 return error
         return None
+
+    async def _traced_apply(self, stage: Stage, phase: str, exchange: Exchange) -> BastionError | None:
+        tracer = self.tracer
+        if tracer is None:
+            return await self._apply(stage, phase, exchange)
+        with tracer.stage_span(stage.name, phase, exchange):
+            return await self._apply(stage, phase, exchange)
 
     async def _apply(self, stage: Stage, phase: str, exchange: Exchange) -> BastionError | None:
         try:

@@ -13,6 +13,11 @@ LATEST_HANDSHAKE: Final = HANDSHAKE_VERSIONS[0]
 DEFAULT_HTTP_VERSION: Final = "2025-03-26"
 """What a Streamable HTTP request without `MCP-Protocol-Version` is assumed to speak (spec, 2025-06-18+)."""
 
+REMOVED_IN_MODERN: Final = frozenset(
+    {"initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"}
+)
+"""Handshake-era methods the 2026-07-28 revision removed: a request carrying the modern envelope gets -32601."""
+
 META_PROTOCOL_VERSION: Final = "io.modelcontextprotocol/protocolVersion"
 META_CLIENT_CAPABILITIES: Final = "io.modelcontextprotocol/clientCapabilities"
 META_CLIENT_INFO: Final = "io.modelcontextprotocol/clientInfo"

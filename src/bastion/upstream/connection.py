@@ -22,13 +22,16 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from bastion import __version__
 from bastion.config.model import ServerConfig
 from bastion.errors import BastionError, UpstreamTimeout, UpstreamUnavailable
 from bastion.protocol import jsonrpc, versions
 from bastion.transports.base import ClientTransport, Incoming, JsonDict, RequestId
+
+if TYPE_CHECKING:
+    from bastion.telemetry.tracing import Tracer
 
 logger = logging.getLogger("bastion.upstream")
 
@@ -40,7 +43,7 @@ UPSTREAM_CAPABILITIES: Final[JsonDict] = {
 }
 """What Bastion declares to upstreams: everything it can relay. A client without the capability gets the
 upstream's request refused on its behalf."""
-PROBE_TIMEOUT_SECONDS: Final = 5.0
+PROBE_TIMEOUT_SECONDS: Final = 10.0
 """How long the `server/discover` era probe may take before we fall back to the initialize handshake."""
 LISTEN_TIMEOUT_SECONDS: Final = 10 * 365 * 86400.0
 """A `subscriptions/listen` request is meant to stay open for the life of the connection."""
@@ -126,6 +129,8 @@ class UpstreamConnection:
         self._ready = asyncio.Event()
         self._closing = False
         self._listener: asyncio.Task[None] | None = None
+        self.tracer: Tracer | None = None
+        """Set by telemetry when tracing is on: a client span per request, its context sent in `_meta`."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -181,7 +186,19 @@ class UpstreamConnection:
         elif self.config.protocol == "modern":
             raise UpstreamUnavailable(f"server {self.name} does not speak a 2026-07-28 protocol")
         else:
-            await self._handshake(timeout)
+            try:
+                await self._handshake(timeout)
+            except UpstreamUnavailable:
+                # A dual-era server that was slow to start may have answered our probe late and committed to
+                # the 2026-07-28 era, refusing initialize: ask again, patiently, before giving up.
+                alive = self._reader is not None and not self._reader.done()
+                if not (
+                    self.config.protocol == "auto"
+                    and alive
+                    and await self._probe_modern(timeout, patient=True)
+                ):
+                    raise
+                self.modern = True
         await self._set_state(State.READY)
         self._ready.set()
         if self.modern:
@@ -193,11 +210,15 @@ class UpstreamConnection:
             self.protocol_version,
         )
 
-    async def _probe_modern(self, timeout: float) -> bool:
+    async def _probe_modern(self, timeout: float, *, patient: bool = False) -> bool:
         params = self._envelope({}, None)
         try:
             reply = await self._call(
-                "server/discover", params, min(timeout, PROBE_TIMEOUT_SECONDS), None, None
+                "server/discover",
+                params,
+                timeout if patient else min(timeout, PROBE_TIMEOUT_SECONDS),
+                None,
+                None,
             )
         except (UpstreamTimeout, UpstreamUnavailable) as exc:
             if isinstance(exc, UpstreamUnavailable) and self._reader is not None and self._reader.done():
@@ -344,7 +365,12 @@ class UpstreamConnection:
             raise UpstreamUnavailable(f"server {self.name} is unavailable", data={"server": self.name})
         if self.modern:
             params = self._envelope(params, client_capabilities)
-        return await self._call(method, params, timeout or self.config.timeout_seconds, owner, downstream_id)
+        timeout = timeout or self.config.timeout_seconds
+        if self.tracer is not None:
+            return await self.tracer.upstream_call(
+                self.name, method, params, lambda p: self._call(method, p, timeout, owner, downstream_id)
+            )
+        return await self._call(method, params, timeout, owner, downstream_id)
 
     async def _call(
         self,
@@ -483,7 +509,14 @@ class UpstreamConnection:
             return
         if method == "notifications/cancelled":
             return  # a server cancelling its own request to us: our relay simply finishes unanswered
-        if incoming.related is not None and (pending := self._pending.get(incoming.related)) is not None:
+        session_level = method.endswith("/list_changed") or method == "notifications/resources/updated"
+        # List changes and resource updates concern every client (and the list caches), even when a server sends
+        # them on the stream of one call; only request-scoped traffic (logs of that call) goes to its owner.
+        if (
+            not session_level
+            and incoming.related is not None
+            and (pending := self._pending.get(incoming.related)) is not None
+        ):
             if pending.owner is not None:
                 await pending.owner.relay_notification(message, pending.downstream_id)
                 return

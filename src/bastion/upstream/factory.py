@@ -23,7 +23,7 @@ def transport_factory(name: str, config: ServerConfig) -> Callable[[], ClientTra
     if config.transport == "streamable-http":
         from bastion.transports.streamable_http_client import StreamableHttpClientTransport
 
-        return lambda: StreamableHttpClientTransport(url, headers, timeout=config.timeout_seconds)
+        return lambda: StreamableHttpClientTransport(url, headers, timeout=config.timeout_seconds, name=name)
     from bastion.transports.sse_client import SseClientTransport
 
-    return lambda: SseClientTransport(url, headers, timeout=config.timeout_seconds)
+    return lambda: SseClientTransport(url, headers, timeout=config.timeout_seconds, name=name)

@@ -1,0 +1,180 @@
+"""Per-call cost of auditing: strict SQLite, strict PostgreSQL, JSON Lines and relaxed mode against audit off.
+
+Calls go through a real in-process gateway (session -> pipeline -> routing -> upstream connection -> observers)
+in front of an instant upstream, so what differs between runs is the audit work. Two shapes:
+- sequential: one call at a time (every strict call pays a full commit, fsync included);
+- concurrent: 32 calls in flight (group commit: concurrent calls share one commit).
+
+Run: .venv/bin/python bench/audit_cost.py [calls] [--no-postgres]
+PostgreSQL: localhost:5432, user postgres; a database with a random name is created and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bastion.audit.config import JsonlSinkConfig, PostgresSinkConfig, SqliteSinkConfig
+from bastion.audit.recorder import AuditRecorder
+from bastion.audit.sinks import build_sink
+from bastion.config import parse_config
+from bastion.gateway import Gateway
+from bastion.transports.base import Incoming
+
+PG_ADMIN = "postgresql://postgres@localhost:5432/test"
+CONCURRENCY = 32
+
+
+class InstantUpstream:
+    """A ClientTransport that answers like a tiny MCP server, immediately."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def start(self) -> None: ...
+
+    def set_protocol_version(self, version: str) -> None: ...
+
+    async def send(self, m: dict[str, Any]) -> None:
+        if "id" not in m or m.get("method") is None:
+            return
+        if m["method"] == "initialize":
+            result: dict[str, Any] = {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {"tools": {}},
+                "serverInfo": {"name": "x", "version": "1"},
+            }
+        elif m["method"] == "tools/list":
+            result = {"tools": [{"name": "echo", "inputSchema": {"type": "object"}}]}
+        else:
+            result = {"content": [{"type": "text", "text": m["params"]["arguments"]["text"]}]}
+        self.queue.put_nowait({"jsonrpc": "2.0", "id": m["id"], "result": result})
+
+    async def receive(self) -> AsyncIterator[Incoming]:
+        while True:
+            yield Incoming(await self.queue.get())
+
+    async def aclose(self) -> None: ...
+
+
+class Out:
+    def __init__(self) -> None:
+        self.waiters: dict[Any, asyncio.Future[dict[str, Any]]] = {}
+
+    async def send(self, message: dict[str, Any], related: Any) -> None:
+        future = self.waiters.pop(message.get("id"), None)
+        if future is not None:
+            future.set_result(message)
+
+
+async def measure(recorder: AuditRecorder | None, n: int) -> tuple[float, float, float]:
+    """(sequential, concurrent) microseconds per call, and events per commit in the concurrent run."""
+    config = parse_config({"servers": {"up": {"transport": "stdio", "command": "x", "protocol": "legacy"}}})
+    gw = Gateway(config, observers=[recorder] if recorder else [], transports={"up": InstantUpstream})
+    if recorder is not None:
+        await recorder.open()
+    await gw.start()
+    out = Out()
+    session = await gw.open_session(transport="memory", outbound=out)
+    loop = asyncio.get_running_loop()
+    ids = iter(range(1, 10**9))
+
+    async def call(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        i = next(ids)
+        future = loop.create_future()
+        out.waiters[i] = future
+        await session.handle({"jsonrpc": "2.0", "id": i, "method": method, "params": params})
+        reply = await future
+        assert "result" in reply, reply
+        return reply
+
+    await call(
+        "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "b"}}
+    )
+    await session.handle({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    params = {"name": "up__echo", "arguments": {"text": "x" * 100}}
+    for _ in range(100):
+        await call("tools/call", params)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await call("tools/call", params)
+    sequential = (time.perf_counter() - t0) / n * 1e6
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            await call("tools/call", params)
+
+    written, commits = (recorder.written, recorder.commits) if recorder is not None else (0, 0)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(n // CONCURRENCY) for _ in range(CONCURRENCY)))
+    concurrent = (time.perf_counter() - t0) / (n // CONCURRENCY * CONCURRENCY) * 1e6
+    concurrent_factor = 0.0
+    if recorder is not None:
+        concurrent_factor = (recorder.written - written) / max(1, recorder.commits - commits)
+    await gw.aclose()
+    if recorder is not None:
+        await recorder.aclose()
+        assert recorder.lost == 0
+    return sequential, concurrent, concurrent_factor
+
+
+@contextlib.asynccontextmanager
+async def pg_database() -> AsyncIterator[str]:
+    name = f"bastion_bench_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@localhost:5432/{name}"
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
+
+
+async def main(n: int, postgres: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        runs: list[tuple[str, Callable[[], AuditRecorder | None]]] = [
+            ("off", lambda: None),
+            ("sqlite strict (synchronous=full)", lambda: _rec(SqliteSinkConfig(path=str(d / "a.db")))),
+            (
+                "sqlite strict (synchronous=normal)",
+                lambda: _rec(SqliteSinkConfig(path=str(d / "b.db"), synchronous="normal")),
+            ),
+            ("jsonl strict (fsync)", lambda: _rec(JsonlSinkConfig(type="jsonl", path=str(d / "a.jsonl")))),
+            ("sqlite relaxed (full)", lambda: _rec(SqliteSinkConfig(path=str(d / "c.db")), mode="relaxed")),
+        ]
+        async with contextlib.AsyncExitStack() as stack:
+            if postgres:
+                url = await stack.enter_async_context(pg_database())
+                runs.append(("postgres strict", lambda: _rec(PostgresSinkConfig(type="postgres", url=url))))  # type: ignore[arg-type]
+            print(f"{n} calls per shape; concurrent = {CONCURRENCY} in flight; instant in-process upstream")
+            print(
+                f"{'audit':<36}{'sequential us/call':>20}{'ratio':>8}{'concurrent us/call':>21}{'ratio':>8}"
+                f"{'events/commit':>15}"
+            )
+            base: tuple[float, float] | None = None
+            for label, make in runs:
+                seq, conc, factor = await measure(make(), n)
+                base = base or (seq, conc)
+                print(
+                    f"{label:<36}{seq:>20.1f}{seq / base[0]:>8.2f}{conc:>21.1f}{conc / base[1]:>8.2f}"
+                    f"{factor:>15.1f}"
+                )
+
+
+def _rec(config: Any, mode: str = "strict") -> AuditRecorder:
+    return AuditRecorder([build_sink(config)], replica="bench", mode=mode)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    calls = int(next((a for a in sys.argv[1:] if a.isdigit()), "2000"))
+    asyncio.run(main(calls, "--no-postgres" not in sys.argv))

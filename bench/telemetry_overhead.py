@@ -1,0 +1,111 @@
+"""Per-call cost of telemetry: the micro_session setup (no I/O) with four pass-through stages, measured with
+telemetry off, metrics on, metrics + anomaly detection, and metrics + tracing (every span recorded and handed to a
+batch processor whose exporter discards them; then without stage spans; then with every trace sampled out).
+
+Prints the best (lowest) process CPU time per call over interleaved rounds, background analysis included.
+Run: .venv/bin/python bench/telemetry_overhead.py [calls] [rounds]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+from bastion.config import parse_config
+from bastion.gateway import Gateway
+from bastion.pipeline.stage import BaseStage
+from bastion.telemetry.config import TelemetryConfig
+from bastion.telemetry.install import Telemetry
+from bastion.telemetry.tracing import Tracer
+from micro_session import InstantUpstream, Out
+
+
+class Discard(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def stages() -> list[BaseStage]:
+    out = []
+    for name in ("authenticate", "authorize", "ratelimit", "guard"):
+        stage = BaseStage()
+        stage.name = name
+        out.append(stage)
+    return out
+
+
+async def run(variant: str, n: int) -> float:
+    config = parse_config({"servers": {"up": {"transport": "stdio", "command": "x", "protocol": "legacy"}}})
+    gw = Gateway(config, stages=stages(), transports={"up": InstantUpstream})
+    if variant != "off":
+        anomaly = variant == "metrics+anomaly"
+        Telemetry.attach(gw, TelemetryConfig.model_validate({"anomaly": {"enabled": anomaly}}))
+    if variant.startswith("metrics+tracing"):
+        ratio = 0.0 if variant.endswith("sampled-out") else 1.0
+        provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(ratio)))
+        provider.add_span_processor(BatchSpanProcessor(Discard(), max_queue_size=100_000))
+        tracer = Tracer(provider, stage_spans=not variant.endswith("no-stage-spans"))
+        gw.pipeline.tracer = tracer
+        for conn in gw.upstreams.values():
+            conn.tracer = tracer
+        gw.closers.append(tracer.aclose)
+    await gw.start()
+    out = Out()
+    session = await gw.open_session(transport="memory", outbound=out)
+    loop = asyncio.get_running_loop()
+
+    async def call(i: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        fut = loop.create_future()
+        out.waiters[i] = fut
+        await session.handle({"jsonrpc": "2.0", "id": i, "method": method, "params": params})
+        return await fut
+
+    await call(
+        0, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "b"}}
+    )
+    await session.handle({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    params = {"name": "up__echo", "arguments": {"text": "x" * 100}}
+    for i in range(1, 500):
+        await call(i, "tools/call", params)
+    t0 = time.process_time()  # CPU time of this process: less noisy than wall time on a shared machine
+    for i in range(1000, 1000 + n):
+        await call(i, "tools/call", params)
+    for observer in gw.observers:  # background analysis is part of the cost
+        flush = getattr(observer, "flush", None)
+        if flush is not None:
+            await flush()
+    dt = time.process_time() - t0
+    await gw.aclose()
+    return dt / n * 1e6
+
+
+async def main(n: int, rounds: int) -> None:
+    variants = (
+        "off",
+        "metrics",
+        "metrics+anomaly",
+        "metrics+tracing",
+        "metrics+tracing/no-stage-spans",
+        "metrics+tracing/sampled-out",
+    )
+    best: dict[str, float] = {}
+    for _ in range(rounds):  # interleaved, best of N: the machine is shared
+        for variant in variants:
+            us = await run(variant, n)
+            best[variant] = min(best.get(variant, us), us)
+    base = best["off"]
+    for variant in variants:
+        print(f"{variant:>31}: {best[variant]:6.1f} us CPU/call  (+{best[variant] - base:5.1f} us)")
+
+
+if __name__ == "__main__":
+    asyncio.run(
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 10000, int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+    )

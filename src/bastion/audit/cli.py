@@ -1,0 +1,276 @@
+"""`bastion audit tail | search | export | verify | prune`: read, check and maintain the audit trail.
+
+Every subcommand takes `--config FILE` (its `audit:` section) and `--sink NAME` (default: the first sink).
+Exit codes: 0 success, 1 verification failed or nothing found by `get`, 2 bad arguments or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+import anyio
+import orjson
+
+from bastion.audit.chain import AnchorKey
+from bastion.audit.config import AuditConfig, sink_name
+from bastion.audit.event import EXCHANGE_KIND, AuditEvent
+from bastion.audit.query import format_time, make_query, open_reader, parse_time
+from bastion.audit.signing import Ed25519Key, signing_key
+from bastion.audit.sinks import AuditReader
+from bastion.audit.verify import describe, verify
+from bastion.errors import ConfigError
+
+FOLLOW_POLL_SECONDS: Final = 0.5
+"""How often `tail -f` looks for new events."""
+EXPORT_PAGE: Final = 1000
+CSV_COLUMNS: Final = (
+    "time",
+    "event_id",
+    "replica",
+    "seq",
+    "kind",
+    "principal",
+    "roles",
+    "auth_method",
+    "client_name",
+    "client_version",
+    "transport",
+    "remote",
+    "server",
+    "method",
+    "target",
+    "outcome",
+    "rule",
+    "error_code",
+    "error_reason",
+    "is_error",
+    "result_bytes",
+    "arguments_bytes",
+    "arguments_truncated",
+    "latency_ms",
+    "upstream_ms",
+    "gateway_ms",
+    "trace_id",
+    "arguments",
+    "findings",
+    "detail",
+    "hash",
+)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `audit tail|search|export|verify|prune` to the `bastion` command line."""
+    audit = subparsers.add_parser("audit", help="read, export, verify and prune the audit trail")
+    commands = audit.add_subparsers(dest="audit_command", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, help=help)
+        p.add_argument("--config", required=True, help="bastion.yaml (its `audit:` section)")
+        p.add_argument("--sink", default=None, help="sink name (default: the first configured)")
+        p.set_defaults(handler=run_audit)
+        return p
+
+    tail = command("tail", "print the latest events (and follow new ones with -f)")
+    tail.add_argument("-n", type=int, default=20, help="how many events (default 20)")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    search = command("search", "find events by principal, server, tool, decision and time")
+    _filters(search)
+    search.add_argument("--limit", type=int, default=100)
+    search.add_argument("--json", action="store_true", help="one JSON object per line")
+    export = command("export", "write matching events, oldest first, as JSON Lines or CSV")
+    _filters(export)
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
+    check = command("verify", "check every hash chain; names the first bad event")
+    check.add_argument("--all-sinks", action="store_true", help="verify every configured sink")
+    check.add_argument("--public-key", help="Ed25519 public key (PEM) to check signatures without the secret")
+    check.add_argument("--json", action="store_true")
+    prune = command("prune", "delete old events, leaving (signed) prune anchors")
+    prune.add_argument("--older-than", type=float, help="days (default: audit.retention_days)")
+    prune.add_argument("--before", help="a time: ISO 8601, epoch seconds, or a duration back from now (30d)")
+
+
+def _filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--principal")
+    p.add_argument("--server")
+    p.add_argument("--tool", help="namespaced (calc__add) or upstream-local name")
+    p.add_argument("--decision", help="allow, deny, error, flag, redact, cancelled")
+    p.add_argument("--kind", help="exchange, or a notice kind (session_start, auth_failure, ...)")
+    p.add_argument("--session")
+    p.add_argument("--since", help="ISO 8601, epoch seconds, or a duration back from now (15m, 24h, 7d)")
+    p.add_argument("--until", help="same forms as --since")
+
+
+def _load(path: str) -> AuditConfig:
+    from bastion.config import load_config
+
+    config: AuditConfig = load_config(path).audit
+    return config
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """Handler of `bastion audit ...`."""
+    try:
+        config = _load(args.config)
+        if args.sink is not None and args.sink not in [sink_name(s) for s in config.sinks]:
+            raise ConfigError(f"no audit sink named {args.sink}", path="audit.sinks")
+        action: Callable[[argparse.Namespace, AuditConfig], Coroutine[Any, Any, int]] = _ACTIONS[
+            args.audit_command
+        ]
+        result: int = anyio.run(action, args, config)
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+def _query_of(args: argparse.Namespace, *, limit: int, offset: int = 0, order: str = "desc") -> Any:
+    return make_query(
+        principal=args.principal,
+        server=args.server,
+        tool=args.tool,
+        decision=args.decision,
+        kind=args.kind,
+        session_id=args.session,
+        since=parse_time(args.since) if args.since else None,
+        until=parse_time(args.until) if args.until else None,
+        limit=limit,
+        offset=offset,
+        order="asc" if order == "asc" else "desc",
+    )
+
+
+def line_of(event: AuditEvent) -> str:
+    """One human-readable line per event."""
+    when = format_time(event.time)
+    who = event.principal or "-"
+    if event.kind == EXCHANGE_KIND:
+        name = f"{event.server}__{event.target}" if event.server and event.target else event.target or "-"
+        code = f" code={event.error_code}" if event.error_code is not None else ""
+        rule = f" rule={event.rule}" if event.rule else ""
+        return (
+            f"{when} {event.outcome:<9} {who} {event.method} {name} {event.latency_ms:.1f}ms"
+            f"{code}{rule} id={event.event_id}"
+        )
+    facts = orjson.dumps(event.detail).decode() if event.detail else ""
+    server = f" server={event.server}" if event.server else ""
+    return f"{when} {event.severity:<9} {event.kind} {who}{server} {facts} id={event.event_id}".rstrip()
+
+
+def _print(events: list[AuditEvent], as_json: bool, out: TextIO) -> None:
+    for event in events:
+        out.write((orjson.dumps(event.to_dict()).decode() if as_json else line_of(event)) + "\n")
+    out.flush()
+
+
+async def _tail(args: argparse.Namespace, config: AuditConfig) -> int:
+    async with open_reader(config, sink=args.sink) as reader:
+        events, cursor = await reader.tail(max(0, args.n))
+        _print(events, args.json, sys.stdout)
+        while args.follow:
+            await anyio.sleep(FOLLOW_POLL_SECONDS)
+            events, cursor = await reader.read_after(cursor)
+            _print(events, args.json, sys.stdout)
+    return 0
+
+
+async def _search(args: argparse.Namespace, config: AuditConfig) -> int:
+    async with open_reader(config, sink=args.sink) as reader:
+        events = await reader.search(_query_of(args, limit=args.limit))
+    _print(events, args.json, sys.stdout)
+    return 0
+
+
+def csv_row(event: AuditEvent) -> list[Any]:
+    """One CSV row in `CSV_COLUMNS` order (nested values as JSON)."""
+    data = event.to_dict()
+    data["time"] = format_time(event.time)
+    data["roles"] = ";".join(event.roles)
+    data["arguments"] = orjson.dumps(event.arguments).decode() if event.arguments is not None else ""
+    data["findings"] = orjson.dumps([f for d in event.decisions for f in d.get("findings", ())]).decode()
+    data["detail"] = orjson.dumps(event.detail).decode() if event.detail else ""
+    return ["" if data.get(c) is None else data.get(c) for c in CSV_COLUMNS]
+
+
+async def _export(args: argparse.Namespace, config: AuditConfig) -> int:
+    async with open_reader(config, sink=args.sink) as reader:
+        if args.output == "-":
+            await _export_to(reader, args, sys.stdout)
+            return 0
+        out = await anyio.to_thread.run_sync(_open_output, args.output)
+        try:
+            await _export_to(reader, args, out)
+        finally:
+            out.close()
+    return 0
+
+
+def _open_output(path: str) -> TextIO:
+    return Path(path).open("w", encoding="utf-8", newline="")
+
+
+async def _export_to(reader: AuditReader, args: argparse.Namespace, out: TextIO) -> None:
+    writer = csv.writer(out) if args.format == "csv" else None
+    if writer is not None:
+        writer.writerow(CSV_COLUMNS)
+    offset = 0
+    while True:
+        page = await reader.search(_query_of(args, limit=EXPORT_PAGE, offset=offset, order="asc"))
+        for event in page:
+            if writer is not None:
+                writer.writerow(csv_row(event))
+            else:
+                out.write(orjson.dumps(event.to_dict()).decode() + "\n")
+        if len(page) < EXPORT_PAGE:
+            break
+        offset += len(page)
+    out.flush()
+
+
+async def _verify(args: argparse.Namespace, config: AuditConfig) -> int:
+    key: AnchorKey | None
+    if args.public_key:
+        key = Ed25519Key.from_public_pem(await anyio.Path(args.public_key).read_bytes())
+    else:
+        key = signing_key(config)
+    names = [sink_name(s) for s in config.sinks] if args.all_sinks else [args.sink]
+    ok = True
+    for name in names:
+        async with open_reader(config, sink=name) as reader:
+            report = await verify(reader, key=key)
+        ok = ok and report.ok
+        if args.json:
+            print(orjson.dumps(report.to_dict()).decode())
+        else:
+            print("\n".join(describe(report)))
+    return 0 if ok else 1
+
+
+async def _prune(args: argparse.Namespace, config: AuditConfig) -> int:
+    if args.before:
+        before = parse_time(args.before)
+    elif args.older_than is not None or config.retention_days is not None:
+        days = args.older_than if args.older_than is not None else config.retention_days
+        before = time.time() - float(days or 0) * 86400
+    else:
+        raise ValueError("give --older-than DAYS or --before TIME, or set audit.retention_days")
+    async with open_reader(config, sink=args.sink) as reader:
+        anchors = await reader.prune(before, signing_key(config))
+    for anchor in anchors:
+        signed = "signed" if anchor.signature else "unsigned"
+        print(f"{reader.name}: chain {anchor.replica}: pruned up to seq {anchor.seq} ({signed} anchor)")
+    if not anchors:
+        print(f"{reader.name}: nothing older than {format_time(before)}")
+    return 0
+
+
+_ACTIONS: Final = {"tail": _tail, "search": _search, "export": _export, "verify": _verify, "prune": _prune}

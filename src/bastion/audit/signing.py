@@ -1,0 +1,114 @@
+"""Signing keys for checkpoints and prune anchors: HMAC-SHA256 (shared secret) or Ed25519 (PEM private key).
+
+The key comes from `audit.signing_key` (usually `${file:...}`); only its fingerprint (`key_id`) is ever stored.
+An auditor without the private key verifies Ed25519 anchors with the public key alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import hmac
+from typing import Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from bastion.audit.chain import Anchor
+from bastion.audit.config import AuditConfig
+from bastion.errors import ConfigError
+
+HMAC: Final = "hmac-sha256"
+ED25519: Final = "ed25519"
+
+
+class HmacKey:
+    """Signs and verifies with one shared secret; the key id is an HMAC of a constant, not a hash of the key."""
+
+    algorithm = HMAC
+
+    def __init__(self, secret: str | bytes) -> None:
+        self._secret = secret.encode() if isinstance(secret, str) else secret
+        if len(self._secret) < 16:
+            raise ConfigError("an HMAC audit signing key needs at least 16 bytes", path="audit.signing_key")
+        self.key_id = hmac.new(self._secret, b"bastion-audit-key-id", hashlib.sha256).hexdigest()[:16]
+
+    def _mac(self, anchor: Anchor) -> str:
+        return hmac.new(self._secret, anchor.payload(), hashlib.sha256).hexdigest()
+
+    def sign(self, anchor: Anchor) -> Anchor:
+        return dataclasses.replace(anchor, algorithm=HMAC, key_id=self.key_id, signature=self._mac(anchor))
+
+    def verify(self, anchor: Anchor) -> bool:
+        return anchor.algorithm == HMAC and hmac.compare_digest(anchor.signature, self._mac(anchor))
+
+
+class Ed25519Key:
+    """Signs with a private key, or (built from a public key) only verifies."""
+
+    algorithm = ED25519
+
+    def __init__(self, *, private: Ed25519PrivateKey | None = None, public: Ed25519PublicKey | None = None):
+        if private is not None:
+            public = private.public_key()
+        if public is None:
+            raise ValueError("an Ed25519 key needs a private or a public key")
+        self._private = private
+        self._public = public
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.key_id = hashlib.sha256(raw).hexdigest()[:16]
+
+    @classmethod
+    def from_private_pem(cls, pem: str | bytes) -> Ed25519Key:
+        try:
+            key = serialization.load_pem_private_key(pem.encode() if isinstance(pem, str) else pem, None)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError("cannot load the Ed25519 private key", path="audit.signing_key") from exc
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ConfigError("the audit signing key is not an Ed25519 key", path="audit.signing_key")
+        return cls(private=key)
+
+    @classmethod
+    def from_public_pem(cls, pem: str | bytes) -> Ed25519Key:
+        try:
+            key = serialization.load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError("cannot load the Ed25519 public key") from exc
+        if not isinstance(key, Ed25519PublicKey):
+            raise ConfigError("the public key is not an Ed25519 key")
+        return cls(public=key)
+
+    def public_pem(self) -> str:
+        return self._public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+
+    def sign(self, anchor: Anchor) -> Anchor:
+        if self._private is None:
+            raise ValueError("this Ed25519 key can only verify")
+        signature = base64.b64encode(self._private.sign(anchor.payload())).decode()
+        return dataclasses.replace(anchor, algorithm=ED25519, key_id=self.key_id, signature=signature)
+
+    def verify(self, anchor: Anchor) -> bool:
+        if anchor.algorithm != ED25519:
+            return False
+        try:
+            self._public.verify(base64.b64decode(anchor.signature, validate=True), anchor.payload())
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+
+SigningKey = HmacKey | Ed25519Key
+
+
+def signing_key(config: AuditConfig) -> SigningKey | None:
+    """The configured key, or None; raises `ConfigError` (path `audit.signing_key`) for a bad one."""
+    if config.signing_key is None:
+        return None
+    secret = config.signing_key.get_secret_value()
+    if config.signing_algorithm == ED25519:
+        return Ed25519Key.from_private_pem(secret)
+    return HmacKey(secret)

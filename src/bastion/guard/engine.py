@@ -1,0 +1,325 @@
+"""The `Guard`: every detector over one JSON payload in one walk and one multi-pattern pass, then actions and redaction.
+
+Public API (stable; the pipeline stage, rug-pull pinning and `bastion scan` build on it):
+
+    guard = Guard(config.guardrails)                      # compile once, reuse for every message
+    result = guard.inspect("response", tool_result, server="github", tool="get_issue")
+    result.action    # Action.ALLOW | FLAG | REDACT | ASK | BLOCK (the strongest among findings)
+    result.findings  # tuple[Finding, ...], each with `action` set; never the matched text
+    result.payload   # the payload after redaction (the same object when nothing changed)
+
+Payloads by direction: `request` is a tool call's `arguments` (pass the tool's `inputSchema` as `schema` to validate
+them), `response` is the `result` of a call or read, `tool` is ONE tool definition from `tools/list` (inspect each
+tool separately so one poisoned tool does not hide the others).
+
+Rules:
+- `inspect` is pure and synchronous: no I/O, no awaits; safe to call from a worker thread (one Hyperscan scratch per
+  thread).
+- Fail closed: a detector that raises turns into a `detector_error` finding whose action is `block` (`flag` with
+  `failure_mode: open`); the exception is logged without the payload.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, cast
+
+from bastion.guard.actions import Action, ActionTable, strongest
+from bastion.guard.config import GuardrailsConfig
+from bastion.guard.detector import (
+    Detector,
+    Direction,
+    Hit,
+    PatternDetector,
+    PayloadCheck,
+    Rule,
+    ScanContext,
+    StringCheck,
+)
+from bastion.guard.finding import Finding, Severity
+from bastion.guard.matcher import MultiMatcher, ShiftedMatch, ascii_view
+from bastion.guard.payload import PathPart, Walk, path_parts, redact_string, replace_strings, walk
+
+logger = logging.getLogger("bastion.guard")
+
+__all__ = ["Action", "Direction", "Guard", "GuardResult"]
+
+_UNCHECKED_DEPTH: Final = 10_000
+"""Walk depth when no size check runs in a direction: deep enough for any real payload, bounded for hostile ones."""
+
+_JOIN: Final = "\x00"
+"""Separator of the strings of one payload in the single scan buffer; matches across it are discarded."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuardResult:
+    """What the guard decided about one payload."""
+
+    action: Action
+    """The strongest action among the findings (`allow` when there are none)."""
+    findings: tuple[Finding, ...]
+    """Every finding that is not switched off, each with its `action`; payload-level findings (schema, size) first,
+    then in document order."""
+    payload: Any
+    """The payload with `redact` spans replaced; the input object itself when nothing was redacted."""
+
+    @property
+    def blocked(self) -> bool:
+        """The payload must not go on."""
+        return self.action is Action.BLOCK
+
+    def explanation(self) -> str:
+        """A short audit line naming detectors, types and paths (never matched text)."""
+        if not self.findings:
+            return "no findings"
+        parts = [f"{f.detector}/{f.type} at {f.path} ({f.action})" for f in self.findings[:10]]
+        more = len(self.findings) - len(parts)
+        return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+@dataclass(slots=True)
+class _Plan:
+    """The compiled detector set of one direction."""
+
+    pattern_detectors: list[PatternDetector]
+    owners: list[tuple[int, int]]
+    """Global rule index -> (index in `pattern_detectors`, rule index inside that detector)."""
+    matcher: MultiMatcher
+    plain: list[Detector]
+    every_string: list[tuple[str, StringCheck]]
+    schema: PayloadCheck | None
+
+
+def _default_detectors(config: GuardrailsConfig) -> list[Detector]:
+    from bastion.guard.detectors import build_detectors
+
+    return build_detectors(config)
+
+
+class Guard:
+    """Compiled guardrails: build once from config, then `inspect` each payload."""
+
+    def __init__(
+        self,
+        config: GuardrailsConfig | None = None,
+        *,
+        detectors: Sequence[Detector] | None = None,
+        backend: str | None = None,
+    ) -> None:
+        """Compile the detectors and their patterns for each direction.
+
+        Args:
+            config: the `guardrails:` section; defaults to the default guardrails.
+            detectors: replace the built-in detectors (tests, plugins); their `name` keys the action table.
+            backend: force the matcher backend (`hyperscan`, `re2`, `re`); default is the fastest available.
+        """
+        self.config: GuardrailsConfig = config if config is not None else GuardrailsConfig()
+        self.actions = ActionTable(self.config)
+        self.detectors: tuple[Detector, ...] = tuple(
+            detectors if detectors is not None else _default_detectors(self.config)
+        )
+        self._plans = {d: self._plan(d, backend) for d in Direction}
+
+    def _plan(self, direction: Direction, backend: str | None) -> _Plan:
+        pattern_detectors: list[PatternDetector] = []
+        owners: list[tuple[int, int]] = []
+        rules: list[Rule] = []
+        plain: list[Detector] = []
+        every: list[tuple[str, StringCheck]] = []
+        schema: PayloadCheck | None = None
+        if self.config.enabled:
+            for detector in self.detectors:
+                if not self.actions.may_act(detector.name, direction):
+                    continue
+                if isinstance(detector, PayloadCheck):
+                    schema = detector
+                    continue
+                if isinstance(detector, StringCheck) and detector.wants_every_string(direction):
+                    every.append((detector.name, detector))
+                if isinstance(detector, PatternDetector):
+                    slot = len(pattern_detectors)
+                    pattern_detectors.append(detector)
+                    for local, rule in enumerate(detector.rules):
+                        owners.append((slot, local))
+                        rules.append(rule)
+                else:
+                    plain.append(detector)
+        return _Plan(pattern_detectors, owners, MultiMatcher(rules, backend=backend), plain, every, schema)
+
+    @property
+    def backend(self) -> str:
+        """The multi-pattern backend in use (`hyperscan`, `re2` or `re`)."""
+        return self._plans[Direction.RESPONSE].matcher.backend
+
+    def active(self, direction: Direction | str) -> bool:
+        """Whether any detector runs in `direction` (a stage may skip the call when not)."""
+        plan = self._plans[Direction(direction)]
+        return bool(plan.matcher.rules or plan.plain or plan.every_string or plan.schema)
+
+    def inspect(
+        self,
+        direction: Direction | str,
+        payload: Any,
+        *,
+        server: str | None = None,
+        tool: str | None = None,
+        schema: Mapping[str, Any] | None = None,
+    ) -> GuardResult:
+        """Run every active detector of `direction` over `payload` and decide.
+
+        Args:
+            direction: `request`, `response` or `tool`.
+            payload: any JSON value (dicts, lists, strings, numbers...); never modified in place.
+            server: upstream server name, for per-server actions.
+            tool: the upstream's tool name, for per-tool actions and exec-like argument checks.
+            schema: the tool's inputSchema; request arguments are validated against it.
+
+        Returns:
+            The decision, the findings (with actions) and the payload after redaction.
+        """
+        direction = Direction(direction)
+        plan = self._plans[direction]
+        if not self.active(direction):
+            return GuardResult(action=Action.ALLOW, findings=(), payload=payload)
+        located: list[tuple[int, Finding]] = []
+        try:
+            limit = plan.schema.max_depth if plan.schema is not None else _UNCHECKED_DEPTH
+            seen = walk(payload, max_depth=limit)
+            if plan.schema is not None:
+                checked = self._guarded(
+                    plan.schema.name, plan.schema.inspect_payload, payload, seen, schema, direction
+                )
+                located.extend((-1, f) for f in checked)
+            located.extend(self._scan_strings(plan, seen, direction, server, tool))
+        except Exception:
+            # Anything the per-detector guards did not catch (walk, matcher): never let the payload through.
+            logger.exception("guard engine failed; failing closed")
+            located.append((-1, self._error_finding("guard")))
+            seen = Walk()
+        return self._decide(located, seen, payload, direction, server, tool)
+
+    def _scan_strings(
+        self, plan: _Plan, seen: Walk, direction: Direction, server: str | None, tool: str | None
+    ) -> list[tuple[int, Finding]]:
+        strings = seen.strings
+        out: list[tuple[int, Finding]] = []
+        if not strings:
+            return out
+
+        def context(i: int) -> ScanContext:
+            link = seen.links[i]
+            key = link[0] if link is not None and isinstance(link[0], str) else None
+            return ScanContext(direction=direction, key=key, server=server, tool=tool, link=link)
+
+        hits_by_string = self._pattern_hits(plan, strings) if plan.matcher.rules else {}
+        wanted = set(hits_by_string)
+        if plan.plain or plan.every_string:
+            wanted.update(range(len(strings)))
+        for i in sorted(wanted):
+            ctx = context(i)
+            text = strings[i]
+            for slot, hits in sorted(hits_by_string.get(i, {}).items()):
+                detector = plan.pattern_detectors[slot]
+                hits.sort(key=lambda h: (h.match.start(), h.rule))
+                out.extend((i, f) for f in self._guarded(detector.name, detector.confirm, text, hits, ctx))
+            for name, check in plan.every_string:
+                out.extend((i, f) for f in self._guarded(name, check.check, text, ctx))
+            for plain in plan.plain:
+                out.extend((i, f) for f in self._guarded(plain.name, plain.scan, text, ctx))
+        return out
+
+    @staticmethod
+    def _pattern_hits(plan: _Plan, strings: list[str]) -> dict[int, dict[int, list[Hit]]]:
+        """Stage 1 once over all strings joined, stage 2 per reported rule; hits grouped by string and detector."""
+        hits: dict[int, dict[int, list[Hit]]] = {}
+        matcher = plan.matcher
+        if len(strings) == 1:
+            text = strings[0]
+            matched = matcher.matching(text)
+            view = None if not matched or text.isascii() else ascii_view(text)
+            for g in matched:
+                slot, local = plan.owners[g]
+                for m in matcher.finditer(g, text, view):
+                    hits.setdefault(0, {}).setdefault(slot, []).append(Hit(local, m))
+            return hits
+        buffer = _JOIN.join(strings)
+        matched = matcher.matching(buffer)
+        if not matched:
+            return hits
+        view = None if buffer.isascii() else ascii_view(buffer)
+        starts: list[int] = []
+        offset = 0
+        for s in strings:
+            starts.append(offset)
+            offset += len(s) + 1
+        for g in matched:
+            slot, local = plan.owners[g]
+            rerun: set[int] = set()
+            for m in matcher.finditer(g, buffer, view):
+                i = bisect.bisect_right(starts, m.start()) - 1
+                if m.end() <= starts[i] + len(strings[i]):
+                    shifted = cast("re.Match[str]", ShiftedMatch(m, starts[i]))
+                    hits.setdefault(i, {}).setdefault(slot, []).append(Hit(local, shifted))
+                else:
+                    # A candidate ran across a separator; it may hide a real match in either string.
+                    rerun.update(range(i, bisect.bisect_right(starts, m.end() - 1)))
+            for i in sorted(rerun):
+                found = hits.setdefault(i, {}).setdefault(slot, [])
+                seen_spans = {(h.match.start(), h.rule) for h in found}
+                for m in matcher.finditer(g, strings[i]):
+                    if (m.start(), local) not in seen_spans:
+                        found.append(Hit(local, m))
+        return hits
+
+    def _guarded(self, name: str, fn: Any, *args: Any) -> list[Finding]:
+        try:
+            return list(fn(*args))
+        except Exception:
+            logger.exception("detector %s failed; failing %s", name, self.config.failure_mode)
+            return [self._error_finding(name)]
+
+    def _error_finding(self, name: str) -> Finding:
+        action = Action.BLOCK if self.config.failure_mode == "closed" else Action.FLAG
+        return Finding(detector=name, type="detector_error", severity=Severity.CRITICAL, action=action.value)
+
+    def _decide(
+        self,
+        located: list[tuple[int, Finding]],
+        seen: Walk,
+        payload: Any,
+        direction: Direction,
+        server: str | None,
+        tool: str | None,
+    ) -> GuardResult:
+        kept: list[tuple[int, Finding]] = []
+        for index, finding in located:
+            if finding.type == "detector_error" and finding.action:
+                kept.append((index, finding))
+                continue
+            action = self.actions.resolve(
+                finding.detector, finding.type, finding.severity, direction, server=server, tool=tool
+            )
+            if action is None:
+                continue
+            kept.append((index, dataclasses.replace(finding, action=action.value)))
+        if not kept:
+            return GuardResult(action=Action.ALLOW, findings=(), payload=payload)
+        spans: dict[int, list[tuple[int, int, str]]] = {}
+        for index, finding in kept:
+            if finding.action == Action.REDACT and index >= 0 and 0 <= finding.start < finding.end:
+                spans.setdefault(index, []).append((finding.start, finding.end, finding.type))
+        new_payload = payload
+        if spans:
+            replacements: dict[tuple[PathPart, ...], str] = {
+                path_parts(seen.links[i]): redact_string(seen.strings[i], s) for i, s in spans.items()
+            }
+            new_payload = replace_strings(payload, replacements)
+        findings = tuple(f for _, f in kept)
+        return GuardResult(
+            action=strongest([Action(f.action) for f in findings]), findings=findings, payload=new_payload
+        )

@@ -1,0 +1,479 @@
+r"""`MultiMatcher`: which of many rules match somewhere in a buffer, in one pass over it, and where.
+
+Stage 1, "which rules": one pass of a multi-pattern backend, fastest first: Hyperscan (each rule reported at most
+once), RE2's `Set`, or a plain `re` alternation. A backend may over-report (prefilter mode) but never under-report,
+except the `re` fallback, which can miss a rule whose match starts where another rule's match already did.
+
+Stage 2, "where", only for the few rules stage 1 reported: RE2 (a linear-time DFA) finds candidate spans with the
+rule's look-arounds removed (a superset), on an ASCII view of the text in which every non-ASCII character becomes
+`DEL` (a space if it is a space), so offsets stay character offsets. Python `re` then confirms each candidate
+*anchored at its position* (`pattern.match(text, pos)`), so the slow engine never scans the whole text. Rules RE2
+cannot take (back-references, `\u` escapes) are searched with Python `re` directly.
+
+Rules:
+- Patterns are matched as bytes (UTF-8 with surrogates passed through): a rule's `prefilter`, when set, is written
+  for bytes; otherwise its Python pattern is reused, which is safe for ASCII patterns.
+- A rule that a backend cannot compile is not dropped: it is checked with Python `re` on every scan ("always" rules),
+  and the build logs its index so it can be fixed.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, Final, Protocol
+
+from bastion.guard.detector import Rule
+
+logger = logging.getLogger("bastion.guard.matcher")
+
+_LOOKAROUND: Final = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=")
+"""Constructs Hyperscan rejects outside prefilter mode."""
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _ascii_view_handler(error: UnicodeError) -> tuple[str, int]:
+    assert isinstance(error, UnicodeEncodeError)
+    chunk = error.object[error.start : error.end]
+    return "".join(" " if ch.isspace() else "\x7f" for ch in chunk), error.end
+
+
+codecs.register_error("bastion-ascii-view", _ascii_view_handler)
+
+
+def ascii_view(text: str) -> bytes:
+    """`text` as ASCII bytes of the same length: non-ASCII spaces become spaces, anything else `\x7f`."""
+    return text.encode("ascii", "bastion-ascii-view")
+
+
+_MAX_TRIES: Final = 64
+"""Positions tried inside one candidate span before giving up on it (bounds adversarial spans)."""
+
+
+def _strip_lookarounds(pattern: str) -> str | None:
+    """`pattern` without `(?=..)`, `(?!..)`, `(?<=..)`, `(?<!..)`, for RE2; `None` if it has back-references."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    in_class = False
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            nxt = pattern[i + 1 : i + 2]
+            if nxt.isdigit() and nxt != "0" and not in_class:
+                return None
+            if nxt == "u":
+                return None
+            out.append("\\z" if nxt == "Z" and not in_class else pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+            out.append(ch)
+            i += 1
+            continue
+        if ch == "[":
+            in_class = True
+            out.append(ch)
+            if pattern[i + 1 : i + 2] == "^":
+                out.append("^")
+                i += 1
+            if pattern[i + 1 : i + 2] == "]":
+                out.append("]")
+                i += 1
+            i += 1
+            continue
+        if pattern.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
+            depth, j, cls = 0, i, False
+            while j < n:
+                c = pattern[j]
+                if c == "\\":
+                    j += 2
+                    continue
+                if cls:
+                    cls = c != "]"
+                elif c == "[":
+                    cls = True
+                elif c == "(":
+                    depth += 1
+                elif c == ")":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                j += 1
+            i = j + 1
+            continue
+        if pattern.startswith("(?P=", i):
+            return None
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+_LEADING_NOT_BEFORE: Final = re.compile(r"^\(\?<!(\[(?:\\.|[^\]\\])+\]|\\[wds])\)")
+_TRAILING_NOT_AFTER: Final = re.compile(r"\(\?!(\[(?:\\.|[^\]\\])+\]|\\[wds])\)$")
+
+
+def _negate(cls: str) -> str:
+    if cls.startswith("\\"):
+        return cls.upper()
+    return "[" + cls[2:] if cls.startswith("[^") else "[^" + cls[1:]
+
+
+def _boundaries(pattern: str) -> str:
+    """A leading `(?<![..])` / trailing `(?![..])` becomes a consumed `(?:^|[^..])` / `(?:[^..]|$)` for RE2.
+
+    Stripping them instead would let the finder match inside longer tokens (9 digits inside a hex hash), which is
+    correct but floods the confirmation step with candidates.
+    """
+    lead = _LEADING_NOT_BEFORE.match(pattern)
+    if lead is not None and "|" not in pattern[: pattern.find(")") + 1]:
+        pattern = f"(?:^|{_negate(lead.group(1))})" + pattern[lead.end() :]
+    trail = _TRAILING_NOT_AFTER.search(pattern)
+    if trail is not None and _balanced_tail(pattern, trail.start()):
+        pattern = pattern[: trail.start()] + f"(?:{_negate(trail.group(1))}|$)"
+    return pattern
+
+
+def _balanced_tail(pattern: str, index: int) -> bool:
+    """Whether `index` is at the top level of the pattern (not inside a group or after a `|` alternative)."""
+    depth = 0
+    i = 0
+    while i < index:
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            return False
+        i += 1
+    return depth == 0
+
+
+def _re2_finder(rule: Rule) -> Any | None:
+    """An RE2 regex that matches (at least) wherever the rule's Python pattern does, or `None`."""
+    try:
+        import re2
+    except ImportError:
+        return None
+    stripped = _strip_lookarounds(_boundaries(rule.pattern))
+    if stripped is None:
+        return None
+    options = re2.Options()
+    options.encoding = re2.Options.Encoding.LATIN1
+    options.case_sensitive = not rule.flags & re.IGNORECASE
+    options.dot_nl = bool(rule.flags & re.DOTALL)
+    options.log_errors = False
+    inline = "(?m)" if rule.flags & re.MULTILINE else ""
+    try:
+        return re2.compile((inline + stripped).encode("latin-1"), options)
+    except (re2.error, UnicodeEncodeError):
+        return None
+
+
+def _source(rule: Rule) -> str:
+    return rule.prefilter if rule.prefilter is not None else rule.pattern
+
+
+class _Backend(Protocol):
+    name: str
+
+    def matching(self, data: bytes) -> set[int]: ...
+
+
+class _HyperscanBackend:
+    name = "hyperscan"
+
+    def __init__(self, rules: Sequence[Rule], indices: Sequence[int]) -> None:
+        import hyperscan
+
+        self._hs = hyperscan
+        good: list[tuple[int, bytes, int]] = []
+        self.failed: list[int] = []
+        for index in indices:
+            rule = rules[index]
+            source = _source(rule)
+            flags = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_ALLOWEMPTY
+            if rule.flags & re.IGNORECASE:
+                flags |= hyperscan.HS_FLAG_CASELESS
+            if rule.flags & re.DOTALL:
+                flags |= hyperscan.HS_FLAG_DOTALL
+            if rule.flags & re.MULTILINE:
+                flags |= hyperscan.HS_FLAG_MULTILINE
+            if rule.prefilter is None and _LOOKAROUND.search(source):
+                flags |= hyperscan.HS_FLAG_PREFILTER
+            good.append((index, source.encode("utf-8"), flags))
+        self._db = self._compile(good)
+        self._local = threading.local()
+
+    def _compile(self, entries: list[tuple[int, bytes, int]]) -> Any:
+        hs = self._hs
+        try:
+            return self._build(entries)
+        except hs.error:
+            pass
+        # Find the rules Hyperscan refuses, retry them in prefilter mode, and leave the rest to Python.
+        kept: list[tuple[int, bytes, int]] = []
+        for index, source, flags in entries:
+            for attempt in (flags, flags | hs.HS_FLAG_PREFILTER):
+                try:
+                    self._build([(index, source, attempt)])
+                except hs.error:
+                    continue
+                kept.append((index, source, attempt))
+                break
+            else:
+                self.failed.append(index)
+        if self.failed:
+            logger.warning("hyperscan could not compile rules %s; they run in Python", self.failed)
+        return self._build(kept) if kept else None
+
+    def _build(self, entries: list[tuple[int, bytes, int]]) -> Any:
+        hs = self._hs
+        db = hs.Database(mode=hs.HS_MODE_BLOCK)
+        db.compile(
+            expressions=[e[1] for e in entries],
+            ids=[e[0] for e in entries],
+            elements=len(entries),
+            flags=[e[2] for e in entries],
+        )
+        return db
+
+    def matching(self, data: bytes) -> set[int]:
+        if self._db is None:
+            return set()
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            # One scratch space per thread: Hyperscan scratch must never be shared by concurrent scans.
+            scratch = self._hs.Scratch(self._db)
+            self._local.scratch = scratch
+        found: set[int] = set()
+
+        def on_match(rule_id: int, start: int, end: int, flags: int, context: object) -> None:
+            found.add(rule_id)
+
+        self._db.scan(data, match_event_handler=on_match, scratch=scratch)
+        return found
+
+
+class _Re2Backend:
+    name = "re2"
+
+    def __init__(self, rules: Sequence[Rule], indices: Sequence[int]) -> None:
+        import re2
+
+        options = re2.Options()
+        options.encoding = re2.Options.Encoding.LATIN1  # byte semantics, like Hyperscan's block mode
+        self._set = re2.Set.SearchSet(options)
+        self._ids: list[int] = []
+        self.failed: list[int] = []
+        for index in indices:
+            rule = rules[index]
+            inline = "".join(
+                letter
+                for flag, letter in ((re.IGNORECASE, "i"), (re.DOTALL, "s"), (re.MULTILINE, "m"))
+                if rule.flags & flag
+            )
+            source = _source(rule)
+            if rule.prefilter is None and _LOOKAROUND.search(source):
+                self.failed.append(index)
+                continue
+            try:
+                self._set.Add(((f"(?{inline})" if inline else "") + source).encode("utf-8"))
+            except re2.error:
+                self.failed.append(index)
+                continue
+            self._ids.append(index)
+        self._set.Compile()
+
+    def matching(self, data: bytes) -> set[int]:
+        if not self._ids:
+            return set()
+        return {self._ids[i] for i in self._set.Match(data) or ()}
+
+
+class _ReBackend:
+    """Last resort: one alternation of named groups; a rule shadowed by another at the same start is missed."""
+
+    name = "re"
+
+    def __init__(self, rules: Sequence[Rule], indices: Sequence[int]) -> None:
+        parts = []
+        for index in indices:
+            rule = rules[index]
+            inline = "".join(
+                letter
+                for flag, letter in ((re.IGNORECASE, "i"), (re.DOTALL, "s"), (re.MULTILINE, "m"))
+                if rule.flags & flag
+            )
+            body = re.sub(r"\(\?P<[^>]+>", "(?:", rule.pattern)
+            leading = re.match(r"\(\?([aiLmsux]+)\)", body)
+            if leading is not None:  # a global flag group is only legal at the very start: scope it instead
+                inline += leading.group(1)
+                body = body[leading.end() :]
+            body = f"(?{inline}:{body})" if inline else f"(?:{body})"
+            parts.append(f"(?P<r{index}>{body})")
+        self._regex = re.compile("|".join(parts)) if parts else None
+        self.failed: list[int] = []
+
+    def matching(self, data: bytes) -> set[int]:
+        if self._regex is None:
+            return set()
+        text = data.decode("utf-8", "surrogatepass")
+        return {
+            int(name[1:])
+            for m in self._regex.finditer(text)
+            for name, v in m.groupdict().items()
+            if v is not None
+        }
+
+
+BACKENDS: Final = ("hyperscan", "re2", "re")
+"""Backend names in order of preference."""
+
+
+_Compiled = tuple[_Backend, tuple[int, ...], tuple[re.Pattern[str], ...], tuple[Any | None, ...]]
+_COMPILED: dict[tuple[str | None, tuple[tuple[str, int, str | None], ...]], _Compiled] = {}
+"""Compiled rule sets, shared by every matcher with the same rules (a Hyperscan build takes a second or two;
+databases are read-only and each thread brings its own scratch)."""
+_COMPILED_LIMIT: Final = 16
+_CACHE_LOCK = threading.Lock()
+
+
+def _compile(rules: tuple[Rule, ...], backend: str | None) -> _Compiled:
+    indices = list(range(len(rules)))
+    candidates = (backend,) if backend else BACKENDS
+    for name in candidates:
+        try:
+            if name == "hyperscan":
+                hs = _HyperscanBackend(rules, indices)
+                impl: _Backend = hs
+                always = hs.failed
+            elif name == "re2":
+                r2 = _Re2Backend(rules, indices)
+                impl, always = r2, r2.failed
+            elif name == "re":
+                impl, always = _ReBackend(rules, indices), []
+            else:
+                raise ValueError(f"unknown matcher backend {backend!r}")
+        except ImportError:
+            continue
+        regexes = tuple(rule.compiled() for rule in rules)
+        finders = tuple(_re2_finder(rule) for rule in rules)
+        return impl, tuple(always), regexes, finders
+    raise ValueError(f"no matcher backend available among {candidates}")
+
+
+class MultiMatcher:
+    """All rules of all active detectors, compiled once; `matching(text)` is one pass over the text."""
+
+    def __init__(self, rules: Sequence[Rule], *, backend: str | None = None) -> None:
+        """Compile `rules` with the first backend that imports (or the named one).
+
+        Args:
+            rules: every rule, indexed by position.
+            backend: force `hyperscan`, `re2` or `re` (tests, benchmarks); default tries them in order.
+        """
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        key = (backend, tuple((r.pattern, r.flags, r.prefilter) for r in self.rules))
+        with _CACHE_LOCK:
+            compiled = _COMPILED.get(key)
+        if compiled is None:
+            compiled = _compile(self.rules, backend)
+            with _CACHE_LOCK:
+                _COMPILED[key] = compiled
+                while len(_COMPILED) > _COMPILED_LIMIT:
+                    _COMPILED.pop(next(iter(_COMPILED)))
+        self._impl, self._always, self.regexes, self._finders = compiled
+        self.backend: str = self._impl.name
+        """The backend in use, for logs and benchmarks."""
+
+    def matching(self, text: str) -> list[int]:
+        """Indices of the rules that may match in `text`, in rule order."""
+        if not self.rules:
+            return []
+        found = self._impl.matching(_encode(text))
+        for index in self._always:
+            if self.regexes[index].search(text):
+                found.add(index)
+        return sorted(found)
+
+    def finditer(self, index: int, text: str, view: bytes | None = None) -> Iterator[re.Match[str]]:
+        """Non-overlapping matches of rule `index` in `text`, like `re.finditer`, found the fast way.
+
+        Args:
+            index: the rule.
+            text: the text.
+            view: `ascii_view(text)` when the caller already made it (several rules on one text).
+        """
+        regex = self.regexes[index]
+        finder = self._finders[index]
+        if finder is None:
+            yield from regex.finditer(text)
+            return
+        data = view if view is not None else (text.encode("ascii") if text.isascii() else ascii_view(text))
+        pos = 0
+        for candidate in finder.finditer(data):
+            start, end = candidate.span()
+            if end <= pos:
+                continue
+            for at in range(max(start, pos), min(max(end, start + 1), start + _MAX_TRIES)):
+                m = regex.match(text, at)
+                if m is not None and m.end() > m.start():
+                    yield m
+                    pos = m.end()
+                    break
+
+    def search_all(self, text: str) -> list[tuple[int, re.Match[str]]]:
+        """Every match of every rule in `text`: stage 1, then stage 2 for the rules it reported."""
+        hits = self.matching(text)
+        if not hits:
+            return []
+        view = None if text.isascii() else ascii_view(text)
+        return [(i, m) for i in hits for m in self.finditer(i, text, view)]
+
+
+class ShiftedMatch:
+    """A match found in a joined buffer, seen from the string it lies in: offsets are shifted by `base`.
+
+    Offers the part of `re.Match` detectors use (`group`, `groupdict`, `start`, `end`, `span`, `lastindex`).
+    """
+
+    __slots__ = ("_base", "_m")
+
+    def __init__(self, match: re.Match[str], base: int) -> None:
+        self._m = match
+        self._base = base
+
+    def group(self, *groups: int | str) -> Any:
+        return self._m.group(*groups)
+
+    def __getitem__(self, group: int | str) -> Any:
+        return self._m.group(group)
+
+    def groupdict(self, default: Any = None) -> dict[str, Any]:
+        return self._m.groupdict(default)
+
+    def start(self, group: int | str = 0) -> int:
+        start = self._m.start(group)
+        return start - self._base if start >= 0 else -1
+
+    def end(self, group: int | str = 0) -> int:
+        end = self._m.end(group)
+        return end - self._base if end >= 0 else -1
+
+    def span(self, group: int | str = 0) -> tuple[int, int]:
+        return self.start(group), self.end(group)
+
+    @property
+    def lastindex(self) -> int | None:
+        return self._m.lastindex

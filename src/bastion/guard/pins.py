@@ -1,0 +1,318 @@
+"""`ToolPins`: trust-on-first-use pins of tool definitions (rug-pull defence), kept as `StateStore` records.
+
+The first definition Bastion sees of each tool of each server is pinned: its SHA-256 over canonical JSON is stored
+with the definition itself. A later definition with another hash is a *change*: it is recorded as pending next to
+the pin and, depending on `guardrails.rug_pull`, held back from clients until an operator approves it. Approving
+makes the pending definition the new pin; rejecting keeps the old pin and keeps the new definition held.
+
+This module does no network I/O besides the store, knows nothing of the gateway, and is what the CLI (`bastion
+tools ...`), the gateway's tool screen and the dashboard's admin API share. With the Redis store, pins and
+decisions are shared by every replica.
+
+Rules:
+- One record per (server, tool) in the `tool-pins` namespace, id `<server>/<tool>` (server names never hold `/`).
+- `status` is `pinned` (serve the pinned definition's hash), `changed` (a pending definition waits for a decision)
+  or `rejected` (an operator refused the pending definition; it stays held, without a new notice).
+- An upstream that goes back to the pinned definition clears the pending one (status `pinned` again).
+- `approve` can be bound to the pending hash the operator reviewed, so a definition that changed again in the
+  meantime is never approved unseen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from bastion.state.base import StateStore
+
+NAMESPACE: Final = "tool-pins"
+"""StateStore record namespace of the pins."""
+
+
+def canonical_json(definition: Mapping[str, Any]) -> str:
+    """The byte-stable JSON form hashed for pins: sorted keys, no whitespace, non-ASCII kept as is."""
+    return json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def definition_hash(definition: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of a tool definition."""
+    return hashlib.sha256(canonical_json(definition).encode("utf-8")).hexdigest()
+
+
+def record_id(server: str, tool: str) -> str:
+    """The record id of a pin."""
+    return f"{server}/{tool}"
+
+
+class PinStatus(enum.StrEnum):
+    """Where a pin stands."""
+
+    PINNED = "pinned"
+    """The upstream serves (or last served) the pinned definition."""
+    CHANGED = "changed"
+    """A different definition was seen and waits for an operator."""
+    REJECTED = "rejected"
+    """An operator refused the pending definition; it stays held."""
+
+
+class PinCheck(enum.StrEnum):
+    """What `ToolPins.observe` found for one definition."""
+
+    NEW = "new"
+    """No pin existed: this definition is now pinned."""
+    MATCH = "match"
+    """The definition is the pinned one."""
+    CHANGED = "changed"
+    """The definition differs from the pin and waits for approval (first seen now, or earlier)."""
+    REJECTED = "rejected"
+    """The definition differs from the pin and an operator rejected it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolPin:
+    """One pinned tool, as stored."""
+
+    server: str
+    """Upstream server name."""
+    tool: str
+    """The upstream's own tool name (not namespaced)."""
+    hash: str
+    """SHA-256 of the pinned definition's canonical JSON."""
+    definition: dict[str, Any]
+    """The pinned definition, as the upstream sent it."""
+    pinned_at: float
+    """Epoch seconds when this definition was pinned (first seen or approved)."""
+    status: PinStatus = PinStatus.PINNED
+    pending_hash: str = ""
+    """Hash of the definition waiting for a decision (empty when none)."""
+    pending_definition: dict[str, Any] | None = None
+    """The definition waiting for a decision."""
+    changed_at: float = 0.0
+    """Epoch seconds when the pending definition was first seen."""
+    decided_by: str = ""
+    """Who approved or rejected last (free text from the CLI or the dashboard)."""
+    decided_at: float = 0.0
+    """Epoch seconds of the last approval or rejection."""
+    history: tuple[str, ...] = field(default=())
+    """Hashes pinned before this one, oldest first (at most `HISTORY_LIMIT`)."""
+
+    @property
+    def held(self) -> bool:
+        """Whether a pending definition is waiting (changed) or was refused (rejected)."""
+        return self.status is not PinStatus.PINNED
+
+    def to_record(self) -> dict[str, Any]:
+        """The StateStore record (JSON-able)."""
+        return {
+            "server": self.server,
+            "tool": self.tool,
+            "hash": self.hash,
+            "definition": self.definition,
+            "pinned_at": self.pinned_at,
+            "status": str(self.status),
+            "pending_hash": self.pending_hash,
+            "pending_definition": self.pending_definition,
+            "changed_at": self.changed_at,
+            "decided_by": self.decided_by,
+            "decided_at": self.decided_at,
+            "history": list(self.history),
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> ToolPin:
+        """Read a stored record (unknown status values read as `changed`: held, the safe side)."""
+        try:
+            status = PinStatus(record.get("status", "pinned"))
+        except ValueError:
+            status = PinStatus.CHANGED
+        pending = record.get("pending_definition")
+        return cls(
+            server=str(record["server"]),
+            tool=str(record["tool"]),
+            hash=str(record["hash"]),
+            definition=dict(record.get("definition") or {}),
+            pinned_at=float(record.get("pinned_at", 0.0)),
+            status=status,
+            pending_hash=str(record.get("pending_hash") or ""),
+            pending_definition=dict(pending) if isinstance(pending, dict) else None,
+            changed_at=float(record.get("changed_at") or 0.0),
+            decided_by=str(record.get("decided_by") or ""),
+            decided_at=float(record.get("decided_at") or 0.0),
+            history=tuple(str(h) for h in record.get("history") or ()),
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """A listing row for the CLI and the dashboard: hashes and state, no definitions."""
+        return {
+            "server": self.server,
+            "tool": self.tool,
+            "status": str(self.status),
+            "hash": self.hash,
+            "pinned_at": self.pinned_at,
+            "pending_hash": self.pending_hash,
+            "changed_at": self.changed_at,
+            "decided_by": self.decided_by,
+            "decided_at": self.decided_at,
+        }
+
+
+HISTORY_LIMIT: Final = 20
+"""Earlier pinned hashes kept per tool."""
+
+PinListener = Callable[[str, ToolPin], Any]
+"""Called with (`approved` | `rejected`, the pin after the decision) when a decision is taken in this process."""
+
+
+def _pretty(definition: Mapping[str, Any] | None) -> list[str]:
+    # ensure_ascii: invisible and look-alike characters show up as \\u escapes in a review.
+    text = json.dumps(definition or {}, indent=2, sort_keys=True, ensure_ascii=True)
+    return [line + "\n" for line in text.splitlines()]
+
+
+class ToolPins:
+    """Pins of every server's tools in one `StateStore`."""
+
+    def __init__(self, store: StateStore, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self._clock = clock
+        self.listeners: list[PinListener] = []
+        """In-process hooks for decisions (the gateway releases a held tool at once instead of at its next poll)."""
+
+    async def get(self, server: str, tool: str) -> ToolPin | None:
+        """The pin of one tool, or None."""
+        record = await self.store.get_record(NAMESPACE, record_id(server, tool))
+        return None if record is None else ToolPin.from_record(record)
+
+    async def list_pins(self, server: str | None = None, *, held_only: bool = False) -> list[ToolPin]:
+        """Every pin (of one server), sorted by server then tool."""
+        pins = [ToolPin.from_record(r) for _id, r in await self.store.list_records(NAMESPACE)]
+        if server is not None:
+            pins = [p for p in pins if p.server == server]
+        if held_only:
+            pins = [p for p in pins if p.held]
+        return sorted(pins, key=lambda p: (p.server, p.tool))
+
+    async def observe(
+        self,
+        server: str,
+        definition: Mapping[str, Any],
+        *,
+        digest: str | None = None,
+        record: bool = True,
+    ) -> tuple[PinCheck, ToolPin]:
+        """Compare a definition with its pin; pin it when new, record it as pending when it differs.
+
+        Args:
+            server: upstream server name.
+            definition: one tool definition as the upstream listed it (with its `name`).
+            digest: its `definition_hash`, when the caller computed it already.
+            record: write what was found (False: only report it, e.g. `bastion scan` without `--pin`).
+
+        Returns:
+            What was found, and the pin as stored afterwards (as it would be, with `record=False`).
+        """
+        tool = str(definition.get("name", ""))
+        digest = digest or definition_hash(definition)
+        now = self._clock()
+        pin = await self.get(server, tool)
+        if pin is None:
+            pin = ToolPin(server=server, tool=tool, hash=digest, definition=dict(definition), pinned_at=now)
+            if record:
+                await self._put(pin)
+            return PinCheck.NEW, pin
+        if digest == pin.hash:
+            if pin.held and record:  # the upstream went back to the pinned definition: nothing waits any more
+                pin = _replace(pin, status=PinStatus.PINNED, pending_hash="", pending_definition=None)
+                await self._put(pin)
+            return PinCheck.MATCH, pin
+        if digest == pin.pending_hash:
+            return (PinCheck.REJECTED if pin.status is PinStatus.REJECTED else PinCheck.CHANGED), pin
+        pin = _replace(
+            pin,
+            status=PinStatus.CHANGED,
+            pending_hash=digest,
+            pending_definition=dict(definition),
+            changed_at=now,
+        )
+        if record:
+            await self._put(pin)
+        return PinCheck.CHANGED, pin
+
+    async def approve(
+        self, server: str, tool: str, *, by: str = "", pending_hash: str | None = None
+    ) -> ToolPin | None:
+        """Make the pending definition the pin; None when there is no such pin or nothing is pending.
+
+        Args:
+            server: upstream server name.
+            tool: the upstream's tool name.
+            by: who approves (recorded).
+            pending_hash: approve only if this is still the pending hash (what the operator reviewed).
+        """
+        pin = await self.get(server, tool)
+        if pin is None or not pin.pending_hash or pin.pending_definition is None:
+            return None
+        if pending_hash is not None and pending_hash != pin.pending_hash:
+            return None
+        now = self._clock()
+        approved = _replace(
+            pin,
+            hash=pin.pending_hash,
+            definition=pin.pending_definition,
+            pinned_at=now,
+            status=PinStatus.PINNED,
+            pending_hash="",
+            pending_definition=None,
+            decided_by=by,
+            decided_at=now,
+            history=(*pin.history, pin.hash)[-HISTORY_LIMIT:],
+        )
+        await self._put(approved)
+        self._announce("approved", approved)
+        return approved
+
+    async def reject(self, server: str, tool: str, *, by: str = "") -> ToolPin | None:
+        """Refuse the pending definition (it stays held); None when there is no such pin or nothing is pending."""
+        pin = await self.get(server, tool)
+        if pin is None or not pin.pending_hash:
+            return None
+        rejected = _replace(pin, status=PinStatus.REJECTED, decided_by=by, decided_at=self._clock())
+        await self._put(rejected)
+        self._announce("rejected", rejected)
+        return rejected
+
+    async def forget(self, server: str, tool: str) -> bool:
+        """Drop a pin entirely (the next definition seen is pinned afresh); True when it existed."""
+        return await self.store.delete_record(NAMESPACE, record_id(server, tool))
+
+    async def _put(self, pin: ToolPin) -> None:
+        await self.store.put_record(NAMESPACE, record_id(pin.server, pin.tool), pin.to_record())
+
+    def _announce(self, event: str, pin: ToolPin) -> None:
+        for listener in self.listeners:
+            listener(event, pin)
+
+
+def diff(pin: ToolPin, *, context: int = 3) -> str:
+    """A unified diff from the pinned definition to the pending one ("" when nothing is pending)."""
+    if pin.pending_definition is None:
+        return ""
+    lines = difflib.unified_diff(
+        _pretty(pin.definition),
+        _pretty(pin.pending_definition),
+        fromfile=f"{pin.server}/{pin.tool} pinned {pin.hash[:12]}",
+        tofile=f"{pin.server}/{pin.tool} pending {pin.pending_hash[:12]}",
+        n=context,
+    )
+    return "".join(lines)
+
+
+def _replace(pin: ToolPin, **changes: Any) -> ToolPin:
+    return dataclasses.replace(pin, **changes)

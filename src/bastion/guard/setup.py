@@ -1,0 +1,84 @@
+"""`Guardrails`: the guard engine, its pipeline stage, the tool screen and the pins, built from one config section.
+
+`build_runtime()` builds it when `guardrails.enabled`, puts `stage` last in the chain and calls `attach(gateway)`;
+it is kept in `Runtime.extras["guardrails"]`, where the admin API finds `pins` (list, diff, approve, reject).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from bastion.guard.config import GuardrailsConfig
+from bastion.guard.engine import Guard
+from bastion.guard.pins import ToolPins
+from bastion.guard.screen import ToolScreen
+from bastion.pipeline.stages.guard import GuardStage
+from bastion.state.base import StateStore
+
+if TYPE_CHECKING:
+    from bastion.gateway import Gateway
+
+EXTRAS_KEY: Final = "guardrails"
+"""Where `build_runtime` keeps the `Guardrails` in `Runtime.extras`."""
+
+_COMPILED_KEEP: Final = 4
+"""Compiled guards kept per process, keyed by their config (compiling the patterns is the slow part)."""
+_compiled: dict[str, Guard] = {}
+
+
+def compiled_guard(config: GuardrailsConfig) -> Guard:
+    """`Guard(config)`, reused when this process already compiled the same config (a `Guard` is immutable)."""
+    key = config.model_dump_json()
+    guard = _compiled.get(key)
+    if guard is None:
+        guard = Guard(config)
+        if len(_compiled) >= _COMPILED_KEEP:
+            _compiled.pop(next(iter(_compiled)))
+        _compiled[key] = guard
+    return guard
+
+
+@dataclass(slots=True, kw_only=True)
+class Guardrails:
+    """Everything `guardrails:` asks for, ready to attach to a gateway."""
+
+    guard: Guard
+    """The compiled detectors and actions."""
+    screen: ToolScreen
+    """Screens tool definitions (poisoning, rug pulls) before the catalogue caches them."""
+    stage: GuardStage
+    """The pipeline stage (arguments and results)."""
+    pins: ToolPins | None
+    """Tool pins (None when `rug_pull: off`)."""
+
+    @classmethod
+    def from_config(
+        cls, config: GuardrailsConfig, store: StateStore, *, guard: Guard | None = None
+    ) -> Guardrails:
+        """Compile the guard and build the stage, the screen and the pins over `store`.
+
+        Args:
+            config: the `guardrails:` section.
+            store: the gateway's state store (shared by replicas with Redis, so are pins and approvals).
+            guard: an already compiled guard (tests with their own detectors).
+        """
+        guard = guard if guard is not None else compiled_guard(config)
+        pins = ToolPins(store) if config.rug_pull != "off" else None
+        screen = ToolScreen(
+            guard, pins, rug_pull=config.rug_pull, fail_closed=config.failure_mode == "closed"
+        )
+
+        def schema_of(server: str, tool: str) -> dict[str, Any] | None:
+            return screen.schemas.get((server, tool))
+
+        return cls(guard=guard, screen=screen, stage=GuardStage(guard, schemas=schema_of), pins=pins)
+
+    def attach(self, gateway: Gateway) -> None:
+        """Screen the gateway's tool lists and release held tools when they are approved."""
+        self.screen.attach(gateway)
+
+
+def build_guardrails(config: GuardrailsConfig, store: StateStore) -> Guardrails | None:
+    """`Guardrails.from_config`, or None when `guardrails.enabled` is false."""
+    return Guardrails.from_config(config, store) if config.enabled else None

@@ -1,0 +1,210 @@
+"""The client-facing ASGI app: `/mcp` (Streamable HTTP, both eras), `/sse` + `/messages` (HTTP+SSE), health.
+
+Layers, outermost first (each knows nothing of the ones inside it):
+  CatchAllMiddleware -> HostOriginMiddleware -> BodyLimitMiddleware -> [`wrap`: authentication...] -> routing
+Routing sends the MCP and health paths straight to their endpoints (a dict lookup, no Starlette request objects);
+everything else (colleagues' `/metrics`, `/api`, `/ui`) goes to a Starlette router that also owns the lifespan.
+
+Shutdown: the lifespan starts the gateway and closes it last. When the server is told to stop (SIGTERM/SIGINT,
+seen by chaining uvicorn's handler), Bastion drains: `/readyz` turns 503, new work is refused with 503, idle
+long-lived streams (GET streams, `subscriptions/listen`, idle legacy streams) end at once, and calls in flight get
+up to `DRAIN_GRACE_SECONDS` to finish before the gateway closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bastion.errors import BastionError, error_from_exception
+from bastion.server.legacy import LegacySse
+from bastion.server.middleware import BodyLimitMiddleware, CatchAllMiddleware, HostOriginMiddleware
+from bastion.server.reply import Outlet
+from bastion.server.streamable import StreamableEndpoint
+from bastion.server.wire import Rejections, error_body, send_empty, send_json
+
+if TYPE_CHECKING:
+    from bastion.gateway import Gateway
+
+logger = logging.getLogger("bastion.server")
+
+DRAIN_GRACE_SECONDS: Final = 10.0
+"""How long calls in flight may take to finish once shutdown begins, before the gateway closes regardless."""
+_DRAIN_POLL_SECONDS: Final = 0.05
+
+
+class Lifecycle:
+    """Shutdown state shared by the endpoints."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        """Shutdown has begun: refuse new work, let calls in flight finish."""
+        self.long_lived: set[Outlet] = set()
+        """Open streams that carry no call of their own (GET streams); they end when draining starts."""
+        self._on_drain: list[Callable[[], None]] = []
+
+    def on_drain(self, hook: Callable[[], None]) -> None:
+        self._on_drain.append(hook)
+
+    def start_drain(self) -> None:
+        """Begin shutting down (idempotent)."""
+        if self.draining:
+            return
+        self.draining = True
+        logger.info("shutting down: draining calls in flight")
+        for outlet in list(self.long_lived):
+            outlet.finish()
+        for hook in self._on_drain:
+            hook()
+
+
+def _chain_exit_signals(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call `callback` on the loop when SIGTERM/SIGINT arrives, then whatever handled them before (uvicorn).
+
+    Uvicorn tells the app nothing before it waits for open connections to finish, so without this a client
+    holding a GET stream would keep every shutdown waiting for uvicorn's whole grace period.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    installed: dict[int, Any] = {}
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue  # nobody (uvicorn) handles it: leave the default behaviour alone
+
+        def handler(signum: int, frame: FrameType | None, _previous: Any = previous) -> None:
+            loop.call_soon_threadsafe(callback)
+            _previous(signum, frame)
+
+        signal.signal(sig, handler)
+        installed[sig] = (previous, handler)
+
+    def restore() -> None:
+        for sig, (previous, handler) in installed.items():
+            if signal.getsignal(sig) is handler:
+                signal.signal(sig, previous)
+
+    return restore
+
+
+async def _settle(gateway: Gateway, grace: float) -> None:
+    """Wait (at most `grace` seconds) until no upstream call made for a client is in flight."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    # Polled: upstream connections publish no "idle" event, and this runs once, at shutdown.
+    while loop.time() < deadline and any(c.describe()["inFlight"] for c in gateway.upstreams.values()):  # noqa: ASYNC110
+        await asyncio.sleep(_DRAIN_POLL_SECONDS)
+
+
+class _Router:
+    """Exact-path dispatch for the hot endpoints; anything else goes to the Starlette fallback."""
+
+    __slots__ = ("_fallback", "_paths")
+
+    def __init__(self, paths: dict[str, ASGIApp], fallback: ASGIApp) -> None:
+        self._paths = paths
+        self._fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (endpoint := self._paths.get(scope["path"])) is not None:
+            await endpoint(scope, receive, send)
+            return
+        await self._fallback(scope, receive, send)
+
+
+def create_app(
+    gateway: Gateway,
+    *,
+    extra_routes: Sequence[BaseRoute] = (),
+    wrap: Callable[[ASGIApp], ASGIApp] | None = None,
+    listen_host: str | None = None,
+    drain_grace_seconds: float = DRAIN_GRACE_SECONDS,
+) -> ASGIApp:
+    """Build Bastion's ASGI app around `gateway`.
+
+    Args:
+        gateway: The gateway; the app's lifespan starts it and closes it.
+        extra_routes: More Starlette routes (`/metrics`, `/api`, `/ui`), served behind the same security layers.
+        wrap: Wraps the routed app (authentication, telemetry), inside the security layers.
+        listen_host: The address the server listens on (default `listen.host`); it is an accepted `Host`.
+        drain_grace_seconds: How long calls in flight may run once shutdown begins.
+    """
+    config = gateway.config
+    lifecycle = Lifecycle()
+    mcp = StreamableEndpoint(gateway, lifecycle)
+    legacy = LegacySse(gateway, lifecycle)
+    lifecycle.on_drain(legacy.drain)
+    lifecycle.on_drain(mcp.end_listens)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        restore = _chain_exit_signals(lifecycle.start_drain)
+        try:
+            yield
+        finally:
+            restore()
+            lifecycle.start_drain()
+            await _settle(gateway, drain_grace_seconds)
+            legacy.close_all()
+            await gateway.aclose()
+
+    async def healthz(scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, b'{"status":"ok"}')
+
+    async def readyz(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            await send_empty(send, 405, [(b"allow", b"GET, HEAD")])
+            return
+        health = gateway.health()
+        ready = bool(health.get("ready")) and not lifecycle.draining
+        await send_json(send, 200 if ready else 503, orjson.dumps({**health, "draining": lifecycle.draining}))
+
+    async def bastion_error(_request: Request, exc: Exception) -> Response:
+        failure = error_from_exception(exc)
+        return Response(error_body(failure), status_code=failure.http_status, media_type="application/json")
+
+    # Starlette answers an unhandled exception itself (then re-raises it to our catch-all, which logs it):
+    # the `Exception` handler makes that answer the same generic JSON-RPC 500.
+    fallback = Starlette(
+        routes=list(extra_routes),
+        lifespan=lifespan,
+        exception_handlers={BastionError: bastion_error, Exception: bastion_error},
+    )
+    paths: dict[str, ASGIApp] = {
+        "/mcp": mcp,
+        "/mcp/": mcp,
+        "/sse": legacy.stream,
+        "/messages": legacy.message,
+        "/messages/": legacy.message,
+        "/healthz": healthz,
+        "/readyz": readyz,
+    }
+    app: ASGIApp = _Router(paths, fallback)
+    if wrap is not None:
+        app = wrap(app)
+    rejections = Rejections(gateway, "http")
+    app = BodyLimitMiddleware(app, max_bytes=config.limits.max_body_bytes, rejections=rejections)
+    app = HostOriginMiddleware(
+        app,
+        listen_host=listen_host or config.listen.host,
+        allowed_hosts=config.listen.allowed_hosts,
+        allowed_origins=config.listen.allowed_origins,
+        rejections=rejections,
+    )
+    return CatchAllMiddleware(app, rejections=rejections)

@@ -1,0 +1,174 @@
+"""Assemble the dashboard from a `Runtime`: the live feed, login sessions, the admin service, pages and API routes.
+
+`runtime.build_http_app()` calls `dashboard_routes(runtime)` and passes the result to `create_app(...,
+extra_routes=...)`, and wraps the app with `AuthMiddleware` configured by `bearer_auth_config()`: the bearer
+middleware stops guarding `/api` and `/ui` because `AdminGate` guards them, more strictly (admins only) and with
+the session cookie the browser needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.routing import BaseRoute, Mount, Route, Router
+from starlette.staticfiles import StaticFiles
+
+from bastion.auth.authenticator import Authenticator
+from bastion.auth.config import AuthConfig
+from bastion.auth.principal import Principal
+from bastion.web.adapters import audit_source, tool_pins
+from bastion.web.api import api_routes
+from bastion.web.config import UIConfig
+from bastion.web.feed import LiveFeed
+from bastion.web.gate import AdminGate, RolesOf
+from bastion.web.openapi import openapi_document
+from bastion.web.pages import Pages
+from bastion.web.render import STATIC, environment
+from bastion.web.service import AdminService
+from bastion.web.sessions import UISessions
+
+if TYPE_CHECKING:
+    from bastion.runtime import Runtime
+
+logger = logging.getLogger("bastion.web")
+
+GATED_PREFIXES = ("/ui", "/api")
+"""Path prefixes `AdminGate` protects (the bearer middleware leaves them to it)."""
+
+
+@dataclass(slots=True)
+class Dashboard:
+    """The assembled dashboard: its routes, and the parts tests and other packages may reach."""
+
+    config: UIConfig
+    feed: LiveFeed
+    sessions: UISessions
+    service: AdminService
+    authenticator: Authenticator
+    routes: list[BaseRoute]
+
+
+def ui_config(runtime: Runtime) -> UIConfig:
+    """The `ui:` section (defaults when the config model has none)."""
+    config = getattr(runtime.config, "ui", None)
+    return config if isinstance(config, UIConfig) else UIConfig()
+
+
+def _login_authenticator(runtime: Runtime) -> Authenticator:
+    """The MCP endpoints' authenticator; with `auth.enabled: false`, one that still checks credentials.
+
+    The dashboard always needs a login, even on a loopback gateway that lets anonymous agents in.
+    """
+    if runtime.authenticator.enabled:
+        return runtime.authenticator
+    forced = runtime.config.auth.model_copy(update={"enabled": True})
+    if not forced.api_keys.enabled and forced.jwt is None:
+        forced = forced.model_copy(update={"api_keys": forced.api_keys.model_copy(update={"enabled": True})})
+    authenticator = Authenticator.from_config(forced, runtime.store)
+    runtime.gateway.closers.append(authenticator.aclose)
+    return authenticator
+
+
+def build_dashboard(runtime: Runtime) -> Dashboard | None:
+    """Build the dashboard and register its feed on the gateway; None when `ui.enabled` is off."""
+    config = ui_config(runtime)
+    if not config.enabled:
+        return None
+    feed = LiveFeed(capacity=config.feed_size, subscriber_queue=config.subscriber_queue)
+    runtime.gateway.observers.append(feed)  # last: audit and metrics first; it also gets notices (on_notice)
+    runtime.gateway.approvals.listeners.append(feed.on_approval)
+    # Ends open live streams when the gateway closes. Connection point: create_app's drain hooks
+    # (`Lifecycle.on_drain`) would end them when shutdown *begins*, before uvicorn waits for connections.
+    runtime.gateway.closers.append(_async(feed.close))
+    sessions = UISessions(runtime.store, lifetime=config.session_seconds)
+    authenticator = _login_authenticator(runtime)
+    service = AdminService(
+        runtime, feed=feed, config=config, audit=audit_source(runtime, feed), pins=tool_pins(runtime)
+    )
+
+    def roles_of() -> RolesOf:
+        holder = runtime.policy
+        if holder is None:
+            return _own_roles
+        return holder.engine.roles_of  # read on every request: a reload applies at once
+
+    origins = tuple(runtime.config.listen.allowed_origins)
+    from bastion.audit.install import auth_failure_hook
+
+    on_failure = auth_failure_hook(runtime.gateway)
+    pages = Pages(
+        service,
+        env=environment(),
+        config=config,
+        sessions=sessions,
+        authenticator=authenticator,
+        roles_of=roles_of,
+        allowed_origins=origins,
+        on_failure=on_failure,
+    )
+
+    def gate(app: Router, area: str) -> AdminGate:
+        return AdminGate(
+            app,
+            area=area,
+            authenticator=authenticator,
+            sessions=sessions,
+            store=runtime.store,
+            admin_role=config.admin_role,
+            roles_of=roles_of,
+            allowed_origins=origins,
+            forbidden=pages.forbidden,
+            on_failure=on_failure,
+        )
+
+    api = Router(api_routes(service, openapi_document))
+    routes: list[BaseRoute] = [
+        Mount("/ui/static", app=StaticFiles(directory=STATIC), name="ui-static"),
+        Route("/ui/login", pages.login, methods=["GET", "POST"]),
+        Mount("/ui", app=gate(Router(pages.routes()), "ui")),
+        Mount("/api", app=gate(api, "api")),
+    ]
+    return Dashboard(
+        config=config,
+        feed=feed,
+        sessions=sessions,
+        service=service,
+        authenticator=authenticator,
+        routes=routes,
+    )
+
+
+def _async(hook: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        hook()
+
+    return run
+
+
+def _own_roles(principal: Principal) -> frozenset[str]:
+    return principal.roles
+
+
+def dashboard_routes(runtime: Runtime) -> list[BaseRoute]:
+    """The routes to pass to `create_app(..., extra_routes=...)` (empty when the dashboard is off)."""
+    dashboard = build_dashboard(runtime)
+    if dashboard is None:
+        return []
+    runtime.extras["dashboard"] = dashboard
+    return dashboard.routes
+
+
+def bearer_auth_config(runtime: Runtime) -> AuthConfig:
+    """`auth:` for the bearer middleware: without `/ui` and `/api` when the dashboard's gate guards them."""
+    auth = runtime.config.auth
+    if not ui_config(runtime).enabled:
+        return auth
+    kept = [
+        p
+        for p in auth.protected_paths
+        if not any(p.rstrip("/").lower() == g or p.lower().startswith(g + "/") for g in GATED_PREFIXES)
+    ]
+    return auth.model_copy(update={"protected_paths": kept})
