@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast lint typecheck bench eval soak conformance test-cluster setup clean
+.PHONY: run test test-fast lint typecheck bench bench-cluster eval soak conformance test-cluster setup clean
 
 $(STAMPS):
 	mkdir -p $(STAMPS)
@@ -37,6 +37,10 @@ run: setup
 test: setup
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+# The multi-replica suite alone: two `bastion serve` behind nginx, on Redis and PostgreSQL (`make test` runs it too).
+test-cluster: $(STAMPS)/venv $(STAMPS)/system
+	$(BIN)/pytest -q -m cluster tests/cluster $(PYTEST_ARGS)
+
 test-fast: $(STAMPS)/venv
 	$(BIN)/pytest -q -m "not integration and not e2e and not cluster" $(PYTEST_ARGS)
 
@@ -52,6 +56,10 @@ typecheck: $(STAMPS)/venv
 bench: setup
 	bash scripts/setup-bench-peers.sh
 	$(BIN)/python bench/proxy_bench.py --json-out $(BENCH_ARGS)
+
+# Throughput of one and two replicas behind nginx (needs Redis and PostgreSQL, like test-cluster).
+bench-cluster: $(STAMPS)/venv $(STAMPS)/system
+	$(BIN)/python bench/cluster_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(STAMPS) .peers tests/peers/node/node_modules tests/peers/node-alpha/node_modules

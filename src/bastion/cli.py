@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import importlib
 import json
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -23,8 +20,9 @@ _SUBCOMMAND_MODULES = (
     "bastion.guard.cli",
     "bastion.guard.tools_cli",
     "bastion.audit.cli",
+    "bastion.cluster.cli",
 )
-"""Packages that add their own subcommands (`keys`, `policy`, `guard`, `tools`, `audit`)."""
+"""Packages that add their own subcommands (`keys`, `policy`, `guard`, `tools`, `audit`, `cluster`)."""
 
 
 def _setup_logging(level: str, *, stream: Any = sys.stderr, log_format: str = "text") -> None:
@@ -52,10 +50,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _header_timeout_hook(gateway: Any) -> Any:
+    """Report a connection cut off for slow headers as a `PROTOCOL_ERROR` notice (audited)."""
+    from bastion.pipeline.notice import Notice, NoticeKind
+
+    def report(remote: str) -> None:
+        detail = {"reason": "header_timeout", "status": 0, "path": "", "method": ""}
+        gateway.emit_soon(
+            Notice(
+                kind=NoticeKind.PROTOCOL_ERROR,
+                severity="warning",
+                remote=remote,
+                transport="http",
+                detail=detail,
+            )
+        )
+
+    return report
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from bastion.runtime import build_http_app, build_runtime, check_listen_address
+    from bastion.server.protocol import with_header_deadline
 
     config = _load(args.config)
     host = args.host or config.listen.host
@@ -64,61 +82,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     runtime = build_runtime(config, config_path=args.config)
     app = build_http_app(runtime, host=host, port=port)
     logger.info("Bastion listening on http://%s:%s/mcp", host, port)
+    limits = config.limits
     uvicorn.run(
         app,
         host=host,
         port=port,
         log_level=args.log_level.lower(),
         access_log=False,
-        timeout_graceful_shutdown=10,
+        # Calls in flight finish within the grace period; a connection still open after it is cut.
+        timeout_graceful_shutdown=max(1, round(limits.shutdown_grace_seconds)),
         lifespan="on",
         loop="uvloop",  # the fastest event loop and HTTP parser uvicorn supports (both pinned)
-        http="httptools",
+        # httptools (the fastest parser uvicorn supports), with a deadline on request headers (slowloris).
+        http=with_header_deadline(limits.header_timeout_seconds, _header_timeout_hook(runtime.gateway)),
     )
-    return 0
-
-
-async def _run_stdio(config_path: str) -> int:
-    from bastion.runtime import build_runtime
-    from bastion.transports.stdio import StdioServerOutbound, open_stdio_streams, read_messages
-
-    config = _load(config_path)
-    runtime = build_runtime(config, config_path=config_path)
-    gateway = runtime.gateway
-    reader, writer = await open_stdio_streams()
-    outbound = StdioServerOutbound(writer)
-    await gateway.start()
-    principal = runtime.authenticator.stdio_principal()
-    session = await gateway.open_session(transport="stdio", outbound=outbound, principal=principal)
-
-    async def invalid(exc: BastionError) -> None:
-        await outbound.send({"jsonrpc": "2.0", "id": None, "error": exc.to_jsonrpc_error()}, None)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-
-    async def pump() -> None:
-        async for message in read_messages(reader, source="stdin", on_invalid=invalid):
-            await session.handle(message)
-        stop.set()
-
-    pump_task = asyncio.create_task(pump())
-    await stop.wait()
-    pump_task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await pump_task
-    await session.aclose()
-    await gateway.aclose()
     return 0
 
 
 def cmd_stdio(args: argparse.Namespace) -> int:
     import uvloop
 
-    return uvloop.run(_run_stdio(args.config))
+    from bastion.server.stdio import run_stdio
+
+    return uvloop.run(run_stdio(args.config))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.auth.principal import ANONYMOUS, Principal
 from bastion.config.model import BastionConfig
@@ -30,6 +30,10 @@ from bastion.session_seal import SealedState, SessionSealer
 from bastion.transports.base import ClientTransport, JsonDict, Outbound
 from bastion.upstream.connection import State, UpstreamConnection
 from bastion.upstream.factory import transport_factory
+from bastion.upstream.health import ProtocolErrorReporter
+
+if TYPE_CHECKING:
+    from bastion.cluster.member import ClusterMember
 
 logger = logging.getLogger("bastion.gateway")
 
@@ -70,7 +74,9 @@ class Gateway:
         for name, server in config.servers.items():
             if not server.enabled:
                 continue
-            factory = (transports or {}).get(name) or transport_factory(name, server)
+            factory = (transports or {}).get(name) or transport_factory(
+                name, server, on_invalid=ProtocolErrorReporter(name, self.emit)
+            )
             self.upstreams[name] = UpstreamConnection(
                 name,
                 server,
@@ -90,6 +96,8 @@ class Gateway:
         )
         self.parking = ParkingLot()
         self.approvals = ApprovalQueue()
+        self.cluster: ClusterMember | None = None
+        """This replica's part in a cluster: the session registry (who holds which session, terminated ids)."""
         self.started_at = time.time()
         self._reaper: asyncio.Task[None] | None = None
         self.list_filter: ListFilter | None = None
@@ -142,14 +150,15 @@ class Gateway:
                 logger.exception("closing a gateway resource failed")
 
     def is_ready(self) -> bool:
-        """True when every enabled upstream is connected."""
-        return all(c.state is State.READY for c in self.upstreams.values())
+        """True when every enabled upstream is connected and its circuit closed."""
+        return all(c.available for c in self.upstreams.values())
 
     def health(self) -> JsonDict:
         """Per-upstream state, for /readyz and the dashboard."""
         return {
             "ready": self.is_ready(),
             "sessions": len(self.sessions),
+            **({"cluster": self.cluster.snapshot()} if self.cluster is not None else {}),
             "upstreams": {n: c.describe() for n, c in self.upstreams.items()},
         }
 
@@ -188,6 +197,8 @@ class Gateway:
         """
         if self.sealer is None or (state := self.sealer.open(session_id)) is None:
             return None
+        if await self._revoked(session_id):
+            return None
         if state.principal != principal.name or len(self.sessions) >= self.config.limits.max_sessions:
             return None
         info = SessionInfo(
@@ -203,7 +214,19 @@ class Gateway:
         session.restore()
         self.sessions[session_id] = session
         logger.info("session %s restored from its sealed id", session_id[:12])
+        for listener in self.session_listeners:
+            listener("restore", session)
         return session
+
+    async def _revoked(self, session_id: str) -> bool:
+        """Whether a sealed id was terminated (DELETE) on some replica; an unreachable registry counts as yes."""
+        if self.cluster is None:
+            return False
+        try:
+            return await self.cluster.registry.is_revoked(session_id)
+        except Exception:  # fail closed: without the registry a terminated id cannot be told from a live one
+            logger.exception("session registry unavailable; not restoring session %s", session_id[:12])
+            return True
 
     async def close_session(self, session_id: str) -> None:
         session = self.sessions.get(session_id)
@@ -252,7 +275,14 @@ class Gateway:
         while True:
             await asyncio.sleep(min(60.0, idle / 2))
             now = time.monotonic()
-            for session in [s for s in self.sessions.values() if now - s.last_active > idle]:
+            # Not a stdio session (its client holds the pipe: a reaped session would ignore it from then on),
+            # nor one with calls still running (a long tool call is not idleness).
+            expired = [
+                s
+                for s in self.sessions.values()
+                if now - s.last_active > idle and s.info.transport != "stdio" and not s.busy
+            ]
+            for session in expired:
                 logger.info("session %s expired after %.0fs idle", session.session_id[:8], idle)
                 await session.aclose()
 
@@ -389,9 +419,11 @@ class Gateway:
             logger.debug("upstream %s sent %s with no client to route it to", conn.name, method)
 
     async def _on_upstream_state(self, conn: UpstreamConnection) -> None:
+        # Also called when the circuit opens or closes: either way its tools leave or rejoin the lists.
         if conn.state not in (State.READY, State.DOWN):
             return
-        down = conn.state is State.DOWN
+        down = not conn.available
+        reason = conn.last_error if conn.state is State.DOWN else conn.breaker.reason if down else ""
         await self.emit(
             Notice(
                 kind=NoticeKind.UPSTREAM_STATE,
@@ -399,8 +431,9 @@ class Gateway:
                 severity="warning" if down else "info",
                 detail={
                     "state": str(conn.state),
+                    "circuit": str(conn.breaker.state),
                     "restarts": conn.restarts,
-                    "reason": conn.last_error if down else "",
+                    "reason": reason,
                     "protocol": conn.protocol_version,
                 },
             )

@@ -1,6 +1,7 @@
 """Assemble a running Bastion from config: state, authentication, policy, the pipeline, observers, the HTTP app.
 
-Stage order is fixed here, with the reason: authenticate (nothing else may see an anonymous call), authorize
+Stage order is fixed here, with the reason: authenticate (nothing else may see an anonymous call), the strict
+audit gate (no upstream may act while the trail is down), authorize
 (cheapest refusal, and hidden tools must not reach detectors), rate-limit (count only calls that could run),
 guard (detectors and schema validation; the most expensive). The response path runs them in reverse.
 Observers run outside the chain for every exchange; audit is first, because strict audit gates the reply.
@@ -108,9 +109,18 @@ def build_runtime(config: BastionConfig, *, config_path: str | None = None) -> R
     from bastion.audit.install import install_audit
     from bastion.telemetry.install import install_telemetry
 
-    install_audit(runtime)  # the first observer: strict audit gates the reply
+    recorder = install_audit(runtime)  # the first observer: strict audit gates the reply
+    if recorder is not None and config.audit.mode == "strict":
+        from bastion.pipeline.stages.audit_gate import AuditGateStage
+
+        # Right after authentication: with the trail down, no upstream may act on an unrecorded call.
+        first, *rest = gateway.pipeline.stages
+        gateway.pipeline.stages = (first, AuditGateStage(recorder), *rest)
     # Keep after audit: observers run audit first, then metrics and anomaly detection.
     install_telemetry(runtime)
+    from bastion.cluster.member import install_cluster
+
+    install_cluster(runtime)  # last: it hears others' changes to pins, keys and policy, so those must exist
     return runtime
 
 

@@ -83,6 +83,17 @@ class DownstreamSession:
     def principal(self) -> Any:
         return self.info.principal
 
+    @property
+    def busy(self) -> bool:
+        """True while requests of this session are being served."""
+        return bool(self._tasks)
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait (at most `timeout` seconds) for the requests in flight to finish; True when none is left."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()), timeout=timeout)
+        return not self._tasks
+
     def restore(self) -> None:
         """Mark a session rebuilt from a sealed id as past its handshake (another replica did it)."""
         self._handshaken = True

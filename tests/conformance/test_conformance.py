@@ -46,7 +46,7 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float = 120) ->
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback test URL
+            with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status < 500:
                     return
         except urllib.error.HTTPError as exc:
@@ -147,7 +147,9 @@ def _failed_checks(out: Path, scenario: str) -> list[dict[str, str]]:
     return failed
 
 
-def test_bastion_passes_every_scenario_server_everything_passes_directly(everything_direct, bastion_url, tmp_path):
+def test_bastion_passes_every_scenario_server_everything_passes_directly(
+    everything_direct, bastion_url, tmp_path
+):
     direct, _ = _run(CONFORMANCE, everything_direct, tmp_path / "direct")
     through, _ = _run(CONFORMANCE, bastion_url, tmp_path / "bastion")
     passing_directly = {name for name, (_, failed) in direct.items() if failed == 0}

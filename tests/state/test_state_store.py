@@ -148,3 +148,92 @@ async def test_two_redis_clients_share_one_bucket_and_never_overspend() -> None:
         assert allowed == 10
         keys = [k async for k in a._redis.scan_iter(match=f"{prefix}*")]
         await a._redis.delete(*keys)
+
+
+async def test_replace_record_is_a_compare_and_set(store: StateStore) -> None:
+    assert await store.replace_record("pins", "a/b", {"v": 1}, expected=None)
+    assert not await store.replace_record("pins", "a/b", {"v": 9}, expected=None)  # it exists now
+    assert not await store.replace_record("pins", "a/b", {"v": 9}, expected={"v": 0})  # stale read
+    assert await store.replace_record("pins", "a/b", {"v": 2, "w": [1.5, "x"]}, expected={"v": 1})
+    assert await store.replace_record("pins", "a/b", {"v": 3}, expected={"w": [1.5, "x"], "v": 2})
+    assert await store.get_record("pins", "a/b") == {"v": 3}
+    assert [i for i, _ in await store.list_records("pins")] == ["a/b"]
+
+
+async def test_concurrent_replacements_of_one_record_lose_no_update(store: StateStore) -> None:
+    await store.put_record("counter", "c", {"n": 0})
+
+    async def bump() -> None:
+        while True:
+            current = await store.get_record("counter", "c")
+            assert current is not None
+            if await store.replace_record("counter", "c", {"n": current["n"] + 1}, expected=current):
+                return
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(bump)
+    assert await store.get_record("counter", "c") == {"n": 20}
+
+
+async def test_members_expire_one_by_one_and_are_counted(store: StateStore) -> None:
+    await store.put_members("sessions", {"s1": b"r1", "s2": b"r2"}, ttl=60)
+    await store.put_members("sessions", {"gone": b"r1"}, ttl=0.001)
+    assert await store.get_member("sessions", "s1") == b"r1"
+    with anyio.fail_after(5):
+        while await store.get_member("sessions", "gone") is not None:
+            await anyio.sleep(0.005)
+    assert await store.count_members("sessions") == 2
+    assert await store.list_members("sessions") == {"s1": b"r1", "s2": b"r2"}
+    await store.put_members("sessions", {"s1": b"r3"}, ttl=60)  # a refresh may change the value
+    await store.remove_members("sessions", ["s2", "unknown"])
+    assert await store.list_members("sessions") == {"s1": b"r3"}
+    assert await store.count_members("empty") == 0 and await store.get_member("empty", "x") is None
+
+
+async def test_record_writes_and_published_events_reach_subscribers(store: StateStore) -> None:
+    subscription = await store.subscribe()
+    try:
+        await store.put_record("tool-pins", "calc/add", {"hash": "h"})
+        await store.replace_record("tool-pins", "calc/add", {"hash": "i"}, expected={"hash": "h"})
+        await store.delete_record("tool-pins", "calc/add")
+        await store.publish("policy", {"hash": "p1"})
+        seen = []
+        with anyio.fail_after(5):
+            while len(seen) < 4:
+                event = await subscription.receive(1.0)
+                if event is not None:
+                    seen.append(event)
+        assert [(e.topic, e.data) for e in seen] == [
+            ("record", {"namespace": "tool-pins", "id": "calc/add"}),
+            ("record", {"namespace": "tool-pins", "id": "calc/add"}),
+            ("record", {"namespace": "tool-pins", "id": "calc/add"}),
+            ("policy", {"hash": "p1"}),
+        ]
+        assert {e.origin for e in seen} == {store.origin}
+        assert await subscription.receive(0.01) is None
+    finally:
+        await subscription.aclose()
+
+
+@pytest.mark.integration
+async def test_an_event_published_by_one_redis_client_reaches_another() -> None:
+    prefix = f"bastion-test-{uuid.uuid4().hex}:"
+    async with (
+        RedisStateStore(REDIS_URL, key_prefix=prefix) as a,
+        RedisStateStore(REDIS_URL, key_prefix=prefix) as b,
+        RedisStateStore(REDIS_URL, key_prefix=f"{prefix}other:") as stranger,
+    ):
+        subscription = await b.subscribe()
+        try:
+            await stranger.publish("policy", {"hash": "not ours"})
+            await a.put_record("api_keys", "k1", {"principal": "p"})
+            with anyio.fail_after(5):
+                event = await subscription.receive(5.0)
+            assert event is not None and event.origin == a.origin != b.origin
+            assert (event.topic, event.data) == ("record", {"namespace": "api_keys", "id": "k1"})
+        finally:
+            await subscription.aclose()
+            keys = [k async for k in a._redis.scan_iter(match=f"{prefix}*")]
+            await a._redis.delete(*keys)

@@ -64,4 +64,23 @@ def load_config(path: str | Path) -> BastionConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML in {file}: {exc}") from None
-    return parse_config(data, base=file.parent)
+    return anchor_data_paths(parse_config(data, base=file.parent), file.parent.resolve())
+
+
+def anchor_data_paths(config: BastionConfig, base: Path) -> BastionConfig:
+    """Make relative data paths (state store, audit files) relative to the config file's folder.
+
+    Why: `bastion stdio` is launched by desktop clients from any working directory (often `/`), and
+    `bastion audit` / `bastion keys` must open the same files as the running gateway wherever they run.
+    """
+
+    def anchored(path: str) -> str:
+        return path if path == ":memory:" or Path(path).is_absolute() else str(base / path)
+
+    state = config.state.model_copy(update={"path": anchored(config.state.path)})
+    sinks = [
+        sink.model_copy(update={"path": anchored(sink.path)}) if hasattr(sink, "path") else sink
+        for sink in config.audit.sinks
+    ]
+    audit = config.audit.model_copy(update={"sinks": sinks})
+    return config.model_copy(update={"state": state, "audit": audit})

@@ -13,6 +13,7 @@ from bastion.guard.config import GuardrailsConfig
 from bastion.policy.config import PolicyConfig
 from bastion.state.config import StateConfig
 from bastion.telemetry.config import TelemetryConfig
+from bastion.upstream.config import BreakerConfig, HealthConfig
 from bastion.web.config import UIConfig
 
 SERVER_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -51,6 +52,12 @@ class ServerConfig(_Model):
     connect_timeout_seconds: float = Field(default=30.0, gt=0)
     tool_timeouts: dict[str, float] = Field(default_factory=dict)
     """Per-tool overrides of `timeout_seconds`, keyed by the upstream's own tool name."""
+    max_concurrent: int = Field(default=256, gt=0)
+    """Client calls in flight to this server at once; one more is refused at once with `RateLimited`."""
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    """Periodic health checks (ping, or server/discover for 2026-07-28 servers)."""
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    """The circuit breaker: failed calls in a row make further calls fail fast until a probe succeeds."""
     enabled: bool = True
 
     @model_validator(mode="after")
@@ -85,6 +92,10 @@ class LimitsConfig(_Model):
     session_idle_seconds: float = Field(default=3600.0, gt=0)
     event_buffer: int = Field(default=256, gt=0)
     """SSE events kept per session for `Last-Event-ID` resumption."""
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    """On SIGTERM: how long calls in flight may take to finish before they are cancelled and upstreams closed."""
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    """How long an HTTP client may take to send a request's headers (slowloris) before it is disconnected."""
 
 
 class ClusterConfig(_Model):

@@ -16,6 +16,8 @@ Rules:
 - An upstream that goes back to the pinned definition clears the pending one (status `pinned` again).
 - `approve` can be bound to the pending hash the operator reviewed, so a definition that changed again in the
   meantime is never approved unseen.
+- Every write is a compare-and-set against the record as read (`StateStore.replace_record`), retried on conflict:
+  a replica recording a new definition and an operator approving the previous one cannot undo each other.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from bastion.errors import InternalError
 from bastion.state.base import StateStore
 
 NAMESPACE: Final = "tool-pins"
@@ -165,6 +168,8 @@ class ToolPin:
 
 HISTORY_LIMIT: Final = 20
 """Earlier pinned hashes kept per tool."""
+CAS_ATTEMPTS: Final = 16
+"""Reads and compare-and-set writes of one pin before giving up (others kept changing it meanwhile)."""
 
 PinListener = Callable[[str, ToolPin], Any]
 """Called with (`approved` | `rejected`, the pin after the decision) when a decision is taken in this process."""
@@ -220,30 +225,36 @@ class ToolPins:
         """
         tool = str(definition.get("name", ""))
         digest = digest or definition_hash(definition)
-        now = self._clock()
-        pin = await self.get(server, tool)
-        if pin is None:
-            pin = ToolPin(server=server, tool=tool, hash=digest, definition=dict(definition), pinned_at=now)
-            if record:
-                await self._put(pin)
-            return PinCheck.NEW, pin
-        if digest == pin.hash:
-            if pin.held and record:  # the upstream went back to the pinned definition: nothing waits any more
-                pin = _replace(pin, status=PinStatus.PINNED, pending_hash="", pending_definition=None)
-                await self._put(pin)
-            return PinCheck.MATCH, pin
-        if digest == pin.pending_hash:
-            return (PinCheck.REJECTED if pin.status is PinStatus.REJECTED else PinCheck.CHANGED), pin
-        pin = _replace(
-            pin,
-            status=PinStatus.CHANGED,
-            pending_hash=digest,
-            pending_definition=dict(definition),
-            changed_at=now,
-        )
-        if record:
-            await self._put(pin)
-        return PinCheck.CHANGED, pin
+        for _attempt in range(CAS_ATTEMPTS):
+            now = self._clock()
+            stored, pin = await self._load(server, tool)
+            if pin is None:
+                pin = ToolPin(
+                    server=server, tool=tool, hash=digest, definition=dict(definition), pinned_at=now
+                )
+                if record and not await self._swap(stored, pin):
+                    continue  # another replica pinned it first: compare with its pin
+                return PinCheck.NEW, pin
+            if digest == pin.hash:
+                # The upstream went back to the pinned definition: nothing waits any more.
+                if pin.held and record:
+                    pin = _replace(pin, status=PinStatus.PINNED, pending_hash="", pending_definition=None)
+                    if not await self._swap(stored, pin):
+                        continue
+                return PinCheck.MATCH, pin
+            if digest == pin.pending_hash:
+                return (PinCheck.REJECTED if pin.status is PinStatus.REJECTED else PinCheck.CHANGED), pin
+            pin = _replace(
+                pin,
+                status=PinStatus.CHANGED,
+                pending_hash=digest,
+                pending_definition=dict(definition),
+                changed_at=now,
+            )
+            if record and not await self._swap(stored, pin):
+                continue
+            return PinCheck.CHANGED, pin
+        raise _contended(server, tool)
 
     async def approve(
         self, server: str, tool: str, *, by: str = "", pending_hash: str | None = None
@@ -256,44 +267,56 @@ class ToolPins:
             by: who approves (recorded).
             pending_hash: approve only if this is still the pending hash (what the operator reviewed).
         """
-        pin = await self.get(server, tool)
-        if pin is None or not pin.pending_hash or pin.pending_definition is None:
-            return None
-        if pending_hash is not None and pending_hash != pin.pending_hash:
-            return None
-        now = self._clock()
-        approved = _replace(
-            pin,
-            hash=pin.pending_hash,
-            definition=pin.pending_definition,
-            pinned_at=now,
-            status=PinStatus.PINNED,
-            pending_hash="",
-            pending_definition=None,
-            decided_by=by,
-            decided_at=now,
-            history=(*pin.history, pin.hash)[-HISTORY_LIMIT:],
-        )
-        await self._put(approved)
-        self._announce("approved", approved)
-        return approved
+        for _attempt in range(CAS_ATTEMPTS):
+            stored, pin = await self._load(server, tool)
+            if pin is None or not pin.pending_hash or pin.pending_definition is None:
+                return None
+            if pending_hash is not None and pending_hash != pin.pending_hash:
+                return None
+            now = self._clock()
+            approved = _replace(
+                pin,
+                hash=pin.pending_hash,
+                definition=pin.pending_definition,
+                pinned_at=now,
+                status=PinStatus.PINNED,
+                pending_hash="",
+                pending_definition=None,
+                decided_by=by,
+                decided_at=now,
+                history=(*pin.history, pin.hash)[-HISTORY_LIMIT:],
+            )
+            if await self._swap(stored, approved):
+                self._announce("approved", approved)
+                return approved
+        raise _contended(server, tool)
 
     async def reject(self, server: str, tool: str, *, by: str = "") -> ToolPin | None:
         """Refuse the pending definition (it stays held); None when there is no such pin or nothing is pending."""
-        pin = await self.get(server, tool)
-        if pin is None or not pin.pending_hash:
-            return None
-        rejected = _replace(pin, status=PinStatus.REJECTED, decided_by=by, decided_at=self._clock())
-        await self._put(rejected)
-        self._announce("rejected", rejected)
-        return rejected
+        for _attempt in range(CAS_ATTEMPTS):
+            stored, pin = await self._load(server, tool)
+            if pin is None or not pin.pending_hash:
+                return None
+            rejected = _replace(pin, status=PinStatus.REJECTED, decided_by=by, decided_at=self._clock())
+            if await self._swap(stored, rejected):
+                self._announce("rejected", rejected)
+                return rejected
+        raise _contended(server, tool)
 
     async def forget(self, server: str, tool: str) -> bool:
         """Drop a pin entirely (the next definition seen is pinned afresh); True when it existed."""
         return await self.store.delete_record(NAMESPACE, record_id(server, tool))
 
-    async def _put(self, pin: ToolPin) -> None:
-        await self.store.put_record(NAMESPACE, record_id(pin.server, pin.tool), pin.to_record())
+    async def _load(self, server: str, tool: str) -> tuple[dict[str, Any] | None, ToolPin | None]:
+        """The stored record as it is (what a compare-and-set compares with) and the pin read from it."""
+        stored = await self.store.get_record(NAMESPACE, record_id(server, tool))
+        return stored, None if stored is None else ToolPin.from_record(stored)
+
+    async def _swap(self, stored: dict[str, Any] | None, pin: ToolPin) -> bool:
+        """Write `pin` if the record is still `stored`: replicas and the CLI never overwrite each other's decision."""
+        return await self.store.replace_record(
+            NAMESPACE, record_id(pin.server, pin.tool), pin.to_record(), expected=stored
+        )
 
     def _announce(self, event: str, pin: ToolPin) -> None:
         for listener in self.listeners:
@@ -316,3 +339,8 @@ def diff(pin: ToolPin, *, context: int = 3) -> str:
 
 def _replace(pin: ToolPin, **changes: Any) -> ToolPin:
     return dataclasses.replace(pin, **changes)
+
+
+def _contended(server: str, tool: str) -> InternalError:
+    # Practically unreachable; raising makes the tool screen fail closed (the tool is withheld) instead of guessing.
+    return InternalError(f"the pin of {server}/{tool} kept changing while it was being updated")

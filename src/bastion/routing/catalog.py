@@ -6,7 +6,9 @@ Rules:
 - Resources keep their URIs and are routed to the upstream that listed them; templates route by matching.
 - Bastion fetches every page of an upstream list itself and serves the merged list as one page.
 - Caches are per upstream and per list; an upstream's `list_changed` or a state change drops them.
-- Only ready upstreams contribute: a down upstream's tools disappear instead of failing the whole list.
+- Only available upstreams contribute (connected, circuit closed): a down upstream's tools disappear instead of
+  failing the whole list. A call naming a tool of an unavailable upstream is still routed to it, so that it is
+  authorized first and then fails fast with the upstream's own reason (down, circuit open), not "Unknown tool".
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ class Catalog:
     async def upstream_list(self, server: str, method: str) -> list[JsonDict]:
         """One upstream's complete list for `method` (cached), in the upstream's own names."""
         conn = self.upstreams[server]
-        if conn.state is not State.READY or CAPABILITY_OF_LIST.get(method, "") not in conn.capabilities:
+        if not conn.available or CAPABILITY_OF_LIST.get(method, "") not in conn.capabilities:
             return []
         cached = self._cache.get((server, method))
         if cached is not None and time.monotonic() - cached.fetched < self.ttl:
@@ -177,6 +179,8 @@ class Catalog:
         if split is None:
             raise InvalidParams(f"Unknown {kind}: {public}")
         server, name = split
+        if not self.upstreams[server].available:
+            return server, name  # the call itself fails fast, with the reason, once policy has seen it
         list_method = "tools/list" if kind == "tool" else "prompts/list"
         if name not in await self._names(server, list_method):
             raise InvalidParams(f"Unknown {kind}: {public}")

@@ -8,7 +8,7 @@ everything else (colleagues' `/metrics`, `/api`, `/ui`) goes to a Starlette rout
 Shutdown: the lifespan starts the gateway and closes it last. When the server is told to stop (SIGTERM/SIGINT,
 seen by chaining uvicorn's handler), Bastion drains: `/readyz` turns 503, new work is refused with 503, idle
 long-lived streams (GET streams, `subscriptions/listen`, idle legacy streams) end at once, and calls in flight get
-up to `DRAIN_GRACE_SECONDS` to finish before the gateway closes.
+up to `limits.shutdown_grace_seconds` (counted from the signal) to finish before the gateway closes.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("bastion.server")
 
 DRAIN_GRACE_SECONDS: Final = 10.0
-"""How long calls in flight may take to finish once shutdown begins, before the gateway closes regardless."""
+"""The default of `limits.shutdown_grace_seconds`: how long calls in flight may take once shutdown begins."""
 _DRAIN_POLL_SECONDS: Final = 0.05
 
 
@@ -55,6 +55,8 @@ class Lifecycle:
         self.long_lived: set[Outlet] = set()
         """Open streams that carry no call of their own (GET streams); they end when draining starts."""
         self._on_drain: list[Callable[[], None]] = []
+        self.drain_started: float | None = None
+        """Loop time when draining began (the grace period counts from the signal, not from uvicorn's wait)."""
 
     def on_drain(self, hook: Callable[[], None]) -> None:
         self._on_drain.append(hook)
@@ -64,6 +66,7 @@ class Lifecycle:
         if self.draining:
             return
         self.draining = True
+        self.drain_started = asyncio.get_running_loop().time()
         logger.info("shutting down: draining calls in flight")
         for outlet in list(self.long_lived):
             outlet.finish()
@@ -102,10 +105,9 @@ def _chain_exit_signals(callback: Callable[[], None]) -> Callable[[], None]:
     return restore
 
 
-async def _settle(gateway: Gateway, grace: float) -> None:
-    """Wait (at most `grace` seconds) until no upstream call made for a client is in flight."""
+async def _settle(gateway: Gateway, deadline: float) -> None:
+    """Wait (until loop time `deadline` at most) until no upstream call made for a client is in flight."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace
     # Polled: upstream connections publish no "idle" event, and this runs once, at shutdown.
     while loop.time() < deadline and any(c.describe()["inFlight"] for c in gateway.upstreams.values()):  # noqa: ASYNC110
         await asyncio.sleep(_DRAIN_POLL_SECONDS)
@@ -133,7 +135,7 @@ def create_app(
     extra_routes: Sequence[BaseRoute] = (),
     wrap: Callable[[ASGIApp], ASGIApp] | None = None,
     listen_host: str | None = None,
-    drain_grace_seconds: float = DRAIN_GRACE_SECONDS,
+    drain_grace_seconds: float | None = None,
 ) -> ASGIApp:
     """Build Bastion's ASGI app around `gateway`.
 
@@ -142,9 +144,11 @@ def create_app(
         extra_routes: More Starlette routes (`/metrics`, `/api`, `/ui`), served behind the same security layers.
         wrap: Wraps the routed app (authentication, telemetry), inside the security layers.
         listen_host: The address the server listens on (default `listen.host`); it is an accepted `Host`.
-        drain_grace_seconds: How long calls in flight may run once shutdown begins.
+        drain_grace_seconds: How long calls in flight may run once shutdown begins (default:
+            `limits.shutdown_grace_seconds`).
     """
     config = gateway.config
+    grace = config.limits.shutdown_grace_seconds if drain_grace_seconds is None else drain_grace_seconds
     lifecycle = Lifecycle()
     mcp = StreamableEndpoint(gateway, lifecycle)
     legacy = LegacySse(gateway, lifecycle)
@@ -160,7 +164,8 @@ def create_app(
         finally:
             restore()
             lifecycle.start_drain()
-            await _settle(gateway, drain_grace_seconds)
+            assert lifecycle.drain_started is not None
+            await _settle(gateway, lifecycle.drain_started + grace)
             legacy.close_all()
             await gateway.aclose()
 

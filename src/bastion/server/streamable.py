@@ -302,6 +302,9 @@ class StreamableEndpoint:
         self._bury(headers.session_id)
         self._bury(session.session_id)
         await session.aclose()
+        if (cluster := self._gateway.cluster) is not None:
+            # Other replicas must not restore this sealed id again, and must close their copies of it.
+            await cluster.registry.revoke(session.session_id, session.info.principal.name)
         await send_empty(send, 204)
 
     # -- sessions ----------------------------------------------------------------------------------------------
@@ -321,7 +324,7 @@ class StreamableEndpoint:
                 channel.name = f"session {session_id[:8]}"
                 self._channels[session] = channel
         if session is None or channel is None:
-            raise SessionNotFound("Session not found")
+            raise await self._not_found(session_id, principal)
         if channel.owner != principal.name:
             await self._rejections.emit(
                 scope,
@@ -336,6 +339,21 @@ class StreamableEndpoint:
             raise SessionNotFound("Session not found")
         self._touch(session)
         return session, channel
+
+    async def _not_found(self, session_id: str, principal: Principal) -> SessionNotFound:
+        """The 404, with the registry's reason when the caller owns the session (anyone else learns nothing)."""
+        cluster = self._gateway.cluster
+        if cluster is None:
+            return SessionNotFound("Session not found")
+        try:
+            why = await cluster.registry.explain(session_id, principal.name)
+        except Exception:  # the registry only explains; the answer is a 404 either way
+            logger.warning("session registry unavailable while explaining a missing session")
+            why = None
+        if why is None:
+            return SessionNotFound("Session not found")
+        logger.info("session %s not found here: %s", session_id[:12], why["session"])
+        return SessionNotFound(f"Session not found ({why['session']}): initialize a new session", data=why)
 
     def _touch(self, session: DownstreamSession) -> None:
         session.last_active = time.monotonic()

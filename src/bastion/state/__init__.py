@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from bastion.errors import ConfigError
-from bastion.state.base import BucketResult, StateStore
+from bastion.state.base import BucketResult, StateEvent, StateStore, Subscription
 from bastion.state.config import StateConfig
 from bastion.state.embedded import EmbeddedStateStore
 
-__all__ = ["BucketResult", "EmbeddedStateStore", "StateConfig", "StateStore", "open_state_store"]
+__all__ = [
+    "BucketResult",
+    "EmbeddedStateStore",
+    "StateConfig",
+    "StateEvent",
+    "StateStore",
+    "Subscription",
+    "open_state_store",
+]
 
 
 def open_state_store(config: StateConfig) -> StateStore:

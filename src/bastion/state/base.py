@@ -1,18 +1,25 @@
 """The `StateStore` seam: the few shared-state operations auth, policy, rate limits and approvals need.
 
 Rules:
-- Every method is async and atomic on its own; callers never need a read-modify-write of their own.
+- Every method is async and atomic on its own; callers never need a read-modify-write of their own
+  (`replace_record` is the compare-and-set for the few records several writers update).
 - Counters (buckets, leases) may be ephemeral; records are durable (API keys, pins survive a restart).
 - Values are opaque to the store: records are JSON-able mappings, key/value entries are bytes.
+- Members (`put_members`...) are small values that expire one by one: the session registry and replica heartbeats.
+- Events are best effort and not durable: every record write is announced as a `record` event, and `publish`
+  sends others; a subscriber that was disconnected must re-read what it cares about (the store is the truth).
 - Implementations: `EmbeddedStateStore` (one process) and `RedisStateStore` (many replicas, Lua scripts).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Final, Protocol, Self, runtime_checkable
+
+RECORD_TOPIC: Final = "record"
+"""Topic of the event every `put_record`, `replace_record` and `delete_record` announces (`namespace`, `id`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -25,6 +32,28 @@ class BucketResult:
     """Tokens left in the bucket after this take."""
     retry_after: float
     """Seconds until enough tokens are back (0 when allowed)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateEvent:
+    """One announcement on the store's event feed."""
+
+    topic: str
+    """What happened: `record` (a record changed), or a topic a caller published (`policy`, `session-revoked`)."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """JSON-able facts (ids and hashes, never secrets)."""
+    origin: str = ""
+    """The id of the store instance that published it (a process can tell its own events)."""
+
+
+class Subscription(Protocol):
+    """Events published after `StateStore.subscribe()` returned, in order, until `aclose()`."""
+
+    async def receive(self, timeout: float) -> StateEvent | None:
+        """The next event, or None when none came within `timeout` seconds. Raises when the feed is broken."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 @runtime_checkable
@@ -76,6 +105,53 @@ class StateStore(Protocol):
 
     async def delete_record(self, namespace: str, record_id: str) -> bool:
         """Remove a record; True when it existed."""
+        ...
+
+    async def replace_record(
+        self,
+        namespace: str,
+        record_id: str,
+        record: Mapping[str, Any],
+        *,
+        expected: Mapping[str, Any] | None,
+    ) -> bool:
+        """Write `record` only if the stored one still equals `expected` (None: only if absent).
+
+        False means another writer changed it first: read it again and redo the change.
+        """
+        ...
+
+    async def put_members(self, key: str, members: Mapping[str, bytes], *, ttl: float) -> None:
+        """Add or refresh members of the set `key`, each with a small value, expiring `ttl` seconds from now."""
+        ...
+
+    async def get_member(self, key: str, member: str) -> bytes | None:
+        """A member's value, or None when absent or expired."""
+        ...
+
+    async def list_members(self, key: str) -> dict[str, bytes]:
+        """Every live member of `key` with its value."""
+        ...
+
+    async def count_members(self, key: str) -> int:
+        """How many members of `key` are live."""
+        ...
+
+    async def remove_members(self, key: str, members: Sequence[str]) -> None:
+        """Drop members at once (unknown ones are ignored)."""
+        ...
+
+    @property
+    def origin(self) -> str:
+        """This store instance's id, carried by the events it publishes."""
+        ...
+
+    async def publish(self, topic: str, data: Mapping[str, Any]) -> None:
+        """Announce an event to every subscriber of every process sharing this store (best effort)."""
+        ...
+
+    async def subscribe(self) -> Subscription:
+        """Start receiving events (this process's own included); close the subscription when done."""
         ...
 
     async def aclose(self) -> None:

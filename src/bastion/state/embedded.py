@@ -6,15 +6,21 @@ Rules:
 - Buckets, leases and key/value entries live in dicts: they are cheap to lose on restart and must be fast.
 - Idle buckets and expired entries are swept every `_SWEEP_EVERY` operations, so memory stays bounded by the
   number of *active* keys.
+- Events reach subscribers of this store instance only: another process sharing the SQLite file (the CLI) is not
+  heard, which is why consumers of events keep a slower poll of the store as well.
+- `replace_record` runs its read and its write in one `BEGIN IMMEDIATE` transaction, so it is a real
+  compare-and-set even against another process writing the same file.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -23,10 +29,12 @@ from typing import Any, Final, Self
 import anyio
 import anyio.to_thread
 
-from bastion.state.base import BucketResult
+from bastion.state.base import RECORD_TOPIC, BucketResult, StateEvent
 
 _SWEEP_EVERY: Final = 1024
 """Operations between two sweeps of idle in-memory entries."""
+_QUEUE_LIMIT: Final = 10_000
+"""Events buffered per subscriber; beyond this a slow subscriber misses events (it re-reads the store)."""
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS records (
@@ -59,7 +67,10 @@ class EmbeddedStateStore:
         self._values: dict[str, tuple[bytes, float | None]] = {}
         self._buckets: dict[str, _Bucket] = {}
         self._leases: dict[str, dict[str, float]] = {}
+        self._members: dict[str, dict[str, tuple[bytes, float]]] = {}
+        self._subscribers: set[_LocalSubscription] = set()
         self._ops = 0
+        self.origin = uuid.uuid4().hex
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -165,6 +176,8 @@ class EmbeddedStateStore:
         now = self._clock()
         self._buckets = {k: b for k, b in self._buckets.items() if b.idle_after > now}
         self._values = {k: v for k, v in self._values.items() if v[1] is None or v[1] > now}
+        for key in list(self._members):
+            self._live_members(key, now)
         for key in list(self._leases):
             live = {lease: exp for lease, exp in self._leases[key].items() if exp > now}
             if live:
@@ -177,6 +190,7 @@ class EmbeddedStateStore:
     async def put_record(self, namespace: str, record_id: str, record: Mapping[str, Any]) -> None:
         body = json.dumps(dict(record), sort_keys=True)
         await self._run(self._put, namespace, record_id, body)
+        self._announce(namespace, record_id)
 
     def _put(self, namespace: str, record_id: str, body: str) -> None:
         self._conn().execute(
@@ -209,6 +223,8 @@ class EmbeddedStateStore:
 
     async def delete_record(self, namespace: str, record_id: str) -> bool:
         deleted: bool = await self._run(self._delete, namespace, record_id)
+        if deleted:
+            self._announce(namespace, record_id)
         return deleted
 
     def _delete(self, namespace: str, record_id: str) -> bool:
@@ -217,10 +233,114 @@ class EmbeddedStateStore:
         )
         return cursor.rowcount > 0
 
+    async def replace_record(
+        self,
+        namespace: str,
+        record_id: str,
+        record: Mapping[str, Any],
+        *,
+        expected: Mapping[str, Any] | None,
+    ) -> bool:
+        body = json.dumps(dict(record), sort_keys=True)
+        before = None if expected is None else json.dumps(dict(expected), sort_keys=True)
+        swapped: bool = await self._run(self._swap, namespace, record_id, body, before)
+        if swapped:
+            self._announce(namespace, record_id)
+        return swapped
+
+    def _swap(self, namespace: str, record_id: str, body: str, before: str | None) -> bool:
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            current = self._get(namespace, record_id)
+            if current is not None and before is not None:
+                current = json.dumps(json.loads(current), sort_keys=True)  # written by another version?
+            if current != before:
+                return False
+            self._put(namespace, record_id, body)
+            return True
+        finally:
+            db.execute("COMMIT")
+
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             raise RuntimeError("the state store is closed")
         return self._db
+
+    # -- members ----------------------------------------------------------------------------------------------
+
+    def _live_members(self, key: str, now: float) -> dict[str, tuple[bytes, float]]:
+        members = self._members.get(key)
+        if members is None:
+            return {}
+        for member in [m for m, (_v, expires) in members.items() if expires <= now]:
+            del members[member]
+        if not members:
+            del self._members[key]
+        return members
+
+    async def put_members(self, key: str, members: Mapping[str, bytes], *, ttl: float) -> None:
+        self._tick()
+        expires = self._clock() + ttl
+        target = self._members.setdefault(key, {})
+        for member, value in members.items():
+            target[member] = (value, expires)
+
+    async def get_member(self, key: str, member: str) -> bytes | None:
+        entry = self._live_members(key, self._clock()).get(member)
+        return None if entry is None else entry[0]
+
+    async def list_members(self, key: str) -> dict[str, bytes]:
+        return {m: v for m, (v, _e) in self._live_members(key, self._clock()).items()}
+
+    async def count_members(self, key: str) -> int:
+        return len(self._live_members(key, self._clock()))
+
+    async def remove_members(self, key: str, members: Sequence[str]) -> None:
+        target = self._members.get(key)
+        if target is not None:
+            for member in members:
+                target.pop(member, None)
+
+    # -- events -----------------------------------------------------------------------------------------------
+
+    async def publish(self, topic: str, data: Mapping[str, Any]) -> None:
+        self._deliver(StateEvent(topic=topic, data=dict(data), origin=self.origin))
+
+    async def subscribe(self) -> _LocalSubscription:
+        subscription = _LocalSubscription(self._subscribers)
+        self._subscribers.add(subscription)
+        return subscription
+
+    def _announce(self, namespace: str, record_id: str) -> None:
+        if self._subscribers:
+            self._deliver(
+                StateEvent(
+                    topic=RECORD_TOPIC, data={"namespace": namespace, "id": record_id}, origin=self.origin
+                )
+            )
+
+    def _deliver(self, event: StateEvent) -> None:
+        for subscription in list(self._subscribers):
+            with contextlib.suppress(asyncio.QueueFull):  # a subscriber that lags re-reads the store
+                subscription.queue.put_nowait(event)
+
+
+class _LocalSubscription:
+    """A subscriber of an `EmbeddedStateStore`: a bounded queue the store fills."""
+
+    def __init__(self, owner: set[_LocalSubscription]) -> None:
+        self.queue: asyncio.Queue[StateEvent] = asyncio.Queue(_QUEUE_LIMIT)
+        self._owner = owner
+
+    async def receive(self, timeout: float) -> StateEvent | None:
+        try:
+            return await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+    async def aclose(self) -> None:
+        self._owner.discard(self)
 
 
 def _loads(body: str) -> dict[str, Any]:

@@ -44,6 +44,9 @@ if logging.getLogger("httpx").level == logging.NOTSET:
 MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
 """Bytes; the largest JSON body or SSE event accepted from an upstream (as for stdio lines)."""
 MAX_ERROR_BODY_BYTES: Final = 64 * 1024
+MAX_INBOX_MESSAGES: Final = 10_000
+"""Messages queued from one upstream before its notifications are dropped (responses and requests still pass:
+they are bounded by our own calls in flight), so a server flooding notifications cannot grow our memory."""
 """Bytes of an HTTP error body read to look for a JSON-RPC error in it."""
 MAX_CONNECTIONS: Final = 128
 """Connections per upstream; each in-flight SSE response holds one (HTTP/1.1)."""
@@ -188,17 +191,27 @@ class SseParser:
 class Inbox:
     """The queue behind a transport's `receive()`: messages in arrival order, then the end of the connection."""
 
-    __slots__ = ("_queue", "ended")
+    __slots__ = ("_queue", "dropped", "ended")
 
     def __init__(self) -> None:
         self._queue: asyncio.Queue[Incoming | None] = asyncio.Queue()
         self.ended = False
         """True once `end()` ran: nothing more will be delivered."""
+        self.dropped = 0
+        """Notifications dropped because the reader fell `MAX_INBOX_MESSAGES` behind."""
 
     def put(self, message: JsonDict, related: RequestId | None = None) -> None:
         """Deliver one message (dropped once the inbox has ended: nobody will read it)."""
-        if not self.ended:
-            self._queue.put_nowait(Incoming(message, related))
+        if self.ended:
+            return
+        if "id" not in message and self._queue.qsize() >= MAX_INBOX_MESSAGES:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.warning(
+                    "an upstream floods notifications faster than they are relayed: %d dropped", self.dropped
+                )
+            return
+        self._queue.put_nowait(Incoming(message, related))
 
     def fail(self, request_id: RequestId, exc: BastionError) -> None:
         """Answer our own request `request_id` with a JSON-RPC error (the HTTP exchange for it failed)."""

@@ -3,7 +3,9 @@
 Rules (MCP stdio framing, both eras):
 - One UTF-8 JSON-RPC message per line; no embedded newlines (orjson never emits them).
 - Only MCP messages on stdout; the child's stderr is free-form logging and goes to our log, never parsed.
-- Lines longer than `max_line_bytes` are dropped with a log line (an upstream flooding garbage cannot grow memory).
+- Lines longer than `max_line_bytes` are skipped to their end without being buffered whole, and reported like any
+  other line that is not JSON-RPC (`on_invalid`); the next line is read normally. Memory stays bounded by the
+  limit whatever a peer writes, and log lines about bad input are throttled.
 - Shutdown of a child: close stdin, wait, SIGTERM the process group, wait, SIGKILL. No zombies.
 """
 
@@ -15,12 +17,12 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import orjson
 
-from bastion.errors import BastionError, UpstreamUnavailable
+from bastion.errors import BastionError, PayloadTooLarge, UpstreamUnavailable
 from bastion.protocol import jsonrpc
 from bastion.transports.base import Incoming, JsonDict, RequestId, TransportClosed
 
@@ -30,6 +32,11 @@ MAX_LINE_BYTES: Final = 16 * 1024 * 1024
 """Bytes; the longest line accepted from a child or from our stdin."""
 TERMINATE_GRACE_SECONDS: Final = 2.0
 """Seconds to wait after closing stdin, and again after SIGTERM, before escalating."""
+LOGGED_INVALID_LINES: Final = 10
+"""Invalid lines logged one by one per stream; after that only every 1000th is (a flood cannot flood the log)."""
+
+InvalidHook = Callable[[BastionError], Awaitable[None]]
+"""Told about each line that is not a JSON-RPC message (the error says why: parse, shape, too large)."""
 
 _DEFAULT_ENV_KEYS: Final = (
     "HOME",
@@ -67,7 +74,9 @@ class StdioClientTransport:
         cwd: str | None = None,
         name: str = "stdio",
         max_line_bytes: int = MAX_LINE_BYTES,
+        on_invalid: InvalidHook | None = None,
     ) -> None:
+        self._on_invalid = on_invalid
         self._command = command
         self._args = list(args)
         self._env = {**default_environment(), **(env or {})}
@@ -132,7 +141,7 @@ class StdioClientTransport:
         process = self._process
         if process is None or process.stdout is None:
             return
-        async for message in read_messages(process.stdout, source=self._name):
+        async for message in read_messages(process.stdout, source=self._name, on_invalid=self._on_invalid):
             yield Incoming(message)
 
     @property
@@ -174,39 +183,65 @@ def _signal_group(process: asyncio.subprocess.Process, sig: signal.Signals) -> N
 
 
 async def read_messages(
-    stream: asyncio.StreamReader, *, source: str, on_invalid: Any = None
+    stream: asyncio.StreamReader,
+    *,
+    source: str,
+    on_invalid: InvalidHook | None = None,
+    max_depth: int = jsonrpc.DEFAULT_MAX_DEPTH,
 ) -> AsyncIterator[JsonDict]:
-    """Yield parsed JSON-RPC messages from a newline-delimited stream; garbage lines are logged and skipped.
+    """Yield parsed JSON-RPC messages from a newline-delimited stream; bad lines are reported and skipped.
 
     Args:
-        stream: The reader (a child's stdout, or our stdin).
+        stream: The reader (a child's stdout, or our stdin); its `limit` is the longest line accepted.
         source: Name used in log lines.
-        on_invalid: Optional async callback `(error: BastionError) -> None` for lines that are not JSON-RPC.
+        on_invalid: Told about each line that is not a JSON-RPC message (not JSON, not UTF-8, too deep, too long).
+        max_depth: Nesting levels allowed in one message.
     """
+    invalid = 0
+    skipping = False  # inside an over-long line: what comes up to its newline is its tail
     while True:
         try:
-            line = await stream.readline()
-        except ValueError:  # line longer than the reader's limit: skip to the next newline
-            logger.warning("%s: dropped an over-long line", source)
-            with contextlib.suppress(Exception):
-                await stream.readuntil(b"\n")
+            line = await stream.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            line = exc.partial  # EOF: a last line without its newline (a peer that died mid-message)
+            if not line or skipping:
+                return
+        except asyncio.LimitOverrunError as exc:
+            # Discard what is buffered, never more than the limit at a time; the rest of the line follows.
+            await stream.readexactly(exc.consumed)
+            if not skipping:
+                skipping = True
+                error: BastionError = PayloadTooLarge("line over the size limit")
+                invalid = await _report(source, error, invalid, on_invalid)
             continue
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except ConnectionError:
             return
-        if not line:
-            return
+        if skipping:
+            skipping = False
+            continue
         line = line.strip()
         if not line:
             continue
+        # No more brackets than levels allowed (counted in C): the depth walk over the parsed value can be skipped.
+        depth = 0 if line.count(b"{") + line.count(b"[") <= max_depth else max_depth
         try:
-            message = jsonrpc.loads(line)
+            message = jsonrpc.loads(line, max_depth=depth)
             jsonrpc.classify(message)
         except BastionError as exc:
-            logger.warning("%s: ignored a line that is not a JSON-RPC message (%s)", source, exc.reason)
-            if on_invalid is not None:
-                await on_invalid(exc)
+            invalid = await _report(source, exc, invalid, on_invalid)
             continue
         yield message
+
+
+async def _report(source: str, exc: BastionError, seen: int, on_invalid: InvalidHook | None) -> int:
+    seen += 1
+    if seen <= LOGGED_INVALID_LINES or seen % 1000 == 0:
+        logger.warning(
+            "%s: ignored a line that is not a JSON-RPC message (%s; %d so far)", source, exc.reason, seen
+        )
+    if on_invalid is not None:
+        await on_invalid(exc)
+    return seen
 
 
 class StdioServerOutbound:
@@ -223,10 +258,12 @@ class StdioServerOutbound:
             await self._writer.drain()
 
 
-async def open_stdio_streams() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Wrap this process's stdin/stdout as asyncio streams (for `bastion stdio`)."""
+async def open_stdio_streams(
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Wrap this process's stdin/stdout as asyncio streams (for `bastion stdio`); lines are capped at the limit."""
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=MAX_LINE_BYTES)
+    reader = asyncio.StreamReader(limit=max_line_bytes)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, sys.stdout)
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)

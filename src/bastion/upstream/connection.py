@@ -1,4 +1,4 @@
-"""One upstream MCP server: its connection, handshake (either era), request correlation and supervision.
+"""One upstream MCP server: its connection, request correlation and supervision (era negotiation: `negotiate.py`).
 
 Rules:
 - Bastion is the only client of this connection; every downstream session shares it. Upstream request ids are
@@ -9,90 +9,48 @@ Rules:
   session with calls in flight here, else to the newest one; with no candidate it is refused.
 - When the transport ends, every in-flight request fails fast with `UpstreamUnavailable`, the owner hears about it,
   and the supervisor restarts the connection with exponential backoff and jitter.
+- Every request is bounded by its timer, the send included (a child that stops reading its stdin cannot hold a
+  caller). A timed-out or cancelled request is cancelled upstream in the background, so the caller's error is
+  never delayed by the upstream. Client calls in flight are capped by `max_concurrent` (over it: `RateLimited`).
+- Timeouts and transport failures feed the circuit breaker (`breaker.py`); while it is open, calls fail fast and
+  the upstream counts as unavailable (its tools leave the lists). `health.py` runs the checks and the probes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import itertools
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
-from bastion import __version__
 from bastion.config.model import ServerConfig
-from bastion.errors import BastionError, UpstreamTimeout, UpstreamUnavailable
+from bastion.errors import BastionError, RateLimited, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from bastion.protocol import jsonrpc, versions
 from bastion.transports.base import ClientTransport, Incoming, JsonDict, RequestId
+from bastion.upstream import negotiate
+from bastion.upstream.breaker import CircuitBreaker
+from bastion.upstream.health import HealthMonitor
+from bastion.upstream.pending import Owner, Pending, State, expire, transport_failure
+
+__all__ = ["Owner", "Pending", "State", "UpstreamConnection"]
 
 if TYPE_CHECKING:
     from bastion.telemetry.tracing import Tracer
 
-logger = logging.getLogger("bastion.upstream")
-
-CLIENT_INFO: Final = {"name": "bastion", "version": __version__}
-UPSTREAM_CAPABILITIES: Final[JsonDict] = {
-    "sampling": {},
-    "elicitation": {"form": {}, "url": {}},
-    "roots": {"listChanged": True},
-}
-"""What Bastion declares to upstreams: everything it can relay. A client without the capability gets the
-upstream's request refused on its behalf."""
-PROBE_TIMEOUT_SECONDS: Final = 10.0
-"""How long the `server/discover` era probe may take before we fall back to the initialize handshake."""
-LISTEN_TIMEOUT_SECONDS: Final = 10 * 365 * 86400.0
-"""A `subscriptions/listen` request is meant to stay open for the life of the connection."""
-BACKOFF_INITIAL: Final = 0.5
-BACKOFF_MAX: Final = 30.0
-
-
-class State(enum.StrEnum):
-    CONNECTING = "connecting"
-    READY = "ready"
-    DOWN = "down"
-    CLOSED = "closed"
-
-
-class Owner(Protocol):
-    """The downstream side an upstream request belongs to (a client session)."""
-
-    session_id: str
-
-    async def relay_request(self, message: JsonDict, related: RequestId | None) -> JsonDict:
-        """Forward a server->client request to the client; returns the client's response message."""
-        ...
-
-    async def relay_notification(self, message: JsonDict, related: RequestId | None) -> None:
-        """Forward a notification to the client, on the stream of `related` when given."""
-        ...
-
-
-@dataclass(slots=True)
-class Pending:
-    """An upstream request in flight."""
-
-    future: asyncio.Future[JsonDict]
-    owner: Owner | None
-    downstream_id: RequestId | None
-    progress_token: Any = None
-    started: float = field(default_factory=time.monotonic)
-
-
 ConnectionListener = Callable[["UpstreamConnection", JsonDict], Awaitable[None]]
 
+logger = logging.getLogger("bastion.upstream")
 
-def _expire(future: asyncio.Future[JsonDict], server: str, method: str, timeout: float) -> None:
-    if not future.done():
-        future.set_exception(
-            UpstreamTimeout(
-                f"server {server} did not answer {method} in {timeout:g}s", data={"server": server}
-            )
-        )
+BACKOFF_INITIAL: Final = 0.5
+BACKOFF_MAX: Final = 30.0
+MAX_SERVER_REQUESTS: Final = 64
+"""Server->client requests from one upstream served at once; more are refused (a flooding server stays bounded)."""
+CANCEL_FLUSH_SECONDS: Final = 1.0
+"""At close, how long pending `notifications/cancelled` may take to go out before the transport is closed."""
 
 
 class UpstreamConnection:
@@ -131,6 +89,13 @@ class UpstreamConnection:
         self._listener: asyncio.Task[None] | None = None
         self.tracer: Tracer | None = None
         """Set by telemetry when tracing is on: a client span per request, its context sent in `_meta`."""
+        self.breaker = CircuitBreaker(config.breaker)
+        self.monitor = HealthMonitor(self)
+        self._monitor: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._active = 0
+        self._serving = 0
+        self._down_reason = ""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -138,6 +103,7 @@ class UpstreamConnection:
         """Start supervising: connect now in the background and reconnect whenever the upstream drops."""
         if self._supervisor is None:
             self._supervisor = asyncio.create_task(self._supervise(), name=f"upstream-{self.name}")
+            self._monitor = asyncio.create_task(self.monitor.run(), name=f"upstream-{self.name}-health")
 
     async def wait_ready(self, timeout: float) -> bool:
         """Wait until connected (or the timeout passes); True when ready."""
@@ -163,8 +129,8 @@ class UpstreamConnection:
                     await self._reader
                 if self._closing:
                     return
-                logger.warning("upstream %s disconnected", self.name)
-                self.last_error = "disconnected"
+                self.last_error, self._down_reason = self._down_reason or "disconnected", ""
+                logger.warning("upstream %s disconnected (%s)", self.name, self.last_error)
                 await self._teardown()
             if self._closing:
                 return
@@ -181,13 +147,13 @@ class UpstreamConnection:
         await transport.start()
         self._reader = asyncio.create_task(self._read(transport), name=f"upstream-{self.name}-reader")
         timeout = self.config.connect_timeout_seconds
-        if self.config.protocol in ("auto", "modern") and await self._probe_modern(timeout):
+        if self.config.protocol in ("auto", "modern") and await negotiate.probe_modern(self, timeout):
             self.modern = True
         elif self.config.protocol == "modern":
             raise UpstreamUnavailable(f"server {self.name} does not speak a 2026-07-28 protocol")
         else:
             try:
-                await self._handshake(timeout)
+                await negotiate.handshake(self, timeout)
             except UpstreamUnavailable:
                 # A dual-era server that was slow to start may have answered our probe late and committed to
                 # the 2026-07-28 era, refusing initialize: ask again, patiently, before giving up.
@@ -195,93 +161,21 @@ class UpstreamConnection:
                 if not (
                     self.config.protocol == "auto"
                     and alive
-                    and await self._probe_modern(timeout, patient=True)
+                    and await negotiate.probe_modern(self, timeout, patient=True)
                 ):
                     raise
                 self.modern = True
+        self.breaker.reset()  # a fresh connection is a successful probe
         await self._set_state(State.READY)
         self._ready.set()
         if self.modern:
-            self._listener = asyncio.create_task(self._listen(), name=f"upstream-{self.name}-listen")
+            self._listener = asyncio.create_task(negotiate.listen(self), name=f"upstream-{self.name}-listen")
         logger.info(
             "upstream %s ready (%s %s)",
             self.name,
             "modern" if self.modern else "handshake",
             self.protocol_version,
         )
-
-    async def _probe_modern(self, timeout: float, *, patient: bool = False) -> bool:
-        params = self._envelope({}, None)
-        try:
-            reply = await self._call(
-                "server/discover",
-                params,
-                timeout if patient else min(timeout, PROBE_TIMEOUT_SECONDS),
-                None,
-                None,
-            )
-        except (UpstreamTimeout, UpstreamUnavailable) as exc:
-            if isinstance(exc, UpstreamUnavailable) and self._reader is not None and self._reader.done():
-                raise
-            return False
-        result = reply.get("result")
-        if not isinstance(result, dict):
-            return False
-        supported = [v for v in result.get("supportedVersions", []) if versions.is_modern(v)]
-        if not supported:
-            return False
-        self.protocol_version = supported[0]
-        self.capabilities = result.get("capabilities") or {}
-        meta = result.get("_meta") or {}
-        self.server_info = meta.get(versions.META_SERVER_INFO) or result.get("serverInfo") or {}
-        self.instructions = result.get("instructions")
-        assert self._transport is not None
-        self._transport.set_protocol_version(self.protocol_version)
-        return True
-
-    async def _listen(self) -> None:
-        """2026-07-28: list_changed only arrives on a `subscriptions/listen` stream, so keep one open."""
-        wanted = {
-            key: True
-            for key, cap in (
-                ("toolsListChanged", "tools"),
-                ("promptsListChanged", "prompts"),
-                ("resourcesListChanged", "resources"),
-            )
-            if isinstance(self.capabilities.get(cap), dict) and self.capabilities[cap].get("listChanged")
-        }
-        if not wanted:
-            return
-        with contextlib.suppress(BastionError):
-            await self._call(
-                "subscriptions/listen",
-                self._envelope({"notifications": wanted}, None),
-                LISTEN_TIMEOUT_SECONDS,
-                None,
-                None,
-            )
-
-    async def _handshake(self, timeout: float) -> None:
-        params = {
-            "protocolVersion": versions.LATEST_HANDSHAKE,
-            "capabilities": UPSTREAM_CAPABILITIES,
-            "clientInfo": CLIENT_INFO,
-        }
-        reply = await self._call("initialize", params, timeout, None, None)
-        result = reply.get("result")
-        if not isinstance(result, dict):
-            error = reply.get("error") or {}
-            raise UpstreamUnavailable(f"server {self.name} refused initialize (code {error.get('code')})")
-        version = result.get("protocolVersion")
-        if version not in versions.HANDSHAKE_VERSIONS:
-            raise UpstreamUnavailable(f"server {self.name} answered with unsupported version {version!r}")
-        self.protocol_version = str(version)
-        self.capabilities = result.get("capabilities") or {}
-        self.server_info = result.get("serverInfo") or {}
-        self.instructions = result.get("instructions")
-        assert self._transport is not None
-        self._transport.set_protocol_version(self.protocol_version)
-        await self._transport.send(jsonrpc.notification("notifications/initialized"))
 
     async def _teardown(self) -> None:
         self._ready.clear()
@@ -323,11 +217,14 @@ class UpstreamConnection:
     async def aclose(self) -> None:
         """Stop supervision, fail in-flight calls, close the transport (terminating a child process)."""
         self._closing = True
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._supervisor
-            self._supervisor = None
+        for task in (self._monitor, self._supervisor):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._monitor = self._supervisor = None
+        if self._background:  # cancellations of calls just abandoned (stdin EOF, shutdown) go out first
+            await asyncio.wait(list(self._background), timeout=CANCEL_FLUSH_SECONDS)
         await self._teardown()
 
     # -- requests ----------------------------------------------------------------------------------------------
@@ -336,7 +233,7 @@ class UpstreamConnection:
         meta = dict(params.get("_meta") or {})
         meta[versions.META_PROTOCOL_VERSION] = self.protocol_version or versions.MODERN_VERSIONS[0]
         meta[versions.META_CLIENT_CAPABILITIES] = client_capabilities or {}
-        meta[versions.META_CLIENT_INFO] = CLIENT_INFO
+        meta[versions.META_CLIENT_INFO] = negotiate.CLIENT_INFO
         return {**params, "_meta": meta}
 
     def timeout_for(self, method: str, target: str | None) -> float:
@@ -358,19 +255,108 @@ class UpstreamConnection:
         """Send a request upstream and wait for its response message (a dict with `result` or `error`).
 
         Raises:
-            UpstreamUnavailable: the upstream is down or went down while waiting.
-            UpstreamTimeout: no answer in time (a `notifications/cancelled` was sent upstream).
+            UpstreamUnavailable: the upstream is down, its circuit is open, or it went down while waiting.
+            UpstreamTimeout: no answer in time (a `notifications/cancelled` goes upstream).
+            RateLimited: `max_concurrent` client calls are in flight to this upstream already.
         """
         if self.state is not State.READY:
-            raise UpstreamUnavailable(f"server {self.name} is unavailable", data={"server": self.name})
+            raise UpstreamUnavailable(
+                f"server {self.name} is unavailable", data={"server": self.name, "state": str(self.state)}
+            )
+        if not self.breaker.closed:
+            raise self._circuit_open()
+        counted = owner is not None
+        if counted:
+            if self._active >= self.config.max_concurrent:
+                raise RateLimited(
+                    f"server {self.name} has too many calls in flight",
+                    data={"server": self.name, "limit": self.config.max_concurrent, "retryAfter": 1},
+                )
+            self._active += 1
         if self.modern:
             params = self._envelope(params, client_capabilities)
         timeout = timeout or self.config.timeout_seconds
-        if self.tracer is not None:
-            return await self.tracer.upstream_call(
-                self.name, method, params, lambda p: self._call(method, p, timeout, owner, downstream_id)
-            )
-        return await self._call(method, params, timeout, owner, downstream_id)
+        try:
+            if self.tracer is not None:
+                reply = await self.tracer.upstream_call(
+                    self.name, method, params, lambda p: self._call(method, p, timeout, owner, downstream_id)
+                )
+            else:
+                reply = await self._call(method, params, timeout, owner, downstream_id)
+        except UpstreamError as exc:
+            self._failed(str(exc.reason))
+            raise
+        finally:
+            if counted:
+                self._active -= 1
+        if transport_failure(reply, self.name):
+            self._failed("transport")
+        elif self.breaker.record_success():
+            self.circuit_changed()
+        return reply
+
+    def _circuit_open(self) -> UpstreamUnavailable:
+        breaker = self.breaker
+        return UpstreamUnavailable(
+            f"server {self.name} is unavailable: circuit open after {breaker.failures or breaker.config.failures}"
+            f" failed calls in a row ({breaker.reason})",
+            data={
+                "server": self.name,
+                "circuit": str(breaker.state),
+                "retryAfter": max(1, round(breaker.retry_in(time.monotonic()))),
+            },
+        )
+
+    def _failed(self, reason: str) -> None:
+        # Calls failed by a disconnect are supervision's business: only failures of a live connection count.
+        if self.state is State.READY and self.breaker.record_failure(time.monotonic(), reason):
+            logger.warning("upstream %s: circuit opened (%s)", self.name, reason)
+            self.circuit_changed()
+
+    def circuit_changed(self) -> None:
+        """The circuit opened or closed: re-plan the monitor, tell the gateway (notice, lists) in the background."""
+        self.monitor.wake.set()
+        if self._on_state is not None:
+            self._spawn(self._on_state(self))
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    @property
+    def ready(self) -> bool:
+        """Connected (whatever the circuit says)."""
+        return self.state is State.READY
+
+    @property
+    def available(self) -> bool:
+        """Connected and the circuit closed: calls are routed here and its tools are listed."""
+        return self.state is State.READY and self.breaker.closed
+
+    async def until_ready(self) -> None:
+        """Wait (unbounded: for the health monitor) until connected."""
+        await self._ready.wait()
+
+    async def probe(self, timeout: float) -> bool:
+        """One health check: `ping`, or `server/discover` for 2026-07-28 (no ping); any answer means alive."""
+        method, params = ("server/discover", self._envelope({}, None)) if self.modern else ("ping", {})
+        try:
+            reply = await self._call(method, params, timeout, None, None)
+        except UpstreamError:
+            return False
+        return not transport_failure(reply, self.name)
+
+    async def mark_down(self, reason: str) -> None:
+        """Give up on a connection that stopped answering: close it; supervision reconnects with backoff."""
+        transport = self._transport
+        if transport is None or self.state is not State.READY:
+            return
+        logger.warning("upstream %s marked down: %s", self.name, reason)
+        self._down_reason = reason
+        # Whatever closing does, the reader ends and supervision takes over.
+        with contextlib.suppress(Exception):
+            await transport.aclose()
 
     async def _call(
         self,
@@ -389,15 +375,24 @@ class UpstreamConnection:
         params = self._map_progress(params, pending, owner, downstream_id)
         self._pending[upstream_id] = pending
         # A timer instead of wait_for(): one callback per call, no extra task on the hot path.
-        timer = asyncio.get_running_loop().call_later(timeout, _expire, future, self.name, method, timeout)
+        timer = asyncio.get_running_loop().call_later(timeout, expire, pending, self.name, method, timeout)
         try:
-            await transport.send(jsonrpc.request(upstream_id, method, params))
+            task = pending.sender = asyncio.current_task()
+            cancelling = task.cancelling() if task is not None else 0
+            try:
+                await transport.send(jsonrpc.request(upstream_id, method, params))
+            except asyncio.CancelledError:
+                # The timer interrupted a send that blocked (the upstream stopped reading): a timeout, not a cancel.
+                if not pending.send_expired or task is None or task.uncancel() > cancelling:
+                    raise
+            finally:
+                pending.sender = None
             return await future
         except UpstreamTimeout:
-            await self.cancel(upstream_id, "timeout")
+            self._cancel_soon(upstream_id, "timeout")
             raise
         except asyncio.CancelledError:
-            await self.cancel(upstream_id, "cancelled by client")
+            self._cancel_soon(upstream_id, "cancelled by client")
             raise
         finally:
             timer.cancel()
@@ -431,6 +426,11 @@ class UpstreamConnection:
             pending.future.cancel()
         await self.notify("notifications/cancelled", {"requestId": upstream_id, "reason": reason})
 
+    def _cancel_soon(self, upstream_id: RequestId, reason: str) -> None:
+        """`cancel()` in the background: the caller's error must not wait on an upstream that may be stuck."""
+        if self.state is State.READY:
+            self._spawn(self.cancel(upstream_id, reason))
+
     def find_upstream_id(self, owner: Owner, downstream_id: RequestId) -> RequestId | None:
         """The upstream id of a downstream session's request in flight here (for cancellation)."""
         for upstream_id, pending in self._pending.items():
@@ -450,6 +450,16 @@ class UpstreamConnection:
             if "method" not in message:
                 self._resolve(message)
             elif "id" in message:
+                if self._serving >= MAX_SERVER_REQUESTS:
+                    logger.warning(
+                        "upstream %s: too many requests to clients at once; refused one", self.name
+                    )
+                    with contextlib.suppress(BastionError):
+                        await transport.send(
+                            jsonrpc.error(message["id"], -32603, "too many requests in flight")
+                        )
+                    continue
+                self._serving += 1
                 asyncio.create_task(self._serve_request(incoming))  # noqa: RUF006 - tracked by its reply
             else:
                 await self._dispatch_notification(incoming)
@@ -472,6 +482,12 @@ class UpstreamConnection:
         return newest.owner, newest.downstream_id
 
     async def _serve_request(self, incoming: Incoming) -> None:
+        try:
+            await self._answer_request(incoming)
+        finally:
+            self._serving -= 1
+
+    async def _answer_request(self, incoming: Incoming) -> None:
         message = incoming.message
         request_id = message["id"]
         if message.get("method") == "ping":
@@ -534,4 +550,8 @@ class UpstreamConnection:
             "restarts": self.restarts,
             "lastError": self.last_error,
             "inFlight": sum(1 for p in self._pending.values() if p.owner is not None),
+            "maxConcurrent": self.config.max_concurrent,
+            "available": self.available,
+            "circuit": self.breaker.describe(time.monotonic()),
+            "healthChecks": self.monitor.checks,
         }

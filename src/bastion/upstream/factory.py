@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from bastion.config.model import ServerConfig
+from bastion.errors import BastionError
 from bastion.transports.base import ClientTransport
 
 
-def transport_factory(name: str, config: ServerConfig) -> Callable[[], ClientTransport]:
-    """A zero-argument factory: supervision calls it again for every reconnect."""
+def transport_factory(
+    name: str,
+    config: ServerConfig,
+    *,
+    on_invalid: Callable[[BastionError], Awaitable[None]] | None = None,
+) -> Callable[[], ClientTransport]:
+    """A zero-argument factory: supervision calls it again for every reconnect.
+
+    Args:
+        name: The server's name (log lines, errors).
+        config: Its configuration.
+        on_invalid: Told about each line of a stdio server's output that is not a JSON-RPC message.
+    """
     if config.transport == "stdio":
         from bastion.transports.stdio import StdioClientTransport
 
         assert config.command is not None  # validated by the config model
         env = {k: v.get_secret_value() for k, v in config.env.items()}
         command, args = config.command, list(config.args)
-        return lambda: StdioClientTransport(command, args, env=env, cwd=config.cwd, name=name)
+        return lambda: StdioClientTransport(
+            command, args, env=env, cwd=config.cwd, name=name, on_invalid=on_invalid
+        )
     headers = {k: v.get_secret_value() for k, v in config.headers.items()}
     assert config.url is not None
     url = config.url

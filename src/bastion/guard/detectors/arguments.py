@@ -215,6 +215,8 @@ class ArgumentsDetector:
                 severity = None  # a system path mentioned in a command or a sentence, not a path argument
             elif rule.type == "path_traversal" and severity is Severity.MEDIUM:
                 severity = self._traversal_severity(text)
+            elif rule.type == "command_injection" and _in_data_uri_header(text, m.start()):
+                severity = None  # `data:text/plain;base64,...`: a media-type parameter, not a command chain
             elif (
                 rule.type == "command_injection"
                 and m.group(0).lstrip().startswith("|")
@@ -347,6 +349,15 @@ def _single_path(text: str) -> bool:
     if not any(c.isspace() for c in value):
         return True
     return bool(re.match(r"^(?:[A-Za-z]:|[/\\~])[^\s-]", value)) and " -" not in value
+
+
+_DATA_URI_HEADER: Final = re.compile(r"\s*data:[\w.+-]+/[\w.+-]+(?:;[\w.+-]+(?:=[\w.+-]+)?)*,", re.ASCII)
+
+
+def _in_data_uri_header(text: str, index: int) -> bool:
+    """True when `index` falls in the header of an RFC 2397 data URI (before its first comma)."""
+    header = _DATA_URI_HEADER.match(text)
+    return header is not None and index < header.end()
 
 
 def _not_a_pipe(text: str, index: int) -> bool:

@@ -87,7 +87,7 @@ CORE_RULES: Final[tuple[Rule, ...]] = (
     _r(
         "ai_addressed",
         rf"\b(?:note|message|instructions?|attention|reminder|notice)\s+(?:to|for)\s+(?:the\s+|all\s+|any\s+)?{_AI}s?\b",
-        _H,
+        _M,  # alone it is also how benign docs for agents start ("instructions written for an LLM"): flag
     ),
     _r(
         "ai_addressed",
