@@ -64,3 +64,4 @@ bench-cluster: $(STAMPS)/venv $(STAMPS)/system
 clean:
 	rm -rf $(VENV) $(STAMPS) .peers tests/peers/node/node_modules tests/peers/node-alpha/node_modules
 eval: $(STAMPS)/venv ; $(BIN)/python bench/eval_guardrails.py
+soak: $(STAMPS)/venv $(STAMPS)/node ; $(BIN)/python bench/soak.py $(SOAK_ARGS)

@@ -3,9 +3,10 @@
 Each phase starts a fresh cluster (tests/cluster/harness.py: `bastion serve` replicas, the shipped nginx config,
 a random Redis prefix, a fresh PostgreSQL database), opens `--sessions` handshake-era sessions through nginx
 (affinity on Mcp-Session-Id), and has every session call `calc__echo` back to back for `--seconds`. It reports
-calls/s, latency percentiles, and the CPU seconds each process group used, because on a small machine the load
-generator, nginx, Redis, PostgreSQL, the upstream servers and the replicas all share the same cores: the ratio
-between two replicas and one only measures scale-out where cores are left over.
+calls/s, latency percentiles, the CPU seconds each process group used, and calls per CPU second of the replicas:
+on a small machine the load generator, nginx, Redis, PostgreSQL, the upstream servers and the replicas all share
+the same cores, so the calls/s ratio between two replicas and one only measures scale-out where cores are left
+over, while calls per replica CPU second tells whether a second replica costs anything per call.
 
 Usage: python bench/cluster_bench.py [--sessions 16] [--seconds 20] [--guardrails default|off]
                                     [--audit strict|relaxed] [--json-out]
@@ -156,6 +157,9 @@ async def load(cluster: Cluster, sessions: int, seconds: float, warmup: float) -
             "load generator": client_cpu,
         },
         "machine_busy_cores": busy,
+        # Contention-free capacity: calls per CPU second the replicas (with their upstreams) spent. Equal for one
+        # and two replicas means clustering adds no per-call cost, so throughput grows with the cores given.
+        "calls_per_replica_cpu_second": round(len(latencies) / max(0.01, sum(cpu.values())), 1),
         "audit": cluster.audit_mode,
     }
 
@@ -210,7 +214,8 @@ def main() -> int:
         print(
             f"{r['replicas']} replica(s), {r['sessions']} sessions: {r['calls_per_second']} calls/s "
             f"(p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, {r['errors']} errors); machine busy "
-            f"{r['machine_busy_cores']} of {os.cpu_count()} cores; cpu seconds {r['cpu_seconds']}"
+            f"{r['machine_busy_cores']} of {os.cpu_count()} cores; cpu seconds {r['cpu_seconds']}; "
+            f"{r['calls_per_replica_cpu_second']} calls per replica CPU second"
         )
     print(f"two replicas / one replica = {report['ratio_two_over_one']} on {os.cpu_count()} CPUs")
     if args.json_out:

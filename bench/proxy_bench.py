@@ -225,13 +225,15 @@ async def throughput(target: Target, case: Case, sessions: int) -> tuple[float, 
 
 async def measure(target: Target, case: Case, args: argparse.Namespace) -> Sample:
     sample = Sample()
+    phase = "sequential"
     try:
         sample.p50_ms, sample.p99_ms, sample.timed_calls = await sequential(
             target, case, args.warmup, args.seq_budget
         )
+        phase = "throughput"
         sample.calls_per_s, sample.cpu_ms_per_call = await throughput(target, case, args.sessions)
     except (BenchError, httpx.HTTPError, TimeoutError, KeyError, ValueError) as exc:
-        sample.error = f"{type(exc).__name__}: {exc}"[:500]
+        sample.error = f"{phase} run failed: {type(exc).__name__}: {str(exc) or repr(exc)}"[:500]
     return sample
 
 
@@ -474,8 +476,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--seq-budget",
         type=float,
-        default=120.0,
-        help="seconds one sequential run may take; a slower target is timed on fewer calls (default 120)",
+        default=60.0,
+        help="seconds one sequential run may take; a slower target is timed on fewer calls (default 60)",
     )
     parser.add_argument("--sessions", type=int, default=16, help="concurrent sessions in the throughput run")
     parser.add_argument(

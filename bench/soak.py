@@ -129,13 +129,12 @@ class Stats:
     rss: list[tuple[float, float]] = field(default_factory=list)
     """(seconds since start, MiB) samples of the gateway process."""
 
-    def explains(self, server: str | None, at: float, margin: float) -> bool:
+    def explains(self, server: str | None, began: float, ended: float, margin: float) -> bool:
+        """True when the call [began, ended] overlaps a fault window of `server` (plus the margin)."""
         for window in self.faults:
-            if (
-                server == window.server
-                and window.start <= at
-                and (window.end is None or at <= window.end + margin)
-            ):
+            if server != window.server or ended < window.start:
+                continue
+            if window.end is None or began <= window.end + margin:
                 return True
         return False
 
@@ -322,7 +321,7 @@ class Soak:
                 self.stats.latencies.append(took)
             else:
                 self.stats.error_latencies.append(took)
-                self.classify(outcome, tool, began - self.started)
+                self.classify(outcome, tool, began - self.started, took)
                 if outcome.startswith("session"):
                     sid = None
             if self.args.think_ms:
@@ -388,10 +387,10 @@ class Soak:
         server = data.get("server")
         return f"{reason}@{server}" if server else reason
 
-    def classify(self, outcome: str, tool: str, at: float) -> None:
+    def classify(self, outcome: str, tool: str, at: float, took: float) -> None:
         reason, _, server = outcome.partition("@")
         server = server or tool.split("__", 1)[0]
-        if reason in EXPLAINABLE and self.stats.explains(server, at, self.args.margin):
+        if reason in EXPLAINABLE and self.stats.explains(server, at, at + took, self.args.margin):
             self.stats.explained[f"{reason}@{server}"] += 1
             return
         self.stats.unexplained[outcome] += 1
@@ -400,12 +399,29 @@ class Soak:
 
     # -- faults and sampling -----------------------------------------------------------------------------------
 
-    async def ready_again(self, http: httpx.AsyncClient, server: str) -> None:
+    async def upstream(self, http: httpx.AsyncClient, server: str) -> dict[str, Any]:
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            found: dict[str, Any] = (await http.get(f"{self.url}/readyz")).json()["upstreams"][server]
+            return found
+        return {}
+
+    async def ready_again(self, http: httpx.AsyncClient, server: str, *, after_restarts: int) -> None:
+        """Until the server has been restarted (a kill) and is then ready and available for `--settle` seconds
+        in a row: what a fault sets off (health checks marking it down late, queued requests) is over by then."""
+        stable_since: float | None = None
         while time.monotonic() < self.deadline + 30:
-            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
-                upstream = (await http.get(f"{self.url}/readyz")).json()["upstreams"][server]
-                if upstream["state"] == "ready" and upstream.get("available", True):
-                    return
+            upstream = await self.upstream(http, server)
+            good = (
+                upstream.get("restarts", 0) > after_restarts
+                and upstream.get("state") == "ready"
+                and upstream.get("available", True)
+            )
+            if not good:
+                stable_since = None
+            elif stable_since is None:
+                stable_since = time.monotonic()
+            elif time.monotonic() - stable_since >= self.args.settle:
+                return
             await asyncio.sleep(0.2)
 
     async def kill_faults(self, http: httpx.AsyncClient) -> None:
@@ -420,12 +436,13 @@ class Soak:
             pid = self.upstream_child(marker)
             if pid is None:
                 continue
+            restarts = (await self.upstream(http, server)).get("restarts", 0)
             window = Window(server, "kill", self.now())
             self.stats.faults.append(window)
             self.known_pids.add(pid)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)  # the child leads its own group (npx -> node too)
-            await self.ready_again(http, server)
+            await self.ready_again(http, server, after_restarts=restarts)
             window.end = self.now()
             new = self.upstream_child(marker)
             if new is not None:
@@ -442,7 +459,7 @@ class Soak:
                 await asyncio.sleep(self.args.hang_seconds)
             finally:
                 os.kill(self.http_upstream.pid, signal.SIGCONT)
-            await self.ready_again(http, "calchttp")
+            await self.ready_again(http, "calchttp", after_restarts=-1)
             window.end = self.now()
             await asyncio.sleep(max(0.0, self.args.hang_every - self.args.hang_seconds))
 
@@ -539,6 +556,7 @@ def main() -> int:
     parser.add_argument(
         "--margin", type=float, default=3, help="seconds after recovery errors are still explained"
     )
+    parser.add_argument("--settle", type=float, default=8, help="seconds of steady health that end a fault")
     parser.add_argument("--think-ms", type=float, default=20, help="random pause after each call, up to this")
     parser.add_argument("--sample-every", type=float, default=10, help="seconds between RSS samples")
     parser.add_argument("--no-everything", action="store_true", help="leave server-everything out")

@@ -20,7 +20,8 @@ from tests.cluster.conftest import DETECTORS_OFF, running_cluster
 from tests.cluster.harness import Cluster
 from tests.cluster.test_cluster import Raw, eventually, sdk, text_of
 
-pytestmark = [pytest.mark.anyio, pytest.mark.cluster, pytest.mark.integration]
+# Starting replicas on two busy cores can take a minute by itself: a generous bound for setup and test.
+pytestmark = [pytest.mark.anyio, pytest.mark.cluster, pytest.mark.integration, pytest.mark.timeout(600)]
 
 PER_REPLICA = 3
 """Sessions each replica must hold before the kill."""
@@ -53,8 +54,10 @@ async def test_killing_a_replica_mid_load_loses_no_audit_event_and_strands_no_cl
             while min(list(owners.values()).count(name) for name in ("r1", "r2")) < PER_REPLICA:
                 session = await raw.open(base)
                 assert (await raw.call(base, session, "calc__echo", {"text": "warm-up"})).status_code == 200
-                owners[session] = next(
-                    r.replica for r in reversed(cluster.access_log()) if r.session == session
+                owners[session] = await eventually(  # nginx logs a request just after answering it
+                    lambda session=session: next(
+                        (r.replica for r in cluster.access_log() if r.session == session), ""
+                    )
                 )
 
         async def raw_worker(n: int, session: str) -> None:

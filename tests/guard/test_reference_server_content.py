@@ -7,7 +7,9 @@ from bastion.guard.engine import Action, Guard
 
 def test_a_data_uri_argument_is_not_a_command_chain_but_a_real_chain_after_it_is():
     guard = Guard()
-    benign = guard.inspect("request", {"name": "hello.txt.gz", "data": "data:text/plain;base64,aGVsbG8="}, tool="gzip")
+    benign = guard.inspect(
+        "request", {"name": "hello.txt.gz", "data": "data:text/plain;base64,aGVsbG8="}, tool="gzip"
+    )
     assert benign.action is Action.ALLOW
     chained = guard.inspect("request", {"data": "data:text/plain;base64,aGVsbG8=; rm -rf /"}, tool="gzip")
     assert chained.action is Action.BLOCK

@@ -142,6 +142,8 @@ async def test_a_legacy_sse_client_dropping_its_stream_cancels_its_calls_upstrea
             assert (await http.post(url, content=body(init), headers=headers)).status_code == 202
             initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
             assert (await http.post(url, content=body(initialized), headers=headers)).status_code == 202
-            assert (await http.post(url, content=body(call(1, "faulty__hang")), headers=headers)).status_code == 202
+            assert (
+                await http.post(url, content=body(call(1, "faulty__hang")), headers=headers)
+            ).status_code == 202
             await wait_for(lambda: called(record))
         assert (await cancelled_after_call(record, "hang"))["reason"] == "cancelled by client"

@@ -73,7 +73,9 @@ async def test_a_sigkilled_serve_under_load_restarts_on_the_same_audit_store_and
                         request_id = f"s{number}-{i}"
                         try:
                             reply = await http.post(
-                                url, content=body(call(request_id, "calc__add", {"a": i, "b": 1})), headers=headers
+                                url,
+                                content=body(call(request_id, "calc__add", {"a": i, "b": 1})),
+                                headers=headers,
                             )
                         except httpx.TransportError:
                             return  # the gateway is gone
@@ -102,7 +104,9 @@ async def test_a_sigkilled_serve_under_load_restarts_on_the_same_audit_store_and
         sid = await initialize(http, url)
         for i in range(5):
             reply = await http.post(
-                url, content=body(call(f"after-{i}", "calc__add", {"a": i, "b": 1})), headers=post_headers(sid)
+                url,
+                content=body(call(f"after-{i}", "calc__add", {"a": i, "b": 1})),
+                headers=post_headers(sid),
             )
             assert reply.json()["result"]["structuredContent"] == {"result": i + 1}
         served.process.send_signal(signal.SIGTERM)

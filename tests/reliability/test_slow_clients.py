@@ -70,7 +70,9 @@ async def test_connections_whose_headers_never_complete_are_cut_off_and_audited(
         async with silent, trickler, anyio.create_task_group() as tg:
             tg.start_soon(trickle)
             sid = await initialize(http, f"{served.url}/mcp")  # others are served meanwhile
-            ping = await http.post(f"{served.url}/mcp", content=body(request(1, "ping")), headers=post_headers(sid))
+            ping = await http.post(
+                f"{served.url}/mcp", content=body(request(1, "ping")), headers=post_headers(sid)
+            )
             assert ping.json() == {"jsonrpc": "2.0", "id": 1, "result": {}}
             with anyio.fail_after(20):
                 assert await _closed_by_peer(silent)
@@ -107,7 +109,9 @@ async def test_a_client_that_never_reads_its_sse_stream_is_dropped_and_others_ar
                 while "not reading" not in caplog.text:
                     pings += 1
                     ok = await http.post(
-                        app.mcp, content=body(request(100 + pings, "ping")), headers=post_headers(sid, "2025-11-25")
+                        app.mcp,
+                        content=body(request(100 + pings, "ping")),
+                        headers=post_headers(sid, "2025-11-25"),
                     )
                     assert ok.json()["result"] == {}  # everyone else is served while the stream backs up
             await wait_for(lambda: not conn.describe()["inFlight"], 60)  # the call itself finished upstream

@@ -10,7 +10,15 @@ import anyio
 import pytest
 
 from tests.peers import calc_stdio
-from tests.reliability.conftest import StdioGateway, alive, call, descendants, kill_all, wait_for, write_config
+from tests.reliability.conftest import (
+    StdioGateway,
+    alive,
+    call,
+    descendants,
+    kill_all,
+    wait_for,
+    write_config,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -28,10 +36,20 @@ HOSTILE = [
     ("a batch", b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]', -32600, "invalid_request"),
     ("wrong jsonrpc version", b'{"jsonrpc":"1.0","id":1,"method":"ping"}', -32600, "invalid_request"),
     ("id of the wrong type", b'{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}', -32600, "invalid_request"),
-    ("params of the wrong type", b'{"jsonrpc":"2.0","id":1,"method":"ping","params":[1]}', -32600, "invalid_request"),
+    (
+        "params of the wrong type",
+        b'{"jsonrpc":"2.0","id":1,"method":"ping","params":[1]}',
+        -32600,
+        "invalid_request",
+    ),
     ("nesting beyond max_depth", _deep(40), -32600, "too_large"),
     ("nesting beyond the parser", _deep(5000), -32700, "parse_error"),
-    ("a line over max_body_bytes", b'{"jsonrpc":"2.0","id":6,"method":"ping","params":{"pad":"' + b"x" * (4 * MAX_BODY) + b'"}}', -32600, "too_large"),
+    (
+        "a line over max_body_bytes",
+        b'{"jsonrpc":"2.0","id":6,"method":"ping","params":{"pad":"' + b"x" * (4 * MAX_BODY) + b'"}}',
+        -32600,
+        "too_large",
+    ),
 ]
 
 

@@ -74,7 +74,7 @@ async def test_a_killed_stdio_upstream_fails_calls_fast_leaves_the_lists_and_is_
             assert pid is not None
             errors: list[Any] = []
 
-            async def hang() -> None:
+            async def hang(errors: list[Any] = errors) -> None:
                 with pytest.raises(MCPError) as info:
                     await c.call_tool("faulty__hang", {"seconds": 300})
                 errors.append(info.value.error)
@@ -87,10 +87,12 @@ async def test_a_killed_stdio_upstream_fails_calls_fast_leaves_the_lists_and_is_
                     os.kill(pid, signal.SIGKILL)
             assert errors[0].code == -31010 and errors[0].data["reason"] == "upstream_unavailable"
             assert errors[0].data["server"] == "faulty"
-            await wait_for(lambda: conn.state is State.READY and upstream_pid(gateway, "faulty") != pid)
+            await wait_for(
+                lambda pid=pid: conn.state is State.READY and upstream_pid(gateway, "faulty") != pid
+            )
             assert not alive(pid)  # reaped: no zombie left behind
             assert conn.restarts == attempt
-            await wait_for(lambda: seen.list_changed >= changes + 2)  # left the lists, then rejoined them
+            await wait_for(lambda changes=changes: seen.list_changed >= changes + 2)  # left, then rejoined
             assert "calc__add" in await tools(c) and "faulty__add" in await tools(c)
             assert (await c.call_tool("faulty__add", {"a": 2, "b": 2})).structured_content == {"result": 4}
         states = [d["state"] for d in seen.kinds(NoticeKind.UPSTREAM_STATE, "faulty")]
@@ -111,6 +113,22 @@ async def test_a_hung_call_times_out_clearly_and_the_upstream_receives_the_cance
         assert (await c.call_tool("faulty__add", {"a": 1, "b": 1})).structured_content == {"result": 2}
 
 
+async def test_a_call_to_an_upstream_that_stopped_reading_its_stdin_times_out_instead_of_hanging(tmp_path):
+    servers = {"faulty": faulty_stdio(tool_timeouts={"echo": 1}, health={"interval_seconds": 0})}
+    async with gateway_with(servers) as gateway, client(gateway, Seen()) as c:
+        pid = upstream_pid(gateway, "faulty")
+        assert pid is not None and "faulty__echo" in await tools(c)
+        os.kill(pid, signal.SIGSTOP)  # its stdin pipe fills up: our write of the request blocks
+        try:
+            with anyio.fail_after(15), pytest.raises(MCPError) as info:
+                await c.call_tool("faulty__echo", {"text": "x" * (4 * 1024 * 1024)})
+            assert info.value.error.code == -31011
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        result = await c.call_tool("faulty__add", {"a": 1, "b": 1})
+        assert result.structured_content == {"result": 2}
+
+
 async def test_a_frozen_upstream_fails_its_health_checks_is_marked_down_and_restarted(tmp_path):
     health = {"interval_seconds": 0.2, "timeout_seconds": 0.3, "failures": 2}
     servers = {"faulty": faulty_stdio(timeout_seconds=1, health=health), "calc": calc_stdio()}
@@ -118,7 +136,9 @@ async def test_a_frozen_upstream_fails_its_health_checks_is_marked_down_and_rest
         conn = gateway.upstreams["faulty"]
         pid = upstream_pid(gateway, "faulty")
         with pytest.raises(MCPError) as info:
-            await c.call_tool("faulty__freeze", {"seconds": 600})  # the process stays alive, answering nothing
+            await c.call_tool(
+                "faulty__freeze", {"seconds": 600}
+            )  # the process stays alive, answering nothing
         assert info.value.error.code in (-31010, -31011)
         await wait_for(lambda: conn.restarts >= 1 and conn.state is State.READY, 40)
         assert pid is not None and not alive(pid)
@@ -132,7 +152,9 @@ async def test_failed_calls_open_the_circuit_calls_fail_fast_and_a_probe_closes_
     seen = Seen()
     servers = {
         "faulty": faulty_stdio(
-            tool_timeouts={"hang": 0.3}, breaker={"failures": 2, "cooldown_seconds": 1.0}, health={"interval_seconds": 0}
+            tool_timeouts={"hang": 0.3},
+            breaker={"failures": 2, "cooldown_seconds": 1.0},
+            health={"interval_seconds": 0},
         ),
         "calc": calc_stdio(),
     }
@@ -152,7 +174,9 @@ async def test_failed_calls_open_the_circuit_calls_fail_fast_and_a_probe_closes_
         ready = await http.get(f"{app.url}/readyz")
         circuit = ready.json()["upstreams"]["faulty"]["circuit"]
         if circuit["state"] == "open":  # unless the probe already ran
-            assert ready.status_code == 503 and circuit["trips"] == 1 and circuit["reason"] == "upstream_timeout"
+            assert (
+                ready.status_code == 503 and circuit["trips"] == 1 and circuit["reason"] == "upstream_timeout"
+            )
             assert "faulty__add" not in await tools(c) and "calc__add" in await tools(c)
         await wait_for(lambda: conn.available)  # the half-open probe (a ping) succeeded
         assert "faulty__add" in await tools(c)
@@ -175,7 +199,12 @@ async def test_calls_over_an_upstreams_max_concurrent_are_refused_at_once(tmp_pa
                 await c.call_tool("faulty__add", {"a": 1, "b": 1})
             tg.cancel_scope.cancel()
         assert info.value.error.code == -31002
-        assert info.value.error.data == {"reason": "rate_limited", "server": "faulty", "limit": 2, "retryAfter": 1}
+        assert info.value.error.data == {
+            "reason": "rate_limited",
+            "server": "faulty",
+            "limit": 2,
+            "retryAfter": 1,
+        }
         await wait_for(lambda: not conn.describe()["inFlight"])
         assert conn.available  # refusals are not failures of the upstream
         assert (await c.call_tool("faulty__add", {"a": 1, "b": 1})).structured_content == {"result": 2}
@@ -202,7 +231,9 @@ async def test_an_upstream_dying_mid_message_fails_the_call_fast_and_comes_back(
         with anyio.fail_after(15), pytest.raises(MCPError) as info:
             await c.call_tool("faulty__die_mid_message", {})
         assert info.value.error.code == -31010
-        await wait_for(lambda: gateway.upstreams["faulty"].state is State.READY and gateway.upstreams["faulty"].restarts)
+        await wait_for(
+            lambda: gateway.upstreams["faulty"].state is State.READY and gateway.upstreams["faulty"].restarts
+        )
         assert (await c.call_tool("faulty__add", {"a": 1, "b": 2})).structured_content == {"result": 3}
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from mcp.server import MCPServer
 from mcp.server import stdio as sdk_stdio
+from mcp.server.mcpserver import Context
 
 
 class Record:
@@ -64,6 +65,16 @@ def build(record: Record) -> MCPServer:
         return a + b
 
     @server.tool()
+    def echo(text: str) -> str:
+        """Echo the text back."""
+        return text
+
+    @server.tool()
+    def seen_headers(ctx: Context) -> dict[str, str]:
+        """Every HTTP header this call arrived with (over HTTP; empty over stdio)."""
+        return dict(ctx.headers or {})
+
+    @server.tool()
     async def hang(seconds: float = 3600) -> str:
         """Wait (for timeouts and cancellation); records when a cancellation interrupts it."""
         try:
@@ -76,7 +87,7 @@ def build(record: Record) -> MCPServer:
     @server.tool()
     async def freeze(seconds: float = 3600) -> str:
         """Block the event loop: the process stays alive but answers nothing, not even ping or server/discover."""
-        time.sleep(seconds)  # noqa: ASYNC251 - blocking on purpose
+        time.sleep(seconds)
         return "thawed"
 
     @server.tool()

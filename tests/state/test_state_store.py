@@ -237,3 +237,29 @@ async def test_an_event_published_by_one_redis_client_reaches_another() -> None:
             await subscription.aclose()
             keys = [k async for k in a._redis.scan_iter(match=f"{prefix}*")]
             await a._redis.delete(*keys)
+
+
+@pytest.mark.integration
+async def test_two_redis_clients_never_hold_more_leases_than_the_limit() -> None:
+    prefix = f"bastion-test-{uuid.uuid4().hex}:"
+    async with (
+        RedisStateStore(REDIS_URL, key_prefix=prefix) as a,
+        RedisStateStore(REDIS_URL, key_prefix=prefix) as b,
+    ):
+        held: list[str] = []
+
+        async def acquire(store: RedisStateStore) -> None:
+            lease = await store.acquire_lease("slots", limit=5, ttl=30)
+            if lease is not None:
+                held.append(lease)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for n in range(30):
+                    tg.start_soon(acquire, a if n % 2 else b)
+        assert len(held) == 5
+        await b.release_lease("slots", held[0])  # released by another replica than the one that took it
+        assert await a.acquire_lease("slots", limit=5, ttl=30) is not None
+        assert await b.acquire_lease("slots", limit=5, ttl=30) is None
+        keys = [k async for k in a._redis.scan_iter(match=f"{prefix}*")]
+        await a._redis.delete(*keys)

@@ -39,7 +39,7 @@ class SqliteSinkConfig(_Model):
     name: str = ""
     """Name used by `bastion audit --sink NAME`; defaults to the type."""
     path: str = ".bastion/audit.db"
-    """Database file (relative paths are relative to the working directory, like `state.path`)."""
+    """Database file (relative paths are relative to the config file's folder, like `state.path`)."""
     synchronous: Literal["full", "normal"] = "full"
     """`full` fsyncs every commit (durable across power loss); `normal` survives a process crash only."""
     busy_timeout_seconds: float = Field(default=10.0, gt=0)

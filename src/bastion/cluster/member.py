@@ -104,6 +104,8 @@ class ClusterMember:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._quiet_reload = False
         self._failing: set[str] = set()
+        self._by_key: dict[str, DownstreamSession] = {}
+        """Sessions held here by registry key, so a termination event finds its copy without hashing every id."""
         self._policy = policy_hash(policy)
 
     # -- wiring -----------------------------------------------------------------------------------------------
@@ -164,8 +166,10 @@ class ClusterMember:
         if session.stateless:
             return
         if event in ("start", "restore"):
+            self._by_key[session_key(session.session_id)] = session
             self._soon("registry", self.registry.register(session.session_id, session.info.principal.name))
         elif event == "end":
+            self._by_key.pop(session_key(session.session_id), None)
             self._soon("registry", self.registry.forget(session.session_id))
 
     def _held(self) -> dict[str, str]:
@@ -280,7 +284,8 @@ class ClusterMember:
             await session.aclose()
 
     async def _session_revoked(self, key: str) -> None:
-        for session in [s for s in list(self.gateway.sessions.values()) if session_key(s.session_id) == key]:
+        session = self._by_key.get(key)
+        if session is not None and not session.closed:
             logger.info("session %s terminated on another replica; closing this copy", session.session_id[:8])
             await session.aclose()
 

@@ -1,6 +1,7 @@
 """`bastion policy test`: one decision and its explanation as JSON, for CI pipelines of policy repos.
+`bastion policy reload`: every running replica re-reads its policy file now (see `bastion.cluster.cli`).
 
-Exit status: 0 allowed, 1 denied, 2 the policy or the arguments are invalid.
+Exit status of `test`: 0 allowed, 1 denied, 2 the policy or the arguments are invalid.
 """
 
 from __future__ import annotations
@@ -34,6 +35,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     test.add_argument("--server", default="", help="server of a --resource (default: none)")
     test.add_argument("--args", default="{}", help="tool arguments as a JSON object")
     test.set_defaults(handler=run_test)
+    reload = commands.add_parser("reload", help="make every running replica re-read its policy file now")
+    reload.add_argument("--config", required=True, help="bastion.yaml (its `state:` reaches the replicas)")
+    reload.add_argument(
+        "--wait", type=float, default=5.0, help="seconds to wait for every replica (default 5)"
+    )
+    reload.set_defaults(handler=run_reload)
+
+
+def run_reload(args: argparse.Namespace) -> int:
+    """Handler of `bastion policy reload`: the same as `bastion cluster reload` (one replica or many)."""
+    from bastion.cluster.cli import run_cluster
+
+    args.cluster_command = "reload"
+    return run_cluster(args)
 
 
 def _split(name: str) -> tuple[str, str]:

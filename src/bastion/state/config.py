@@ -15,7 +15,7 @@ class StateConfig(BaseModel):
     backend: Literal["embedded", "redis"] = "embedded"
     """`embedded`: SQLite file for durable records, in-process counters. `redis`: everything in Redis."""
     path: str = "bastion-state.db"
-    """SQLite file of the embedded backend (`:memory:` for tests)."""
+    """SQLite file of the embedded backend (relative to the config file's folder; `:memory:` for tests)."""
     url: str | None = None
     """Redis URL of the redis backend, e.g. `redis://127.0.0.1:6379/0`."""
     key_prefix: str = Field(default="bastion:", min_length=1)

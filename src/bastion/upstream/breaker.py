@@ -1,4 +1,5 @@
-"""The circuit breaker of one upstream: a plain state machine (no I/O, no clock of its own).
+"""The failure arithmetic of one upstream: its circuit breaker (a plain state machine, no I/O, no clock of its own)
+and its reconnect backoff.
 
 Rules:
 - CLOSED: calls go through. Each failed call (a timeout or a transport failure, never a tool's own error) counts;
@@ -15,6 +16,8 @@ Rules:
 from __future__ import annotations
 
 import enum
+import random
+from collections.abc import Callable
 from typing import Any, Final
 
 from bastion.upstream.config import BreakerConfig
@@ -26,6 +29,10 @@ TRANSITIONS: Final = {
     ("half_open", "probe_failed"): "open",
 }
 """The whole state machine, as data (events are named after what the owner observed)."""
+BACKOFF_INITIAL: Final = 0.5
+"""Seconds before the first reconnect (before jitter)."""
+BACKOFF_MAX: Final = 30.0
+"""Seconds; the backoff stops doubling here, and a connection that lived this long starts it afresh."""
 
 
 class CircuitState(enum.StrEnum):
@@ -122,3 +129,29 @@ class CircuitBreaker:
             "trips": self.trips,
             "retryIn": round(self.retry_in(now), 3),
         }
+
+
+class Backoff:
+    """Reconnect delays: doubling from `initial` up to `maximum`, each scaled by a random factor in [0.5, 1.5) so
+    that upstreams that failed together (a host blip) do not all reconnect in lockstep."""
+
+    def __init__(
+        self,
+        initial: float = BACKOFF_INITIAL,
+        maximum: float = BACKOFF_MAX,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self._initial = initial
+        self._maximum = maximum
+        self._rng = rng
+        self._delay = initial
+
+    def next(self) -> float:
+        """The next delay, in seconds (the one after it doubles)."""
+        delay = self._delay * (0.5 + self._rng())
+        self._delay = min(self._delay * 2, self._maximum)
+        return delay
+
+    def reset(self) -> None:
+        """Start afresh (the connection ran for a good while before it failed)."""
+        self._delay = self._initial

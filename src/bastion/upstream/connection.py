@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -32,7 +31,7 @@ from bastion.errors import BastionError, RateLimited, UpstreamError, UpstreamTim
 from bastion.protocol import jsonrpc, versions
 from bastion.transports.base import ClientTransport, Incoming, JsonDict, RequestId
 from bastion.upstream import negotiate
-from bastion.upstream.breaker import CircuitBreaker
+from bastion.upstream.breaker import BACKOFF_MAX, Backoff, CircuitBreaker
 from bastion.upstream.health import HealthMonitor
 from bastion.upstream.pending import Owner, Pending, State, expire, transport_failure
 
@@ -45,8 +44,6 @@ ConnectionListener = Callable[["UpstreamConnection", JsonDict], Awaitable[None]]
 
 logger = logging.getLogger("bastion.upstream")
 
-BACKOFF_INITIAL: Final = 0.5
-BACKOFF_MAX: Final = 30.0
 MAX_SERVER_REQUESTS: Final = 64
 """Server->client requests from one upstream served at once; more are refused (a flooding server stays bounded)."""
 CANCEL_FLUSH_SECONDS: Final = 1.0
@@ -112,7 +109,7 @@ class UpstreamConnection:
         return self.state is State.READY
 
     async def _supervise(self) -> None:
-        delay = BACKOFF_INITIAL
+        backoff = Backoff()
         while not self._closing:
             started = time.monotonic()
             try:
@@ -135,10 +132,9 @@ class UpstreamConnection:
             if self._closing:
                 return
             if time.monotonic() - started > BACKOFF_MAX:
-                delay = BACKOFF_INITIAL  # it ran for a good while: start the backoff afresh
+                backoff.reset()  # it ran for a good while: start the backoff afresh
             self.restarts += 1
-            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
-            delay = min(delay * 2, BACKOFF_MAX)
+            await asyncio.sleep(backoff.next())
 
     async def _connect(self) -> None:
         await self._set_state(State.CONNECTING)

@@ -97,9 +97,16 @@ class HealthMonitor:
 class ProtocolErrorReporter:
     """`on_invalid` hook of an upstream transport: throttled `PROTOCOL_ERROR` notices for its bad output."""
 
-    def __init__(self, server: str, emit: Callable[[Notice], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        server: str,
+        emit: Callable[[Notice], Awaitable[None]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._server = server
         self._emit = emit
+        self._clock = clock
         self._last = -REPORT_WINDOW_SECONDS
         self.pending = 0
         """Invalid messages not yet reported in a notice."""
@@ -109,7 +116,7 @@ class ProtocolErrorReporter:
     async def __call__(self, exc: BastionError) -> None:
         self.pending += 1
         self.total += 1
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last < REPORT_WINDOW_SECONDS:
             return
         self._last = now
