@@ -295,7 +295,16 @@ class Soak:
     def now(self) -> float:
         return time.monotonic() - self.started
 
-    async def session(self, http: httpx.AsyncClient, number: int) -> None:
+    async def session(self, number: int) -> None:
+        """One agent: its own HTTP connection (as a real client has), calling tools until the deadline.
+
+        A client per session, not one shared pool: httpx's pool scans every waiting request on each
+        assignment, and 64 sessions on one pool made the load generator, not the gateway, the bottleneck."""
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(CALL_TIMEOUT)) as http:
+            await self.session_calls(http, number)
+
+    async def session_calls(self, http: httpx.AsyncClient, number: int) -> None:
         rng = random.Random(number)
         sid = await self.initialize(http)
         n = 0
@@ -450,7 +459,8 @@ class Soak:
 
     async def hang_faults(self, http: httpx.AsyncClient) -> None:
         assert self.http_upstream is not None
-        await asyncio.sleep(self.args.hang_every / 2)  # out of step with the kills
+        # out of step with the kills, and never past the deadline
+        await asyncio.sleep(min(self.args.hang_every / 2, max(0.0, self.deadline - time.monotonic())))
         while time.monotonic() + self.args.hang_seconds < self.deadline:
             window = Window("calchttp", "hang", self.now())
             self.stats.faults.append(window)
@@ -461,7 +471,8 @@ class Soak:
                 os.kill(self.http_upstream.pid, signal.SIGCONT)
             await self.ready_again(http, "calchttp", after_restarts=-1)
             window.end = self.now()
-            await asyncio.sleep(max(0.0, self.args.hang_every - self.args.hang_seconds))
+            pause = self.args.hang_every - self.args.hang_seconds
+            await asyncio.sleep(max(0.0, min(pause, self.deadline - time.monotonic())))
 
     async def sample(self) -> None:
         assert self.gateway is not None
@@ -471,18 +482,11 @@ class Soak:
 
     async def run(self) -> None:
         await self.start()
-        limits = httpx.Limits(
-            max_connections=self.args.sessions * 2 + 8, max_keepalive_connections=self.args.sessions * 2
-        )
-        timeout = httpx.Timeout(CALL_TIMEOUT)
-        async with (
-            httpx.AsyncClient(limits=limits, timeout=timeout) as http,
-            httpx.AsyncClient(timeout=5) as probe,
-        ):
+        async with httpx.AsyncClient(timeout=5) as probe:
             self.started = time.monotonic()
             self.deadline = self.started + self.args.seconds
             self.load_start = loadavg()
-            tasks = [asyncio.create_task(self.session(http, n)) for n in range(self.args.sessions)]
+            tasks = [asyncio.create_task(self.session(n)) for n in range(self.args.sessions)]
             tasks.append(asyncio.create_task(self.sample()))
             if self.args.kill_every:
                 tasks.append(asyncio.create_task(self.kill_faults(probe)))

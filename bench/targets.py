@@ -415,8 +415,7 @@ def start_contextforge(launcher: Launcher) -> Target:
             admin,
             "--exp",
             "1440",
-            "--secret",
-            secret,
+            f"--secret={secret}",  # one argument: a token_urlsafe secret may start with "-"
         ],
         capture_output=True,
         text=True,

@@ -91,6 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,
         # Calls in flight finish within the grace period; a connection still open after it is cut.
         timeout_graceful_shutdown=max(1, round(limits.shutdown_grace_seconds)),
+        timeout_keep_alive=max(1, round(limits.keep_alive_seconds)),
         lifespan="on",
         loop="uvloop",  # the fastest event loop and HTTP parser uvicorn supports (both pinned)
         # httptools (the fastest parser uvicorn supports), with a deadline on request headers (slowloris).

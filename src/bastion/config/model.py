@@ -96,6 +96,10 @@ class LimitsConfig(_Model):
     """On SIGTERM: how long calls in flight may take to finish before they are cancelled and upstreams closed."""
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     """How long an HTTP client may take to send a request's headers (slowloris) before it is disconnected."""
+    keep_alive_seconds: float = Field(default=75.0, gt=0)
+    """How long an idle HTTP keep-alive connection stays open. Longer than the idle expiry of common clients
+    (httpx 5 s) and load balancers (nginx 60 s): when both sides time out together, a request sent on a connection
+    the server is closing fails with a connection reset, so the client must always be the one to give up first."""
 
 
 class ClusterConfig(_Model):
