@@ -14,6 +14,7 @@ import anyio
 import httpx
 import pytest
 
+from bastion.config.model import LimitsConfig
 from bastion.server import reply as reply_module
 from tests.peers import calc_stdio
 from tests.reliability.conftest import serving, wait_for, write_config
@@ -117,3 +118,32 @@ async def test_a_client_that_never_reads_its_sse_stream_is_dropped_and_others_ar
             await wait_for(lambda: not conn.describe()["inFlight"], 60)  # the call itself finished upstream
         finally:
             sock.close()
+
+
+async def _get_healthz(stream: anyio.abc.ByteStream) -> bytes:
+    await stream.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    with anyio.fail_after(10):
+        return await stream.receive()
+
+
+async def test_idle_keep_alive_connections_stay_open_for_the_configured_time_and_no_longer(tmp_path):
+    # The default outlives the idle expiry of httpx (5 s) and nginx upstream keep-alive (60 s): the client gives up
+    # on a connection first, so it never sends a request on one the server is closing at that instant.
+    assert LimitsConfig().keep_alive_seconds > 60
+    config = write_config(
+        tmp_path,
+        {
+            "servers": {"calc": calc_stdio()},
+            "limits": {"keep_alive_seconds": 3},
+            "state": {"path": str(tmp_path / "state.db")},
+            "audit": {"enabled": False},
+        },
+    )
+    async with serving(config, tmp_path) as served:
+        async with await anyio.connect_tcp("127.0.0.1", served.port) as stream:
+            assert (await _get_healthz(stream)).startswith(b"HTTP/1.1 200")
+            await anyio.sleep(1.5)  # idle, but within the keep-alive time: the same connection serves again
+            assert (await _get_healthz(stream)).startswith(b"HTTP/1.1 200")
+            await anyio.sleep(4.5)
+            with anyio.fail_after(10):
+                assert await _closed_by_peer(stream)
