@@ -10,15 +10,15 @@ import base64
 import dataclasses
 import hashlib
 import hmac
-from typing import Final
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Final
 
 from bastion.audit.chain import Anchor
 from bastion.audit.config import AuditConfig
 from bastion.errors import ConfigError
+
+if TYPE_CHECKING:
+    # `cryptography` costs about 7 MB of RSS; only Ed25519 keys need it, so it is imported where they are made.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 HMAC: Final = "hmac-sha256"
 ED25519: Final = "ed25519"
@@ -55,6 +55,8 @@ class Ed25519Key:
             public = private.public_key()
         if public is None:
             raise ValueError("an Ed25519 key needs a private or a public key")
+        from cryptography.hazmat.primitives import serialization
+
         self._private = private
         self._public = public
         raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -62,6 +64,9 @@ class Ed25519Key:
 
     @classmethod
     def from_private_pem(cls, pem: str | bytes) -> Ed25519Key:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         try:
             key = serialization.load_pem_private_key(pem.encode() if isinstance(pem, str) else pem, None)
         except (ValueError, TypeError) as exc:
@@ -72,6 +77,9 @@ class Ed25519Key:
 
     @classmethod
     def from_public_pem(cls, pem: str | bytes) -> Ed25519Key:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         try:
             key = serialization.load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
         except (ValueError, TypeError) as exc:
@@ -81,6 +89,8 @@ class Ed25519Key:
         return cls(public=key)
 
     def public_pem(self) -> str:
+        from cryptography.hazmat.primitives import serialization
+
         return self._public.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ).decode()
@@ -92,6 +102,8 @@ class Ed25519Key:
         return dataclasses.replace(anchor, algorithm=ED25519, key_id=self.key_id, signature=signature)
 
     def verify(self, anchor: Anchor) -> bool:
+        from cryptography.exceptions import InvalidSignature
+
         if anchor.algorithm != ED25519:
             return False
         try:

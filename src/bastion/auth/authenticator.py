@@ -10,15 +10,19 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import httpx
 
 from bastion.auth.apikeys import PREFIX, ApiKeyStore
 from bastion.auth.config import AuthConfig
 from bastion.auth.failures import AuthFailure, auth_error
-from bastion.auth.jwt_verifier import JwtVerifier
 from bastion.auth.principal import ANONYMOUS, Principal
 from bastion.state.base import StateStore
+
+if TYPE_CHECKING:
+    # PyJWT pulls in `cryptography` (about 8 MB of RSS); only a config with `auth.jwt` imports it (in from_config).
+    from bastion.auth.jwt_verifier import JwtVerifier
 
 
 class Authenticator:
@@ -42,11 +46,11 @@ class Authenticator:
         cls, config: AuthConfig, store: StateStore, *, client: httpx.AsyncClient | None = None
     ) -> Authenticator:
         """Build from the `auth:` section; `store` holds API keys, `client` (optional) fetches the JWKS."""
-        jwt = (
-            JwtVerifier.from_config(config.jwt, resource_url=config.resource_url, client=client)
-            if config.jwt is not None
-            else None
-        )
+        jwt = None
+        if config.jwt is not None:
+            from bastion.auth.jwt_verifier import JwtVerifier
+
+            jwt = JwtVerifier.from_config(config.jwt, resource_url=config.resource_url, client=client)
         local = Principal(
             name=config.stdio_principal.name, roles=frozenset(config.stdio_principal.roles), method="local"
         )
