@@ -101,7 +101,7 @@ def build_dashboard(runtime: Runtime) -> Dashboard | None:
     on_failure = auth_failure_hook(runtime.gateway)
     pages = Pages(
         service,
-        env=environment(),
+        env=environment,
         config=config,
         sessions=sessions,
         authenticator=authenticator,
