@@ -16,24 +16,21 @@ Rules:
 - A rule that a backend cannot compile is not dropped: it is checked with Python `re` on every scan ("always" rules),
   and the build logs its index so it can be fixed.
 - Hyperscan databases are compiled by a child Python and loaded serialized (in process only when no child can),
-  so the compiler's memory never stays in the gateway.
+  so the compiler's memory never stays in the gateway (`hs_compile`).
 """
 
 from __future__ import annotations
 
 import codecs
-import ctypes
 import functools
-import json
 import logging
 import re
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Final, Protocol
 
 from bastion.guard.detector import Rule
+from bastion.guard.hs_compile import compile_in_child, release_freed_heap
 
 logger = logging.getLogger("bastion.guard.matcher")
 
@@ -194,39 +191,6 @@ def _re2_finder_for(pattern: str, flags: int) -> Any | None:
         return None
 
 
-def _release_freed_heap() -> None:
-    """Hand the heap a Hyperscan compile freed back to the OS (glibc only; elsewhere a no-op).
-
-    Matters when the compile ran in this process (no child could, or rules were retried one by one): the compiler
-    allocates tens of megabytes of small blocks and frees them, but they lie between live blocks, so
-    glibc keeps the pages resident: about 10 MB of RSS per database for the life of the process. `malloc_trim`
-    returns those free pages; the databases themselves (a few MB) stay.
-    """
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return
-    trim(0)
-
-
-_CHILD_COMPILE: Final = """
-import json, sys
-import hyperscan as hs
-job = json.load(sys.stdin)
-db = hs.Database(mode=hs.HS_MODE_BLOCK)
-try:
-    db.compile(expressions=[e.encode("latin-1") for e in job["expressions"]], ids=job["ids"],
-               elements=len(job["ids"]), flags=job["flags"])
-except hs.error as exc:
-    sys.stderr.write(str(exc))
-    sys.exit(3)
-sys.stdout.buffer.write(hs.dumpb(db))
-"""
-"""Run by `python -I -c` to compile a database in a child process and print it serialized (exit 3: refused)."""
-
-_CHILD_TIMEOUT: Final = 300.0
-
-
 def _source(rule: Rule) -> str:
     return rule.prefilter if rule.prefilter is not None else rule.pattern
 
@@ -265,7 +229,7 @@ class _HyperscanBackend:
     def _compile(self, entries: list[tuple[int, bytes, int]]) -> Any:
         hs = self._hs
         try:
-            db = self._build_in_child(entries)
+            db = compile_in_child(entries)
             return db if db is not None else self._build(entries)
         except hs.error:
             pass
@@ -284,43 +248,6 @@ class _HyperscanBackend:
         if self.failed:
             logger.warning("hyperscan could not compile rules %s; they run in Python", self.failed)
         return self._build(kept) if kept else None
-
-    def _build_in_child(self, entries: list[tuple[int, bytes, int]]) -> Any | None:
-        """The database compiled by a child Python and loaded here; `None` when no child could do it.
-
-        Why a child: the compiler's code and its heap (tens of MB, fragmented) never enter the gateway process,
-        which only maps the scan code. That keeps about 8 MB of RSS out of a long-lived process. The database is
-        the same bytes an in-process compile makes. Raises `hyperscan.error` when the compiler refuses a rule.
-        """
-        hs = self._hs
-        if not sys.executable or not entries:
-            return None
-        job = {
-            "expressions": [e[1].decode("latin-1") for e in entries],
-            "ids": [e[0] for e in entries],
-            "flags": [e[2] for e in entries],
-        }
-        try:
-            done = subprocess.run(
-                [sys.executable, "-I", "-c", _CHILD_COMPILE],
-                input=json.dumps(job).encode(),
-                capture_output=True,
-                timeout=_CHILD_TIMEOUT,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            logger.debug("hyperscan child compile unavailable (%s); compiling in process", type(exc).__name__)
-            return None
-        if done.returncode == 3:
-            raise hs.error(done.stderr.decode("utf-8", "replace"))
-        if done.returncode != 0 or not done.stdout:
-            logger.debug("hyperscan child compile exited %s; compiling in process", done.returncode)
-            return None
-        try:
-            return hs.loadb(done.stdout, hs.HS_MODE_BLOCK)
-        except hs.error:
-            logger.debug("hyperscan child database did not load; compiling in process")
-            return None
 
     def _build(self, entries: list[tuple[int, bytes, int]]) -> Any:
         hs = self._hs
@@ -441,7 +368,7 @@ def _compile(rules: tuple[Rule, ...], backend: str | None) -> _Compiled:
         try:
             if name == "hyperscan":
                 hs = _HyperscanBackend(rules, indices)
-                _release_freed_heap()
+                release_freed_heap()
                 impl: _Backend = hs
                 always = hs.failed
             elif name == "re2":
