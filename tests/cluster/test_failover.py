@@ -116,9 +116,11 @@ async def test_killing_a_replica_mid_load_loses_no_audit_event_and_strands_no_cl
 
     survivors = [s for s, replica in owners.items() if replica == "r1"]
     assert all(errors[s] == [] for s in survivors), {s[:12]: errors[s] for s in survivors}
-    # Clients of the killed replica saw at most the call in flight fail, clearly (nginx's 502), then carried on.
+    # Clients of the killed replica saw at most the call in flight fail, clearly, then carried on: nginx answers
+    # 502 when the replica died before its response began, and cuts the connection when it died mid-response.
+    in_flight = {"502", "RemoteProtocolError", "ReadError"}
     for session in [s for s, replica in owners.items() if replica == "r2"]:
-        assert set(errors[session]) <= {"502"} and len(errors[session]) <= 1, errors[session]
+        assert set(errors[session]) <= in_flight and len(errors[session]) <= 1, errors[session]
 
     audited = await audited_texts(cluster.pg_url)
     missing = [t for t in successes if t not in audited]
