@@ -26,82 +26,23 @@ import asyncpg
 from bastion.audit.config import JsonlSinkConfig, PostgresSinkConfig, SqliteSinkConfig
 from bastion.audit.recorder import AuditRecorder
 from bastion.audit.sinks import build_sink
-from bastion.config import parse_config
 from bastion.gateway import Gateway
-from bastion.transports.base import Incoming
+from micro_session import ECHO_CALL, InstantUpstream, initialized_session, instant_config
 
 PG_ADMIN = "postgresql://postgres@localhost:5432/test"
 CONCURRENCY = 32
 
 
-class InstantUpstream:
-    """A ClientTransport that answers like a tiny MCP server, immediately."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-    async def start(self) -> None: ...
-
-    def set_protocol_version(self, version: str) -> None: ...
-
-    async def send(self, m: dict[str, Any]) -> None:
-        if "id" not in m or m.get("method") is None:
-            return
-        if m["method"] == "initialize":
-            result: dict[str, Any] = {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {"tools": {}},
-                "serverInfo": {"name": "x", "version": "1"},
-            }
-        elif m["method"] == "tools/list":
-            result = {"tools": [{"name": "echo", "inputSchema": {"type": "object"}}]}
-        else:
-            result = {"content": [{"type": "text", "text": m["params"]["arguments"]["text"]}]}
-        self.queue.put_nowait({"jsonrpc": "2.0", "id": m["id"], "result": result})
-
-    async def receive(self) -> AsyncIterator[Incoming]:
-        while True:
-            yield Incoming(await self.queue.get())
-
-    async def aclose(self) -> None: ...
-
-
-class Out:
-    def __init__(self) -> None:
-        self.waiters: dict[Any, asyncio.Future[dict[str, Any]]] = {}
-
-    async def send(self, message: dict[str, Any], related: Any) -> None:
-        future = self.waiters.pop(message.get("id"), None)
-        if future is not None:
-            future.set_result(message)
-
-
 async def measure(recorder: AuditRecorder | None, n: int) -> tuple[float, float, float]:
     """(sequential, concurrent) microseconds per call, and events per commit in the concurrent run."""
-    config = parse_config({"servers": {"up": {"transport": "stdio", "command": "x", "protocol": "legacy"}}})
-    gw = Gateway(config, observers=[recorder] if recorder else [], transports={"up": InstantUpstream})
+    gw = Gateway(
+        instant_config(), observers=[recorder] if recorder else [], transports={"up": InstantUpstream}
+    )
     if recorder is not None:
         await recorder.open()
     await gw.start()
-    out = Out()
-    session = await gw.open_session(transport="memory", outbound=out)
-    loop = asyncio.get_running_loop()
-    ids = iter(range(1, 10**9))
-
-    async def call(method: str, params: dict[str, Any]) -> dict[str, Any]:
-        i = next(ids)
-        future = loop.create_future()
-        out.waiters[i] = future
-        await session.handle({"jsonrpc": "2.0", "id": i, "method": method, "params": params})
-        reply = await future
-        assert "result" in reply, reply
-        return reply
-
-    await call(
-        "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "b"}}
-    )
-    await session.handle({"jsonrpc": "2.0", "method": "notifications/initialized"})
-    params = {"name": "up__echo", "arguments": {"text": "x" * 100}}
+    call = await initialized_session(gw)
+    params = ECHO_CALL
     for _ in range(100):
         await call("tools/call", params)
     t0 = time.perf_counter()

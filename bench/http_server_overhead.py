@@ -10,7 +10,6 @@ Run: .venv/bin/python bench/http_server_overhead.py [calls]
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import multiprocessing
@@ -18,52 +17,9 @@ import socket
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-
-
-class InstantUpstream:
-    """A ClientTransport that answers like a tiny MCP server, immediately."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-    async def start(self) -> None: ...
-
-    def set_protocol_version(self, version: str) -> None: ...
-
-    async def send(self, m: dict[str, Any]) -> None:
-        from bastion.transports.base import Incoming  # noqa: F401  (imported in the child only)
-
-        method = m.get("method")
-        if "id" not in m or method is None:
-            return
-        if method == "initialize":
-            result: dict[str, Any] = {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {"tools": {}},
-                "serverInfo": {"name": "x", "version": "1"},
-            }
-        elif method == "tools/list":
-            result = {"tools": [{"name": "echo", "inputSchema": {"type": "object"}}]}
-        elif method == "tools/call":
-            result = {"content": [{"type": "text", "text": m["params"]["arguments"]["text"]}]}
-        else:
-            self.queue.put_nowait(
-                {"jsonrpc": "2.0", "id": m["id"], "error": {"code": -32601, "message": "no"}}
-            )
-            return
-        self.queue.put_nowait({"jsonrpc": "2.0", "id": m["id"], "result": result})
-
-    async def receive(self) -> AsyncIterator[Any]:
-        from bastion.transports.base import Incoming
-
-        while True:
-            yield Incoming(await self.queue.get())
-
-    async def aclose(self) -> None: ...
 
 
 async def baseline(scope: Any, receive: Any, send: Any) -> None:
@@ -98,14 +54,11 @@ def _serve(kind: str, sock: socket.socket) -> None:
     if kind == "baseline":
         app: Any = baseline
     else:
-        from bastion.config import parse_config
         from bastion.gateway import Gateway
         from bastion.server.app import create_app
+        from micro_session import InstantUpstream, instant_config  # bench/ is on the child's sys.path too
 
-        config = parse_config(
-            {"servers": {"up": {"transport": "stdio", "command": "x", "protocol": "legacy"}}}
-        )
-        app = create_app(Gateway(config, transports={"up": InstantUpstream}))
+        app = create_app(Gateway(instant_config(), transports={"up": InstantUpstream}))
     config = uvicorn.Config(app, loop="uvloop", http="httptools", log_level="warning", access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
 

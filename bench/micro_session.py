@@ -7,12 +7,13 @@ Run: .venv/bin/python bench/micro_session.py [calls]
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final
 
-from bastion.config import parse_config
+from bastion.config import BastionConfig, parse_config
 from bastion.gateway import Gateway
 from bastion.transports.base import Incoming
 
@@ -65,30 +66,50 @@ class Out:
             fut.set_result(message)
 
 
-async def main(n: int) -> None:
-    config = parse_config({"servers": {"up": {"transport": "stdio", "command": "x", "protocol": "legacy"}}})
-    gw = Gateway(config, transports={"up": InstantUpstream})
-    await gw.start()
+Call = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+"""`call(method, params)`: one request on a memory session, answered with its reply (ids are numbered for you)."""
+
+ECHO_CALL: Final = {"name": "up__echo", "arguments": {"text": "x" * 100}}
+"""`tools/call` params of the 100-byte echo every in-process bench times."""
+
+
+def instant_config() -> BastionConfig:
+    """One handshake-era upstream named `up`, served by `InstantUpstream` (the command is never run)."""
+    return parse_config({"servers": {"up": {"transport": "stdio", "command": "x", "protocol": "legacy"}}})
+
+
+async def initialized_session(gw: Gateway) -> Call:
+    """A memory session on a started gateway, past `initialize`; returns the function that makes calls on it."""
     out = Out()
     session = await gw.open_session(transport="memory", outbound=out)
     loop = asyncio.get_running_loop()
+    ids = itertools.count(1)
 
-    async def call(i: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        fut = loop.create_future()
-        out.waiters[i] = fut
+    async def call(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        i = next(ids)
+        future = loop.create_future()
+        out.waiters[i] = future
         await session.handle({"jsonrpc": "2.0", "id": i, "method": method, "params": params})
-        return await fut
+        reply: dict[str, Any] = await future
+        assert "result" in reply, reply
+        return reply
 
     await call(
-        0, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "b"}}
+        "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "b"}}
     )
     await session.handle({"jsonrpc": "2.0", "method": "notifications/initialized"})
-    params = {"name": "up__echo", "arguments": {"text": "x" * 100}}
-    for i in range(1, 200):
-        await call(i, "tools/call", params)
+    return call
+
+
+async def main(n: int) -> None:
+    gw = Gateway(instant_config(), transports={"up": InstantUpstream})
+    await gw.start()
+    call = await initialized_session(gw)
+    for _ in range(200):
+        await call("tools/call", ECHO_CALL)
     t0 = time.perf_counter()
-    for i in range(1000, 1000 + n):
-        await call(i, "tools/call", params)
+    for _ in range(n):
+        await call("tools/call", ECHO_CALL)
     dt = time.perf_counter() - t0
     print(f"{n} calls: {dt / n * 1e6:.1f} us/call (gateway overhead, no I/O)")
     await gw.aclose()

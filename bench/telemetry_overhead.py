@@ -12,19 +12,17 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-from bastion.config import parse_config
 from bastion.gateway import Gateway
 from bastion.pipeline.stage import BaseStage
 from bastion.telemetry.config import TelemetryConfig
 from bastion.telemetry.install import Telemetry
 from bastion.telemetry.tracing import Tracer
-from micro_session import InstantUpstream, Out
+from micro_session import ECHO_CALL, InstantUpstream, initialized_session, instant_config
 
 
 class Discard(SpanExporter):
@@ -42,8 +40,7 @@ def stages() -> list[BaseStage]:
 
 
 async def run(variant: str, n: int) -> float:
-    config = parse_config({"servers": {"up": {"transport": "stdio", "command": "x", "protocol": "legacy"}}})
-    gw = Gateway(config, stages=stages(), transports={"up": InstantUpstream})
+    gw = Gateway(instant_config(), stages=stages(), transports={"up": InstantUpstream})
     if variant != "off":
         anomaly = variant == "metrics+anomaly"
         Telemetry.attach(gw, TelemetryConfig.model_validate({"anomaly": {"enabled": anomaly}}))
@@ -57,26 +54,12 @@ async def run(variant: str, n: int) -> float:
             conn.tracer = tracer
         gw.closers.append(tracer.aclose)
     await gw.start()
-    out = Out()
-    session = await gw.open_session(transport="memory", outbound=out)
-    loop = asyncio.get_running_loop()
-
-    async def call(i: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        fut = loop.create_future()
-        out.waiters[i] = fut
-        await session.handle({"jsonrpc": "2.0", "id": i, "method": method, "params": params})
-        return await fut
-
-    await call(
-        0, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "b"}}
-    )
-    await session.handle({"jsonrpc": "2.0", "method": "notifications/initialized"})
-    params = {"name": "up__echo", "arguments": {"text": "x" * 100}}
-    for i in range(1, 500):
-        await call(i, "tools/call", params)
+    call = await initialized_session(gw)
+    for _ in range(500):
+        await call("tools/call", ECHO_CALL)
     t0 = time.process_time()  # CPU time of this process: less noisy than wall time on a shared machine
-    for i in range(1000, 1000 + n):
-        await call(i, "tools/call", params)
+    for _ in range(n):
+        await call("tools/call", ECHO_CALL)
     for observer in gw.observers:  # background analysis is part of the cost
         flush = getattr(observer, "flush", None)
         if flush is not None:
