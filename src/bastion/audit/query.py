@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypedDict, Unpack
 
 from bastion.audit.config import AuditConfig, sink_name
 from bastion.audit.event import EXCHANGE_KIND, AuditEvent
@@ -55,86 +55,59 @@ def format_time(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def make_query(
-    *,
-    principal: str | None = None,
-    server: str | None = None,
-    tool: str | None = None,
-    decision: str | None = None,
-    kind: str | None = None,
-    session_id: str | None = None,
-    replica: str | None = None,
-    since: float | None = None,
-    until: float | None = None,
-    limit: int = 100,
-    offset: int = 0,
-    order: Literal["asc", "desc"] = "desc",
-) -> AuditQuery:
-    """An `AuditQuery` with the page size clamped to 1..`MAX_LIMIT`."""
+class QueryFilters(TypedDict, total=False):
+    """The filters `make_query` and `search` take; every one is optional."""
+
+    principal: str | None
+    """Exact principal name."""
+    server: str | None
+    """Upstream server name."""
+    tool: str | None
+    """Tool, prompt or resource: namespaced (`calc__add`) or upstream-local (`add`)."""
+    decision: str | None
+    """Outcome: `allow`, `deny`, `error`, `flag`, `redact`, `cancelled` (notices: their severity)."""
+    kind: str | None
+    """`exchange` or a notice kind (`session_start`, `auth_failure`, `alert`...)."""
+    session_id: str | None
+    """One client session."""
+    replica: str | None
+    """One replica's events."""
+    since: float | None
+    """Epoch seconds, inclusive (see `parse_time`)."""
+    until: float | None
+    """Epoch seconds, exclusive."""
+    limit: int
+    """Page size (default 100, at most `MAX_LIMIT`)."""
+    offset: int
+    """Events to skip (paging)."""
+    order: Literal["asc", "desc"]
+    """`desc` (newest first, the default) or `asc`."""
+
+
+def make_query(**filters: Unpack[QueryFilters]) -> AuditQuery:
+    """An `AuditQuery` with empty filters dropped and the page size clamped to 1..`MAX_LIMIT`."""
     return AuditQuery(
-        principal=principal or None,
-        server=server or None,
-        tool=tool or None,
-        decision=decision or None,
-        kind=kind or None,
-        session_id=session_id or None,
-        replica=replica or None,
-        since=since,
-        until=until,
-        limit=max(1, min(limit, MAX_LIMIT)),
-        offset=max(0, offset),
-        order=order,
+        principal=filters.get("principal") or None,
+        server=filters.get("server") or None,
+        tool=filters.get("tool") or None,
+        decision=filters.get("decision") or None,
+        kind=filters.get("kind") or None,
+        session_id=filters.get("session_id") or None,
+        replica=filters.get("replica") or None,
+        since=filters.get("since"),
+        until=filters.get("until"),
+        limit=max(1, min(filters.get("limit", 100), MAX_LIMIT)),
+        offset=max(0, filters.get("offset", 0)),
+        order=filters.get("order", "desc"),
     )
 
 
-async def search(
-    reader: AuditReader,
-    *,
-    principal: str | None = None,
-    server: str | None = None,
-    tool: str | None = None,
-    decision: str | None = None,
-    kind: str | None = None,
-    session_id: str | None = None,
-    replica: str | None = None,
-    since: float | None = None,
-    until: float | None = None,
-    limit: int = 100,
-    offset: int = 0,
-    order: Literal["asc", "desc"] = "desc",
-) -> list[AuditEvent]:
-    """Events matching every given filter, newest first by default.
+async def search(reader: AuditReader, **filters: Unpack[QueryFilters]) -> list[AuditEvent]:
+    """Events matching every given filter (see `QueryFilters`), newest first by default.
 
-    Args:
-        reader: Where to read (`AuditRecorder.reader` or `open_reader()`).
-        principal: Exact principal name.
-        server: Upstream server name.
-        tool: Tool, prompt or resource: namespaced (`calc__add`) or upstream-local (`add`).
-        decision: Outcome: `allow`, `deny`, `error`, `flag`, `redact`, `cancelled` (notices: their severity).
-        kind: `exchange` or a notice kind (`session_start`, `auth_failure`, `alert`...).
-        session_id: One client session.
-        replica: One replica's events.
-        since: Epoch seconds, inclusive (see `parse_time`).
-        until: Epoch seconds, exclusive.
-        limit: Page size (at most `MAX_LIMIT`).
-        offset: Events to skip (paging).
-        order: `desc` (newest first) or `asc`.
+    `reader` is where to read: `AuditRecorder.reader` or `open_reader()`.
     """
-    query = make_query(
-        principal=principal,
-        server=server,
-        tool=tool,
-        decision=decision,
-        kind=kind,
-        session_id=session_id,
-        replica=replica,
-        since=since,
-        until=until,
-        limit=limit,
-        offset=offset,
-        order=order,
-    )
-    return await reader.search(query)
+    return await reader.search(make_query(**filters))
 
 
 async def get(reader: AuditReader, event_id: str) -> AuditEvent | None:
