@@ -23,9 +23,9 @@ DETECTORS_OFF: dict[str, Any] = {
 
 
 def running_cluster(tmp_path_factory: pytest.TempPathFactory, **options: Any) -> Iterator[Cluster]:
-    """Start a cluster for a test module (or skip), stop it and drop its database and keys afterwards."""
+    """Start a cluster for a test module (or fail, saying which service is missing), stop it and drop its database and keys afterwards."""
     if (problem := cluster_problem()) is not None:
-        pytest.skip(problem)
+        pytest.fail(problem)  # `make test` sets these up; a missing one is a failure, not a pass
     with fresh_database() as pg_url, redis_prefix() as prefix:
         cluster = Cluster(workdir=tmp_path_factory.mktemp("cluster"), prefix=prefix, pg_url=pg_url, **options)
         try:

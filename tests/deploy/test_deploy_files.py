@@ -100,7 +100,7 @@ def test_the_k8s_deployment_probes_health_drains_and_names_each_replica() -> Non
 def test_the_shipped_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
     nginx = next((p for p in ("/usr/sbin/nginx", shutil.which("nginx")) if p and Path(p).exists()), None)
     if nginx is None:
-        pytest.skip("nginx is not installed (scripts/setup-system.sh)")
+        pytest.fail("nginx is not installed (`make test` installs it: scripts/setup-system.sh)")
     snippet = (DEPLOY / "nginx/bastion.conf").read_text()
     snippet = re.sub(r"server bastion-(\d+):8765", r"server 127.0.0.\1:8765", snippet)  # resolvable names
     snippet = snippet.replace("listen 8765;", "listen 127.0.0.1:18765;")
@@ -121,7 +121,7 @@ def test_the_shipped_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
 def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        pytest.skip("systemd-analyze is not installed")
+        pytest.fail("systemd-analyze is not installed (`make test` installs it: scripts/setup-system.sh)")
     bastion = shutil.which("bastion") or str(ROOT / ".venv/bin/bastion")
     unit = tmp_path / "bastion.service"  # the unit as shipped, with an executable that exists here
     unit.write_text(

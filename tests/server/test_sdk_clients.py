@@ -115,9 +115,6 @@ def everything_http() -> Iterator[str]:
         process.wait(10)
 
 
-@pytest.mark.skipif(
-    not EVERYTHING_JS.exists(), reason="server-everything not installed (scripts/setup-node-peers.sh)"
-)
 async def test_the_example_config_serves_mcp_and_sse(tmp_path):
     example = yaml.safe_load((ROOT / "examples/bastion.yaml").read_text())
     for server in example["servers"].values():
