@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bastion.auth.principal import ANONYMOUS, Principal
+from bastion.auth.principal import ANONYMOUS, Principal, binding_of
 from bastion.config.model import BastionConfig
 from bastion.errors import BastionError, RateLimited
 from bastion.pipeline.approvals import ApprovalQueue
@@ -28,9 +28,11 @@ from bastion.routing.parked import ParkingLot
 from bastion.session import DownstreamSession
 from bastion.session_seal import SealedState, SessionSealer
 from bastion.transports.base import ClientTransport, JsonDict, Outbound
+from bastion.upstream.association import RULES, Call, Isolation, Kind, Listener, audience, kind_of
 from bastion.upstream.connection import State, UpstreamConnection
 from bastion.upstream.factory import transport_factory
 from bastion.upstream.health import ProtocolErrorReporter
+from bastion.upstream.pool import UpstreamPool
 
 if TYPE_CHECKING:
     from bastion.cluster.member import ClusterMember
@@ -71,11 +73,15 @@ class Gateway:
         self.pipeline = Pipeline(stages)
         self.observers: list[ExchangeObserver] = list(observers)
         self.upstreams: dict[str, UpstreamConnection] = {}
+        self._http_clients: list[Any] = []
         for name, server in config.servers.items():
             if not server.enabled:
                 continue
             factory = (transports or {}).get(name) or transport_factory(
-                name, server, on_invalid=ProtocolErrorReporter(name, self.emit)
+                name,
+                server,
+                on_invalid=ProtocolErrorReporter(name, self.emit),
+                http_client=self._pooled_http_client(server),
             )
             self.upstreams[name] = UpstreamConnection(
                 name,
@@ -87,6 +93,12 @@ class Gateway:
         self.catalog = Catalog(
             self.upstreams, namespace=config.routing.namespace, ttl_seconds=config.routing.list_cache_seconds
         )
+        self.pool = UpstreamPool(
+            self.upstreams,
+            on_notification=self._on_upstream_notice,
+            tool_screen=lambda: self.catalog.tool_screen,
+        )
+        """Connections scoped to a session or a principal (`servers.<name>.isolation`)."""
         self.sessions: dict[str, DownstreamSession] = {}
         secret = config.cluster.session_secret
         self.sealer = (
@@ -140,7 +152,10 @@ class Gateway:
         for session in list(self.sessions.values()):
             await session.aclose()
         self.parking.close()
+        await self.pool.aclose()
         await asyncio.gather(*(c.aclose() for c in self.upstreams.values()), return_exceptions=True)
+        for client in self._http_clients:
+            await client.aclose()
         if self._notice_tasks:
             await asyncio.gather(*self._notice_tasks, return_exceptions=True)
         for closer in reversed(self.closers):
@@ -148,6 +163,18 @@ class Gateway:
                 await closer()
             except Exception:  # shutdown continues whatever one resource does
                 logger.exception("closing a gateway resource failed")
+
+    def _pooled_http_client(self, server: Any) -> Any:
+        """One HTTP client per HTTP server, shared by all its upstream sessions (connections are pooled)."""
+        if server.transport == "stdio":
+            return None
+        from bastion.transports.http_common import build_client
+
+        client = build_client(
+            {k: v.get_secret_value() for k, v in server.headers.items()}, server.timeout_seconds
+        )
+        self._http_clients.append(client)
+        return client
 
     def is_ready(self) -> bool:
         """True when every enabled upstream is connected and its circuit closed."""
@@ -159,8 +186,17 @@ class Gateway:
             "ready": self.is_ready(),
             "sessions": len(self.sessions),
             **({"cluster": self.cluster.snapshot()} if self.cluster is not None else {}),
-            "upstreams": {n: c.describe() for n, c in self.upstreams.items()},
+            "upstreams": {n: self._describe(n, c) for n, c in self.upstreams.items()},
         }
+
+    def _describe(self, name: str, conn: UpstreamConnection) -> JsonDict:
+        """One upstream's state, its isolated connections' calls in flight included."""
+        scoped = [c for c in self.pool.connections() if c.name == name]
+        out = conn.describe()
+        out["inFlight"] += sum(c.describe()["inFlight"] for c in scoped)
+        out["isolation"] = str(self.pool.isolation(name))
+        out["isolatedConnections"] = len(scoped)
+        return out
 
     # -- sessions ----------------------------------------------------------------------------------------------
 
@@ -199,7 +235,7 @@ class Gateway:
             return None
         if await self._revoked(session_id):
             return None
-        if state.principal != principal.name or len(self.sessions) >= self.config.limits.max_sessions:
+        if state.credential != binding_of(principal) or len(self.sessions) >= self.config.limits.max_sessions:
             return None
         info = SessionInfo(
             session_id=session_id,
@@ -247,6 +283,7 @@ class Gateway:
                     client_name=info.client_name,
                     client_version=info.client_version,
                     created=time.time(),
+                    credential=binding_of(info.principal),
                 )
             )
             self.sessions.pop(session.session_id, None)
@@ -259,6 +296,7 @@ class Gateway:
     async def session_ended(self, session: DownstreamSession) -> None:
         """Called by a session when it closes: release what it held upstream."""
         self.sessions.pop(session.session_id, None)
+        await self.pool.release_session(session.session_id)
         for uri in session.subscriptions:
             if not any(uri in s.subscriptions for s in self.sessions.values()):
                 with contextlib.suppress(BastionError):
@@ -378,9 +416,14 @@ class Gateway:
 
         return ask
 
-    async def broadcast_upstream(self, method: str, params: JsonDict) -> None:
-        """Send a notification to every ready upstream."""
-        for conn in self.upstreams.values():
+    async def broadcast_upstream(
+        self, method: str, params: JsonDict, session: DownstreamSession | None = None
+    ) -> None:
+        """Send a notification to every ready upstream (of `session`'s scope only, when given)."""
+        conns = list(self.upstreams.values())
+        if session is not None:
+            conns += self.pool.connections_of(session)
+        for conn in conns:
             await conn.notify(method, params)
 
     async def broadcast_upstream_request(self, method: str, params: JsonDict, *, capability: str) -> None:
@@ -393,6 +436,28 @@ class Gateway:
             if isinstance(result, BaseException):
                 logger.warning("upstream %s failed %s: %s", conn.name, method, type(result).__name__)
 
+    async def set_log_level(self, session: DownstreamSession, level: str) -> None:
+        """Apply one session's `logging/setLevel` upstream without changing what other sessions get.
+
+        Scoped connections of the session (its own upstream session, its principal's process) get its level;
+        a `shared` connection gets the least severe level any session asked for, and Bastion filters per session.
+        """
+        from bastion.session import LOG_LEVELS
+
+        wanted = [s.log_level for s in self.sessions.values() if s.wants_logs] or [level]
+        lowest = min(wanted, key=LOG_LEVELS.index)
+        targets: list[tuple[UpstreamConnection, str]] = [
+            (c, lowest) for n, c in self.upstreams.items() if self.pool.isolation(n) is Isolation.SHARED
+        ]
+        targets += [(c, level) for c in self.pool.connections_of(session)]
+        targets = [(c, lv) for c, lv in targets if c.state is State.READY and "logging" in c.capabilities]
+        results = await asyncio.gather(
+            *(c.request("logging/setLevel", {"level": lv}) for c, lv in targets), return_exceptions=True
+        )
+        for (conn, _level), result in zip(targets, results, strict=True):
+            if isinstance(result, BaseException):
+                logger.warning("upstream %s failed logging/setLevel: %s", conn.name, type(result).__name__)
+
     async def notify_sessions(
         self, method: str, params: JsonDict | None = None, sessions: Iterable[DownstreamSession] | None = None
     ) -> None:
@@ -402,21 +467,46 @@ class Gateway:
 
     # -- upstream events ---------------------------------------------------------------------------------------
 
-    async def _on_upstream_notice(self, conn: UpstreamConnection, message: JsonDict) -> None:
+    async def _on_upstream_notice(
+        self, conn: UpstreamConnection, message: JsonDict, related: Call | None = None
+    ) -> None:
+        """Deliver an upstream notification to exactly the audience the association rules name."""
         method = message["method"]
         params = message.get("params") or {}
+        kind = kind_of(method)
+        if kind is None:
+            logger.debug("upstream %s sent %s with no client to route it to", conn.name, method)
+            return
         if method in LIST_CHANGED:
             self.catalog.invalidate(conn.name, LIST_CHANGED[method])
-            await self.notify_sessions(method)
-        elif method == "notifications/resources/updated":
-            uri = params.get("uri")
-            await self.notify_sessions(
-                method, params, [s for s in self.sessions.values() if uri in s.subscriptions]
+        sessions = [s for s in self.sessions.values() if not s.closed]
+        listeners = [
+            Listener(
+                session=s.session_id,
+                principal=s.principal_name,
+                wants_logs=s.wants_logs,
+                subscriptions=frozenset(s.subscriptions),
             )
-        elif method == "notifications/message":
-            await self.notify_sessions(method, params, [s for s in self.sessions.values() if s.wants_logs])
-        else:
-            logger.debug("upstream %s sent %s with no client to route it to", conn.name, method)
+            for s in sessions
+        ]
+        uri = params.get("uri")
+        targets = audience(
+            RULES[(conn.config.transport, conn.scope.isolation, kind)],
+            scope=conn.scope,
+            related=related,
+            in_flight=conn.calls(),
+            listeners=listeners,
+            uri=uri if isinstance(uri, str) else None,
+        )
+        by_id: dict[str, Any] = {**conn.owners(), **{s.session_id: s for s in sessions}}
+        for target in targets:
+            session = by_id.get(target.session)
+            if session is None or (kind is Kind.LOG and not session.accepts_log(params)):
+                continue
+            if target.related is None:
+                await session.notify(method, params)
+            else:
+                await session.relay_notification(message, target.related)
 
     async def _on_upstream_state(self, conn: UpstreamConnection) -> None:
         # Also called when the circuit opens or closes: either way its tools leave or rejoin the lists.

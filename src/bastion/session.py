@@ -9,6 +9,10 @@ Rules:
   every exchange is observed (audit, metrics) before its response is released, rejections included.
 - A client's `notifications/cancelled` cancels the task serving that request, which cancels the upstream call.
 - Server->client requests from upstreams are relayed only if this client declared the capability.
+- Each call uses the upstream connection of its isolation scope (`gateway.pool`); who receives what an upstream
+  sends is decided by `upstream/association.py`, never here.
+- `logging/setLevel` sets this session's own level: Bastion filters log notifications per session and tells the
+  session's own scoped upstream connections; it never changes the level other sessions get.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ _CAPABILITY_OF_SERVER_REQUEST: Final = {
     "roots/list": "roots",
 }
 _MODERN_ONLY_RESULT_KEYS: Final = ("resultType", "ttlMs", "cacheScope")
+LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+"""RFC 5424 severities in MCP's `logging/setLevel`, least severe first."""
 
 
 class DownstreamSession:
@@ -77,11 +83,25 @@ class DownstreamSession:
         self._relays: dict[RequestId, asyncio.Future[JsonDict]] = {}
         self.subscriptions: set[str] = set()
         self.wants_logs = False
+        self.log_level = "info"
+        """The least severe log level this client asked for (`logging/setLevel`)."""
         self._input_slots: dict[RequestId, asyncio.Queue[AskItem]] = {}
 
     @property
     def principal(self) -> Any:
         return self.info.principal
+
+    @property
+    def principal_name(self) -> str:
+        """The name of the principal this session belongs to (association rules)."""
+        return str(self.info.principal.name)
+
+    def accepts_log(self, params: JsonDict) -> bool:
+        """Whether a `notifications/message` with these params is at or above this session's level."""
+        level = params.get("level")
+        if not self.wants_logs or level not in LOG_LEVELS:
+            return False
+        return LOG_LEVELS.index(level) >= LOG_LEVELS.index(self.log_level)
 
     @property
     def busy(self) -> bool:
@@ -146,7 +166,7 @@ class DownstreamSession:
             if task is not None:
                 task.cancel()
         elif method == "notifications/roots/list_changed":
-            await self._gateway.broadcast_upstream(method, params)
+            await self._gateway.broadcast_upstream(method, params, self)
 
     async def _send(self, message: JsonDict, related: RequestId | None) -> None:
         try:
@@ -189,9 +209,7 @@ class DownstreamSession:
         if route is None or route is Route.LOCAL:
             raise MethodNotFound(f"Method not found: {method}")
         if route is Route.BROADCAST:
-            self.wants_logs = True
-            await self._gateway.broadcast_upstream_request(method, params, capability="logging")
-            return {"result": {}}
+            return await self._set_log_level(params, request_id)
         if route is Route.LIST:
             reply = await self._list(method, params, request_id)
         else:
@@ -300,8 +318,12 @@ class DownstreamSession:
             if error is not None:
                 raise error
             upstream_params = self._upstream_params(route, exchange.params, target, modern)
-            conn = self._gateway.upstreams[server]
+            conn = await self._gateway.pool.acquire(server, self)
+            if route is Route.TOOL and conn.allowed_tools is not None and target not in conn.allowed_tools:
+                # This scope's own process serves another definition, held by the pins check: no oracle.
+                raise InvalidParams(f"Unknown tool: {params.get('name')}")
             started = time.perf_counter()
+            self._gateway.pool.using(conn, 1)
             try:
                 if modern and not conn.modern:
                     reply = await self._call_for_modern_client(
@@ -321,6 +343,7 @@ class DownstreamSession:
                         conn, method, upstream_params, reply, request_id
                     )
             finally:
+                self._gateway.pool.using(conn, -1)
                 exchange.upstream_seconds = time.perf_counter() - started
             if "error" in reply:
                 exchange.error = reply["error"]
@@ -336,6 +359,24 @@ class DownstreamSession:
                 result = {k: v for k, v in result.items() if k not in _MODERN_ONLY_RESULT_KEYS}
             self._after_call(method, server, params, result)
             return {"result": result}
+
+        return await self._observed(exchange, work)
+
+    async def _set_log_level(self, params: JsonDict, request_id: RequestId) -> JsonDict:
+        """`logging/setLevel` for this session only: through the pipeline (policy, audit), then its own scopes."""
+        level = params.get("level")
+        if level not in LOG_LEVELS:
+            raise InvalidParams("params.level must be a logging level")
+        exchange = self._exchange("logging/setLevel", params, request_id)
+
+        async def work() -> JsonDict:
+            error = await self._gateway.pipeline.run_request(exchange)
+            if error is not None:
+                raise error
+            self.wants_logs, self.log_level = True, str(level)
+            await self._gateway.set_log_level(self, str(level))
+            exchange.result = {}
+            return {"result": {}}
 
         return await self._observed(exchange, work)
 

@@ -12,6 +12,8 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -236,7 +238,15 @@ class JwtVerifier:
         if _KEY_TYPES.get(alg[:2]) != kty:
             raise auth_error(AuthFailure.UNSUPPORTED_ALGORITHM)  # e.g. an ES256 header naming an RSA key
         claims = self._decode(token, key, alg)
-        return self._principal(claims, kid)
+        principal = self._principal(claims, kid)
+        digest = hashlib.sha256(token.encode()).hexdigest()[:32]
+        exp = claims.get("exp")
+        return dataclasses.replace(
+            principal,
+            credential=f"jwt:{claims.get('iss', '')}|{claims.get('sub', principal.name)}|{digest}",
+            token_digest=digest,
+            expires_at=float(exp) if isinstance(exp, int | float) else None,
+        )
 
     def _decode(self, token: str, key: Any, alg: str) -> dict[str, Any]:
         try:

@@ -58,6 +58,13 @@ class ServerConfig(_Model):
     """Periodic health checks (ping, or server/discover for 2026-07-28 servers)."""
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     """The circuit breaker: failed calls in a row make further calls fail fast until a probe succeeds."""
+    isolation: Literal["session", "principal", "shared"] | None = None
+    """Who shares an upstream connection: one upstream session per client session (`session`, the HTTP default),
+    one process per principal (`principal`, the stdio default) or everyone (`shared`; see upstream/association)."""
+    idle_seconds: float = Field(default=300.0, gt=0)
+    """A `session`/`principal`-scoped connection without calls for this long is closed (a process is reaped)."""
+    max_processes: int = Field(default=64, gt=0)
+    """Scoped connections (processes, upstream sessions) of this server open at once; beyond: `RateLimited`."""
     enabled: bool = True
 
     @model_validator(mode="after")

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -108,8 +108,13 @@ def _chain_exit_signals(callback: Callable[[], None]) -> Callable[[], None]:
 async def _settle(gateway: Gateway, deadline: float) -> None:
     """Wait (until loop time `deadline` at most) until no upstream call made for a client is in flight."""
     loop = asyncio.get_running_loop()
+
     # Polled: upstream connections publish no "idle" event, and this runs once, at shutdown.
-    while loop.time() < deadline and any(c.describe()["inFlight"] for c in gateway.upstreams.values()):  # noqa: ASYNC110
+    def busy() -> bool:
+        conns = [*gateway.upstreams.values(), *gateway.pool.connections()]
+        return any(c.describe()["inFlight"] for c in conns)
+
+    while loop.time() < deadline and busy():  # noqa: ASYNC110
         await asyncio.sleep(_DRAIN_POLL_SECONDS)
 
 
@@ -136,12 +141,15 @@ def create_app(
     wrap: Callable[[ASGIApp], ASGIApp] | None = None,
     listen_host: str | None = None,
     drain_grace_seconds: float | None = None,
+    readiness_detail: Callable[[Scope], Awaitable[bool]] | None = None,
 ) -> ASGIApp:
     """Build Bastion's ASGI app around `gateway`.
 
     Args:
         gateway: The gateway; the app's lifespan starts it and closes it.
         extra_routes: More Starlette routes (`/metrics`, `/api`, `/ui`), served behind the same security layers.
+        readiness_detail: Whether a `/readyz` request may see the per-upstream detail (None: everyone may);
+            the others get `{"ready": bool}` only.
         wrap: Wraps the routed app (authentication, telemetry), inside the security layers.
         listen_host: The address the server listens on (default `listen.host`); it is an accepted `Host`.
         drain_grace_seconds: How long calls in flight may run once shutdown begins (default:
@@ -178,6 +186,10 @@ def create_app(
             return
         health = gateway.health()
         ready = bool(health.get("ready")) and not lifecycle.draining
+        # Anyone (a load balancer) learns whether to send traffic; only an admin learns upstream names and errors.
+        if readiness_detail is not None and not await readiness_detail(scope):
+            await send_json(send, 200 if ready else 503, orjson.dumps({"ready": ready}))
+            return
         await send_json(send, 200 if ready else 503, orjson.dumps({**health, "draining": lifecycle.draining}))
 
     async def bastion_error(_request: Request, exc: Exception) -> Response:
@@ -210,6 +222,7 @@ def create_app(
         listen_host=listen_host or config.listen.host,
         allowed_hosts=config.listen.allowed_hosts,
         allowed_origins=config.listen.allowed_origins,
+        ui_origins=config.ui.allowed_origins,
         rejections=rejections,
     )
     return CatchAllMiddleware(app, rejections=rejections)
