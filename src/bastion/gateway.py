@@ -402,7 +402,7 @@ class Gateway:
         )
 
     def approval_asker(self, session: DownstreamSession, exchange: Exchange) -> Asker | None:
-        """How to ask a human when the client cannot: the approvals queue (dashboard and admin API)."""
+        """How to ask an operator: the approvals queue (dashboard, admin API; the alert webhook is told)."""
 
         async def ask(question: str) -> bool:
             return await self.approvals.ask(

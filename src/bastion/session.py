@@ -570,9 +570,14 @@ class DownstreamSession:
             await self._send(jsonrpc.notification(method, params), None)
 
     async def _ask(self, exchange: Exchange, question: str) -> bool:
-        """Ask a human: through the client's form elicitation when it has it, else through the approvals queue."""
+        """Ask a human: an operator (the approvals queue) unless the rule opted into asking this client's user.
+
+        The client is the agent under check: its answer is user consent, never operator approval, so it is asked
+        only where a rule says so (`ask_client`) and it can show a form; otherwise an operator decides.
+        """
         elicitation = self.info.client_capabilities.get("elicitation")
-        if self.stateless or not isinstance(elicitation, dict) or (elicitation and "form" not in elicitation):
+        can_elicit = isinstance(elicitation, dict) and (not elicitation or "form" in elicitation)
+        if not exchange.ask_client or self.stateless or not can_elicit:
             queue = self._gateway.approval_asker(self, exchange)
             return queue is not None and await queue(question)
         schema = {
