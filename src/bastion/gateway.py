@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from bastion.auth.principal import ANONYMOUS, Principal, binding_of
 from bastion.config.model import BastionConfig
 from bastion.errors import BastionError, RateLimited
+from bastion.fair_limits import FairLimits
 from bastion.pipeline.approvals import ApprovalQueue
 from bastion.pipeline.chain import Pipeline
 from bastion.pipeline.exchange import Asker, Exchange, SessionInfo
@@ -107,6 +108,8 @@ class Gateway:
             else None
         )
         self.parking = ParkingLot()
+        self.fair = FairLimits(config.limits)
+        """Per-principal session caps and session-opening rates (per principal, per client address)."""
         self.approvals = ApprovalQueue()
         self.cluster: ClusterMember | None = None
         """This replica's part in a cluster: the session registry (who holds which session, terminated ids)."""
@@ -212,12 +215,15 @@ class Gateway:
         """Create a client session; raises `RateLimited` when `limits.max_sessions` is reached."""
         if not stateless and len(self.sessions) >= self.config.limits.max_sessions:
             raise RateLimited("too many sessions", data={"retryAfter": 5})
+        if not stateless:
+            self.fair.admit(principal.name, remote)
         info = SessionInfo(
             session_id=secrets.token_urlsafe(24), transport=transport, principal=principal, remote=remote
         )
         session = DownstreamSession(self, info, outbound, stateless=stateless)
         if not stateless:
             self.sessions[session.session_id] = session
+            self.fair.opened(principal.name)
         return session
 
     def get_session(self, session_id: str) -> DownstreamSession | None:
@@ -249,6 +255,7 @@ class Gateway:
         session = DownstreamSession(self, info, outbound)
         session.restore()
         self.sessions[session_id] = session
+        self.fair.opened(principal.name)
         logger.info("session %s restored from its sealed id", session_id[:12])
         for listener in self.session_listeners:
             listener("restore", session)
@@ -295,7 +302,8 @@ class Gateway:
 
     async def session_ended(self, session: DownstreamSession) -> None:
         """Called by a session when it closes: release what it held upstream."""
-        self.sessions.pop(session.session_id, None)
+        if self.sessions.pop(session.session_id, None) is not None:
+            self.fair.closed(session.principal_name)
         await self.pool.release_session(session.session_id)
         for uri in session.subscriptions:
             if not any(uri in s.subscriptions for s in self.sessions.values()):

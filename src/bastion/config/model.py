@@ -95,6 +95,12 @@ class LimitsConfig(_Model):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     max_depth: int = Field(default=64, gt=0)
     max_sessions: int = Field(default=10_000, gt=0)
+    max_sessions_per_principal: int = Field(default=256, gt=0)
+    """Sessions one principal may hold at once on a replica, so no key can take `max_sessions` from others."""
+    initialize_per_minute_per_principal: int = Field(default=120, gt=0)
+    """Sessions one principal may open per minute (also the burst), per replica."""
+    initialize_per_minute_per_address: int = Field(default=240, gt=0)
+    """Sessions one client address may open per minute (also the burst), whoever authenticates, per replica."""
     max_concurrent_per_session: int = Field(default=64, gt=0)
     session_idle_seconds: float = Field(default=3600.0, gt=0)
     event_buffer: int = Field(default=256, gt=0)
