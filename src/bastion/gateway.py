@@ -134,17 +134,23 @@ class Gateway:
             await hook()
         for conn in self.upstreams.values():
             await conn.start()
-        if wait and self.upstreams:
-            timeout = max(c.config.connect_timeout_seconds for c in self.upstreams.values())
-            await asyncio.gather(*(c.wait_ready(timeout) for c in self.upstreams.values()))
-            for name, conn in self.upstreams.items():
-                if conn.state is not State.READY:
-                    logger.warning(
-                        "upstream %s is not ready yet (%s); it will join when it connects",
-                        name,
-                        conn.last_error or conn.state,
-                    )
         self._reaper = asyncio.create_task(self._reap_idle_sessions())
+        if wait:
+            await self.wait_upstreams()
+
+    async def wait_upstreams(self) -> None:
+        """Wait until every upstream connected or its connect timeout passed (warning about the ones that did not)."""
+        if not self.upstreams:
+            return
+        timeout = max(c.config.connect_timeout_seconds for c in self.upstreams.values())
+        await asyncio.gather(*(c.wait_ready(timeout) for c in self.upstreams.values()))
+        for name, conn in self.upstreams.items():
+            if conn.state is not State.READY:
+                logger.warning(
+                    "upstream %s is not ready yet (%s); it will join when it connects",
+                    name,
+                    conn.last_error or conn.state,
+                )
 
     async def aclose(self) -> None:
         """Close every session, then every upstream (child processes are terminated)."""
