@@ -58,7 +58,7 @@ class Seen:
 
 
 @contextlib.asynccontextmanager
-async def principal_client(gateway: Gateway, seen: Seen) -> AsyncIterator[Client]:
+async def principal_client(gateway: Gateway, seen: Seen, *, level: str = "debug") -> AsyncIterator[Client]:
     """An SDK client of `seen.principal` that answers every server->client request as that principal."""
     me = seen.principal
 
@@ -87,7 +87,7 @@ async def principal_client(gateway: Gateway, seen: Seen) -> AsyncIterator[Client
         list_roots_callback=roots,
         logging_callback=logs,
     ) as client:
-        await client.set_logging_level("debug")
+        await client.set_logging_level(level)  # type: ignore[arg-type]
         yield client
 
 

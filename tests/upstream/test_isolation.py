@@ -149,3 +149,46 @@ async def test_a_tool_the_pins_check_holds_on_a_principals_own_process_cannot_be
             with pytest.raises(Exception, match="Unknown tool"):
                 await client.call_tool("probe__probe", {"tag": "alice-0"})
         assert len(screened) == 2
+
+
+async def test_logging_set_level_is_per_session_filtered_by_bastion_and_observed() -> None:
+    exchanges: list[Any] = []
+
+    class Observer:
+        async def on_exchange(self, exchange: Any) -> None:
+            exchanges.append(exchange)
+
+    config = parse_config({"servers": {"probe": probe_stdio(isolation="shared")}})
+    gateway = Gateway(config, observers=[Observer()])
+    await gateway.start()
+    try:
+        quiet, chatty = Seen("alice"), Seen("bob")
+        async with (
+            principal_client(gateway, quiet, level="error") as alice,
+            principal_client(gateway, chatty, level="debug") as bob,
+        ):
+            for i in range(3):
+                await probe(alice, quiet, f"alice-{i}")
+                await probe(bob, chatty, f"bob-{i}")
+        assert not any(
+            t.startswith("log ") for t in quiet.texts
+        )  # bob's debug level changed nothing for alice
+        assert [t for t in chatty.texts if t.startswith("log ")] == []  # shared stdio: logs tie to no call
+        levels = [
+            (e.session.principal.name, e.params["level"]) for e in exchanges if e.method == "logging/setLevel"
+        ]
+        assert sorted(levels) == [("alice", "error"), ("bob", "debug")]
+    finally:
+        await gateway.aclose()
+
+
+async def test_log_levels_filter_what_a_principal_scoped_process_sends_to_its_own_sessions() -> None:
+    async with gateway_with(probe_stdio()) as gateway:
+        quiet, chatty = Seen("alice"), Seen("bob")
+        async with (
+            principal_client(gateway, quiet, level="error") as alice,
+            principal_client(gateway, chatty, level="info") as bob,
+        ):
+            await probe(alice, quiet, "alice-0")
+            await probe(bob, chatty, "bob-0")
+        assert "log alice-0" not in quiet.texts and "log bob-0" in chatty.texts
