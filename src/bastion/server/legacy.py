@@ -143,7 +143,7 @@ class LegacySse:
             await self._rejections.emit(
                 scope,
                 NoticeKind.AUTH_FAILURE,
-                {"reason": "session_credential_mismatch", "status": 404, "session": token[:8]},
+                {"reason": "session_principal_mismatch", "status": 404, "session": token[:8]},
             )
             logger.warning("legacy SSE session %s presented with another credential", token[:8])
             raise SessionNotFound("Session not found")

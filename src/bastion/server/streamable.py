@@ -332,7 +332,7 @@ class StreamableEndpoint:
             await self._rejections.emit(
                 scope,
                 NoticeKind.AUTH_FAILURE,
-                {"reason": "session_credential_mismatch", "status": 404, "session": session_id[:8]},
+                {"reason": "session_principal_mismatch", "status": 404, "session": session_id[:8]},
             )
             logger.warning(
                 "session %s presented by principal %r with a credential other than the one that opened it",

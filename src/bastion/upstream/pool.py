@@ -4,7 +4,9 @@ Rules:
 - `shared`: every call uses the server's one base connection (the one that also serves lists and health).
 - `session` (HTTP default): one upstream MCP session per downstream session, opened on its first call and closed
   when that session ends. HTTP connections are pooled: every upstream session of a server shares one HTTP client.
-  A 2026-07-28 HTTP upstream has no sessions: each request carries its own context and server->client requests
+  A stateless 2026-07-28 client request has no session to scope by: it uses its principal's scope instead (one
+  upstream session per principal), never a fresh upstream session per request. A 2026-07-28 HTTP upstream has
+  no sessions: each request carries its own context and server->client requests
   come back inside its own result (`input_required`), so association is exact on the base connection itself.
 - `principal` (stdio default): one supervised process per principal, started on its first call, reaped after
   `idle_seconds` without calls; at `max_processes` live scoped connections of a server, a new principal is
@@ -113,7 +115,9 @@ class UpstreamPool:
             or (isolation is Isolation.SESSION and base.modern and base.config.transport != "stdio")
         ):
             return base
-        key = owner.session_id if isolation is Isolation.SESSION else owner.principal_name
+        if isolation is Isolation.SESSION and getattr(owner, "stateless", False):
+            isolation = Isolation.PRINCIPAL
+        key = owner.session_id if isolation is Isolation.SESSION else f"principal:{owner.principal_name}"
         entry = self._entries.get((server, key))
         if entry is not None and entry.ready is not None and entry.ready.done() and not entry.conn.ready:
             await self._close([(server, key)])  # it went down (crash, session lost): start afresh
