@@ -58,7 +58,9 @@ class Lifecycle:
 
     def __init__(self) -> None:
         self.started = asyncio.Event()
-        """The upstreams connected or timed out: MCP and dashboard requests are served from then on."""
+        """The upstreams connected or timed out: MCP and dashboard requests are served from then on. Set from
+        the start: only a running lifespan clears it while it waits (an app driven without one never waits)."""
+        self.started.set()
         self.draining = False
         """Shutdown has begun: refuse new work, let calls in flight finish."""
         self.long_lived: set[Outlet] = set()
@@ -178,6 +180,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        lifecycle.started.clear()
         await gateway.start(wait=False)
         waiting = asyncio.create_task(gateway.wait_upstreams(), name="bastion-startup")
         waiting.add_done_callback(lambda _t: lifecycle.started.set())
