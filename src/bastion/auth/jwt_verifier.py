@@ -13,7 +13,6 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from bastion.auth.config import JwtConfig
 from bastion.auth.failures import AuthFailure, auth_error
-from bastion.auth.principal import Principal
+from bastion.auth.principal import Principal, token_digest
 from bastion.errors import ConfigError
 
 logger = logging.getLogger("bastion.auth")
@@ -239,7 +238,7 @@ class JwtVerifier:
             raise auth_error(AuthFailure.UNSUPPORTED_ALGORITHM)  # e.g. an ES256 header naming an RSA key
         claims = self._decode(token, key, alg)
         principal = self._principal(claims, kid)
-        digest = hashlib.sha256(token.encode()).hexdigest()[:32]
+        digest = token_digest(token)
         exp = claims.get("exp")
         return dataclasses.replace(
             principal,

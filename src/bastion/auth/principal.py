@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +25,14 @@ class Principal:
     """The credential actually presented, safe to log and audit: `api_key:<key id>` or
     `jwt:<iss>|<sub>|<token digest>`; empty for `local` and `none`. A session is bound to it (`binding_of`)."""
     token_digest: str = ""
-    """For a JWT: the first 32 hex digits of the token's SHA-256 (tells two tokens of one subject apart)."""
+    """For a bearer token (JWT): `token_digest(token)`, so the audit trail names the exact token presented."""
     expires_at: float | None = None
     """When the presented credential stops being valid (JWT `exp`, the key's expiry), Unix seconds."""
+
+
+def token_digest(token: str) -> str:
+    """A short sha256 of a presented token: tells tokens apart in the audit trail, reveals nothing of them."""
+    return hashlib.sha256(b"bastion-token\n" + token.encode()).hexdigest()[:32]
 
 
 def binding_of(principal: Principal) -> str:
