@@ -11,8 +11,9 @@ Rules:
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Final
@@ -199,3 +200,33 @@ def suggest(
     if hints.get("openWorldHint") is False:
         found -= {"egress", "reads_untrusted"}
     return sorted(found)
+
+
+def suggestions(
+    scanned: Iterable[tuple[str, Mapping[str, Any]]], servers: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """`policy.flow.labels` entries proposed for scanned tools ((server, definition) pairs), one per tool."""
+    references = references_from_servers(servers)
+    entries: list[dict[str, Any]] = []
+    for server, definition in scanned:
+        marker = references.get(server)
+        entries.append(
+            {
+                "servers": [server],
+                "tools": [str(definition.get("name", ""))],
+                "labels": suggest(definition, server=server, references=references),
+                "source": f"reference table ({marker})" if marker else "annotations and words (review)",
+            }
+        )
+    return entries
+
+
+def render_suggestions(entries: Sequence[Mapping[str, Any]]) -> str:
+    """The suggestions as a YAML block to paste under `policy.flow.labels` (after review)."""
+    lines = ["", "# Suggested tool labels for policy.flow.labels (review before use):"]
+    for entry in entries:
+        labels = ", ".join(entry["labels"])
+        lines.append(f"- servers: [{entry['servers'][0]}]")
+        lines.append(f"  tools: [{json.dumps(entry['tools'][0])}]")
+        lines.append(f"  labels: [{labels}]   # {entry['source']}")
+    return "\n".join(lines) + "\n"
