@@ -164,3 +164,17 @@ async def test_the_taint_store_keeps_marks_and_salted_fingerprints_only():
         assert (await taint.load("s2")).marks == ()
         await taint.forget("s1")
         assert (await taint.load("s1")).marks == ()
+
+
+def test_remembered_rule_outcomes_still_follow_the_arguments_and_the_taint():
+    policy = flow(
+        rules=[{"id": "to-evil", "when": 'session.tainted("private") && args.to.endsWith("@evil.example")'}]
+    )
+    tainted = SessionTaint(marks=(mark("private"),))
+    judge = lambda taint, to: policy.judge(  # noqa: E731
+        server="mail", tool="send", labels=("egress",), args={"to": to}, principal={}, taint=taint
+    )
+    for _ in range(2):
+        assert judge(tainted, "x@evil.example") is not None
+        assert judge(tainted, "x@good.example") is None
+        assert judge(SessionTaint(), "x@evil.example") is None

@@ -15,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ _RANK: Final = {"flag": 1, "ask": 2, "deny": 3}
 _UNRELEASED: Final = frozenset({"redact", "block"})
 """Finding actions after which the matched value never reached the client."""
 _WALK_DEPTH: Final = 64
+_MEMO_SIZE: Final = 4096
+"""Remembered condition outcomes per compiled policy (cleared whole when full)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,8 +136,37 @@ def _tainted(session: Any, label: Any) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
+    index: int
     config: FlowRuleConfig
     condition: Condition
+    args: bool
+    """The condition mentions `args` (its outcome depends on them)."""
+    principal: bool
+    """The condition mentions `principal`."""
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _scope(
+    name: str,
+    server: str,
+    tool: str,
+    labels: Sequence[str],
+    args: Mapping[str, Any],
+    principal: Mapping[str, Any],
+    taint: SessionTaint,
+) -> dict[str, Any]:
+    """The variables a flow condition sees."""
+    from celpy.adapter import json_to_cel
+
+    return {
+        "tool": json_to_cel({"name": name, "server": server, "local": tool, "labels": list(labels)}),
+        "args": json_to_cel(dict(args)),
+        "principal": json_to_cel(dict(principal)),
+        "session": json_to_cel({"labels": taint.kinds}),
+    }
 
 
 class FlowPolicy:
@@ -145,11 +177,16 @@ class FlowPolicy:
         self.enabled = config.enabled
         self._rules = tuple(
             _Rule(
+                i,
                 rule,
                 Condition(rule.when, path=f"policy.flow.rules[{i}].when", functions={"tainted": _tainted}),
+                args="args" in rule.when,
+                principal="principal" in rule.when,
             )
             for i, rule in enumerate(config.rules)
         )
+        self._memo: dict[tuple[Any, ...], bool] = {}
+        """Condition outcomes by what they can depend on: CEL here is pure, and interpreting it costs ~1 ms."""
         self._private = frozenset(config.private_detectors)
         self._untrusted = frozenset(config.untrusted_detectors)
 
@@ -185,19 +222,27 @@ class FlowPolicy:
                 )
         if not self._rules:
             return None
-        from celpy.adapter import json_to_cel
-
-        scope = {
-            "tool": json_to_cel({"name": name, "server": server, "local": tool, "labels": list(labels)}),
-            "args": json_to_cel(dict(args)),
-            "principal": json_to_cel(dict(principal)),
-            "session": json_to_cel({"labels": taint.kinds, "marks": len(taint.marks)}),
-        }
+        facts = (name, tuple(labels), tuple(taint.kinds))
+        scope: dict[str, Any] | None = None
         chosen: _Rule | None = None
         for rule in self._rules:
             if not any(fnmatchcase(server, g) for g in rule.config.servers):
                 continue
-            if rule.condition.evaluate(scope) is False:
+            key = (
+                rule.index,
+                facts,
+                _json(principal) if rule.principal else "",
+                _json(args) if rule.args else "",
+            )
+            matched = self._memo.get(key)
+            if matched is None:
+                if scope is None:
+                    scope = _scope(name, server, tool, labels, args, principal, taint)
+                matched = rule.condition.evaluate(scope) is not False  # no value: matches (fail closed)
+                if len(self._memo) >= _MEMO_SIZE:
+                    self._memo.clear()
+                self._memo[key] = matched
+            if not matched:
                 continue
             if chosen is None or _RANK[rule.config.action] > _RANK[chosen.config.action]:
                 chosen = rule

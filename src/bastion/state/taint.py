@@ -23,6 +23,8 @@ from bastion.state.base import StateStore
 _SET: Final = "flow:"
 _SALT: Final = "flow-salt:"
 SALT_BYTES: Final = 16
+MAX_CACHED_SALTS: Final = 10_000
+"""Session salts kept in process memory."""
 MAX_FINGERPRINTS: Final = 4096
 """Fingerprints kept per session; past this, new private values only taint (the CEL rules still apply)."""
 
@@ -33,6 +35,8 @@ class TaintStore:
     def __init__(self, store: StateStore, *, ttl: float) -> None:
         self._store = store
         self.ttl = ttl
+        self._salts: dict[str, bytes] = {}
+        """Salts already read: a session's salt never changes once set, so one store round trip is saved."""
 
     async def load(self, session_id: str) -> SessionTaint:
         """The session's taint (empty for a new session)."""
@@ -47,16 +51,35 @@ class TaintStore:
             elif member.startswith("f:"):
                 _, length, digest = member.split(":", 2)
                 prints[(int(length), digest)] = value.decode()
-        salt = await self._store.get(_SALT + session_id) if prints else b""
+        salt = await self._known_salt(session_id) if prints else b""
         marks.sort(key=lambda m: (m.time, m.event, m.kind))
         return SessionTaint(marks=tuple(marks), fingerprints=prints, salt=salt or b"")
 
-    async def _salt(self, session_id: str) -> bytes:
-        key = _SALT + session_id
-        await self._store.set(key, os.urandom(SALT_BYTES), ttl=self.ttl, only_if_absent=True)
-        salt = await self._store.get(key)
+    async def _known_salt(self, session_id: str) -> bytes:
+        salt = self._salts.get(session_id)
         if salt is None:
-            raise RuntimeError("the fingerprint salt vanished right after it was set")
+            salt = await self._store.get(_SALT + session_id) or b""
+            if salt:
+                self._remember(session_id, salt)
+        return salt
+
+    def _remember(self, session_id: str, salt: bytes) -> None:
+        if len(self._salts) >= MAX_CACHED_SALTS:
+            self._salts.clear()
+        self._salts[session_id] = salt
+
+    async def _salt(self, session_id: str) -> bytes:
+        """The session's salt, created on first use; its expiry is pushed back with every use, like the
+        fingerprints it keys, so fingerprints never outlive their salt."""
+        key = _SALT + session_id
+        salt = self._salts.get(session_id)
+        if salt is None:
+            await self._store.set(key, os.urandom(SALT_BYTES), ttl=self.ttl, only_if_absent=True)
+            salt = await self._store.get(key)
+            if salt is None:
+                raise RuntimeError("the fingerprint salt vanished right after it was set")
+            self._remember(session_id, salt)
+        await self._store.set(key, salt, ttl=self.ttl)
         return salt
 
     async def add(
@@ -90,6 +113,7 @@ class TaintStore:
 
     async def forget(self, session_id: str) -> None:
         """Drop a session's taint (the session ended)."""
+        self._salts.pop(session_id, None)
         await self._store.delete(_SALT + session_id)
         members = await self._store.list_members(_SET + session_id)
         if members:
