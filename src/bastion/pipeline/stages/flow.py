@@ -12,6 +12,7 @@ Rules:
 - Responses: every routed call with a result. New marks are recorded as a `Flag` with a `flow/taint_<kind>` finding,
   so the audit event of the tainting result says so.
 - Store failures follow `policy.flow.failure_mode` (closed by default).
+- `policy.mode: monitor` turns a flow `deny` or `ask` into a `Flag` that says what would have happened.
 """
 
 from __future__ import annotations
@@ -116,6 +117,10 @@ class FlowStage(BaseStage):
             "chain": chain_data(verdict.chain),
         }
         name = exchange.params.get("name") or f"{exchange.server}__{exchange.target}"
+        if self.policy.engine.config.mode == "monitor":
+            return Flag(
+                findings=(finding,), explanation=f"would {verdict.action} (monitor): {verdict.explanation}"
+            )
         if verdict.action == "deny":
             error = Denied(
                 f"Refused by Bastion flow policy ({verdict.rule}) on {name}: {verdict.explanation}",
