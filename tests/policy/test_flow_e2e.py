@@ -68,6 +68,13 @@ async def test_the_classic_chain_is_refused_and_the_refusal_names_it_without_the
     tainting = [e for e in recorder.exchanges if e.method == "tools/call"][:2]
     assert [m["event"] for m in chain] == [e.exchange_id for e in tainting]
     events = audit.of_kind("exchange")
+    by_id = {e.event_id: e.to_dict() for e in events}
+    for mark in chain:  # each finding id names the finding in the audit event of the tainting result
+        assert mark["finding_ids"]
+        for finding_id in mark["finding_ids"]:
+            event_id, _, n = finding_id.partition("#")
+            listed = [f for d in by_id[event_id]["decisions"] for f in d["findings"]]
+            assert f"{listed[int(n)]['detector']}/{listed[int(n)]['type']}" in mark["findings"]
     flow_decisions = [d for e in events for d in e.to_dict()["decisions"] if d["stage"] == "flow"]
     assert {f["type"] for d in flow_decisions for f in d["findings"]} == {
         "taint_private",

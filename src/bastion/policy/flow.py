@@ -52,7 +52,9 @@ class TaintMark:
     findings: tuple[str, ...] = ()
     """Finding kinds (`detector/type`) behind the mark; empty when the tool's label alone did it."""
     event: str = ""
-    """Audit event id of that exchange (the finding ids live there)."""
+    """Audit event id of that exchange."""
+    finding_ids: tuple[str, ...] = ()
+    """`<event>#<n>`: the n-th finding (0-based, in decision order) of that audit event."""
     principal: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,6 +64,7 @@ class TaintMark:
             "time": self.time,
             "findings": list(self.findings),
             "event": self.event,
+            "finding_ids": list(self.finding_ids),
             "principal": self.principal,
         }
 
@@ -73,6 +76,7 @@ class TaintMark:
             time=float(data.get("time", 0.0)),
             findings=tuple(str(f) for f in data.get("findings", ())),
             event=str(data.get("event", "")),
+            finding_ids=tuple(str(f) for f in data.get("finding_ids", ())),
             principal=str(data.get("principal", "")),
         )
 
@@ -269,6 +273,7 @@ class FlowPolicy:
         event: str,
         principal: str,
         now: float,
+        finding_ids: Sequence[str] = (),
     ) -> Observed:
         """What a result returned to the client adds to the taint.
 
@@ -281,7 +286,9 @@ class FlowPolicy:
             event: the exchange (audit event) id.
             principal: who called.
             now: epoch seconds.
+            finding_ids: an id per finding (`<event>#<n>`: the n-th finding of the audit event), in order.
         """
+        ids = dict(zip(map(id, findings), finding_ids, strict=False))
         private = [f for f in findings if f.detector in self._private]
         untrusted = [f for f in findings if f.detector in self._untrusted]
         values: list[str] = []
@@ -299,14 +306,18 @@ class FlowPolicy:
         if private:
             marks.append(
                 TaintMark(kind=PRIVATE, tool=tool, time=now, findings=_kinds(private), event=event,
-                          principal=principal)
+                          principal=principal, finding_ids=_ids(private, ids))
             )  # fmt: skip
         if untrusted or "reads_untrusted" in labels:
             marks.append(
                 TaintMark(kind=UNTRUSTED, tool=tool, time=now, findings=_kinds(untrusted), event=event,
-                          principal=principal)
+                          principal=principal, finding_ids=_ids(untrusted, ids))
             )  # fmt: skip
         return Observed(marks=tuple(marks), values=tuple(values))
+
+
+def _ids(findings: Sequence[Finding], ids: Mapping[int, str]) -> tuple[str, ...]:
+    return tuple(ids[id(f)] for f in findings if id(f) in ids)
 
 
 def _kinds(findings: Sequence[Finding]) -> tuple[str, ...]:

@@ -144,8 +144,9 @@ class FlowStage(BaseStage):
         labels = (
             flow.labels(self.references).of(exchange.server, tool) if exchange.method == "tools/call" else ()
         )
-        findings = [f for d in exchange.decisions if d.phase == "response" and d.stage != self.name
-                    for f in d.findings]  # fmt: skip
+        every = enumerate((d, f) for d in exchange.decisions for f in d.findings)  # the audit event's order
+        judged = [(n, f) for n, (d, f) in every if d.phase == "response" and d.stage != self.name]
+        findings = [f for _, f in judged]
         observed = flow.observe(
             tool=_source(exchange),
             labels=labels,
@@ -155,6 +156,7 @@ class FlowStage(BaseStage):
             event=exchange.exchange_id,
             principal=exchange.session.principal.name,
             now=time.time(),
+            finding_ids=[f"{exchange.exchange_id}#{n}" for n, _ in judged],
         )
         if not observed.marks:
             return PASS
