@@ -16,7 +16,7 @@ import ipaddress
 import logging
 import signal
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -32,6 +32,9 @@ from bastion.policy.holder import PolicyHolder
 from bastion.protocol.methods import LIST_CHANGED
 from bastion.state import open_state_store
 from bastion.state.base import StateStore
+
+if TYPE_CHECKING:
+    from bastion.pipeline.stages.flow import FlowStage
 
 logger = logging.getLogger("bastion.runtime")
 
@@ -58,7 +61,7 @@ def _policy_holder(config: BastionConfig, config_path: str | None) -> PolicyHold
     return PolicyHolder.from_config(config.policy)
 
 
-def _flow_stage(config: BastionConfig, policy: PolicyHolder | None, store: StateStore) -> Any:
+def _flow_stage(config: BastionConfig, policy: PolicyHolder | None, store: StateStore) -> FlowStage | None:
     """The flow stage (taint and flow rules) when there is a policy; it does nothing while `flow` is off."""
     if policy is None:
         return None
