@@ -56,6 +56,7 @@ typecheck: $(STAMPS)/venv
 bench: setup
 	bash scripts/setup-bench-peers.sh
 	$(BIN)/python bench/proxy_bench.py --json-out $(BENCH_ARGS)
+	$(BIN)/python bench/flow_cost.py  # flow taint tracking on vs off (docs/flow.md)
 
 # Throughput of one and two replicas behind nginx (needs Redis and PostgreSQL, like test-cluster).
 bench-cluster: $(STAMPS)/venv $(STAMPS)/system

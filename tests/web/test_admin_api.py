@@ -25,7 +25,14 @@ from tests.web.harness import (
 
 pytestmark = pytest.mark.anyio
 
-PATH_VALUES = {"event_id": "x", "server": "shifty", "tool": "weather", "approval_id": "x", "key_id": "x"}
+PATH_VALUES = {
+    "event_id": "x",
+    "server": "shifty",
+    "tool": "weather",
+    "approval_id": "x",
+    "key_id": "x",
+    "session_id": "x",
+}
 PAGES = ("/ui/", "/ui/live", "/ui/overview", "/ui/servers", "/ui/approvals", "/ui/policies", "/ui/audit")
 
 

@@ -62,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     scan.add_argument("--pin", action="store_true", help="pin definitions seen for the first time")
     scan.add_argument("--no-pins", action="store_true", help="do not compare with pins (no state store)")
     scan.add_argument("--verbose", action="store_true", help="list clean tools too")
+    scan.add_argument(
+        "--labels", action="store_true", help="also suggest flow labels (policy.flow.labels) for every tool"
+    )
     scan.set_defaults(handler=run_scan)
 
 
@@ -160,8 +163,26 @@ async def _scan(args: argparse.Namespace, config: BastionConfig) -> int:
     else:
         async with open_state_store(config.state) as store:
             results = await scan(config, store=store, servers=args.server, pin=args.pin)
+    if args.labels:
+        return _with_labels(args, config, results)
     if args.format == "json":
         print(render_json(results))
     else:
         print(render_table(results, verbose=args.verbose), end="")
+    return exit_status(results)
+
+
+def _with_labels(args: argparse.Namespace, config: BastionConfig, results: list[Any]) -> int:
+    """The scan report plus suggested flow labels (from the served definition, or the name of a withheld one)."""
+    from bastion.guard.scan import exit_status, render_json, render_table
+    from bastion.policy.labels import render_suggestions, suggestions
+
+    scanned = [(r.server, t.served or {"name": t.name}) for r in results for t in r.tools]
+    entries = suggestions(scanned, config.servers)
+    if args.format == "json":
+        report = json.loads(render_json(results))
+        report["labels"] = entries
+        print(json.dumps(report, indent=2))
+    else:
+        print(render_table(results, verbose=args.verbose) + render_suggestions(entries), end="")
     return exit_status(results)

@@ -209,6 +209,10 @@ class Pages:
         return self.render(request, "event.html", page="live", event=event, findings=findings,
                            highlights=highlights, chain=chain)  # fmt: skip
 
+    async def session(self, request: Request) -> Response:
+        taint = await self.service.session_taint(request.path_params["session_id"])
+        return self.render(request, "session.html", page="live", taint=taint)
+
     async def overview(self, request: Request) -> Response:
         data = await self.service.overview()
         return self.render(
@@ -340,6 +344,7 @@ class Pages:
             ("/", self.home, ["GET"]),
             ("/live", self.live, ["GET"]),
             ("/events/{event_id}", self.event, ["GET"]),
+            ("/sessions/{session_id}", self.session, ["GET"]),
             ("/overview", self.overview, ["GET"]),
             ("/servers", self.servers, ["GET"]),
             ("/servers/{server}/tools/{tool}/{decision}", self.decide_tool, post),

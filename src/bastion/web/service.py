@@ -83,6 +83,23 @@ class AdminService:
         self.pins = pins
         self.keys_store = ApiKeyStore(runtime.store)
 
+    # -- sessions ---------------------------------------------------------------------------------------------
+
+    async def session_taint(self, session_id: str) -> dict[str, Any]:
+        """A client session's flow taint: its marks (tool, time, finding kinds, event) and how many fingerprints."""
+        from bastion.state.taint import TaintStore
+
+        policy = self.runtime.policy
+        flow = policy.engine.flow.config if policy is not None else None
+        taint = await TaintStore(self.runtime.store, ttl=flow.ttl_seconds if flow else 1.0).load(session_id)
+        return {
+            "session_id": session_id,
+            "enabled": bool(flow and flow.enabled),
+            "kinds": taint.kinds,
+            "marks": [m.to_dict() for m in taint.marks],
+            "fingerprints": len(taint.fingerprints),
+        }
+
     # -- overview and servers ---------------------------------------------------------------------------------
 
     async def overview(self) -> dict[str, Any]:
