@@ -186,6 +186,7 @@ async def test_an_auditor_verifies_ed25519_checkpoints_with_the_public_key_only(
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from bastion.audit.keys import audit_key
     from bastion.audit.recorder import AuditRecorder
     from bastion.config import load_config
     from bastion.pipeline.notice import Notice, NoticeKind
@@ -202,6 +203,7 @@ async def test_an_auditor_verifies_ed25519_checkpoints_with_the_public_key_only(
         )
     )
     sinks = [{"type": "sqlite", "path": str(tmp_path / "audit.db")}]
+    # No witness here: the checkpoints in the sink alone are what this test is about.
     gateway_config = tmp_path / "gateway.yaml"
     gateway_config.write_text(
         yaml.safe_dump(
@@ -210,17 +212,20 @@ async def test_an_auditor_verifies_ed25519_checkpoints_with_the_public_key_only(
                     "signing_key": "${file:key.pem}",
                     "signing_algorithm": "ed25519",
                     "checkpoint_every": 4,
+                    "witnesses": [],
                     "sinks": sinks,
                 }
             }
         )
     )
-    recorder = AuditRecorder.from_config(load_config(gateway_config).audit, replica="gw-1")
+    loaded = load_config(gateway_config)
+    key = audit_key(loaded.audit, loaded.state, create=True)
+    recorder = AuditRecorder.from_config(loaded.audit, replica="gw-1", key=key)
     for i in range(10):
         await recorder.on_notice(Notice(kind=NoticeKind.APPROVAL, detail={"n": i}))
     await recorder.aclose()
     auditor_config = tmp_path / "auditor.yaml"  # no secret at all
-    auditor_config.write_text(yaml.safe_dump({"audit": {"sinks": sinks}}))
+    auditor_config.write_text(yaml.safe_dump({"audit": {"sinks": sinks, "witnesses": []}}))
     argv = ["audit", "verify", "--config", str(auditor_config), "--json"]
     assert await _cli([*argv, "--public-key", str(tmp_path / "pub.pem")]) == 0
     (chain,) = json.loads(capsys.readouterr().out)["chains"]
