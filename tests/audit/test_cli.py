@@ -233,3 +233,28 @@ async def test_an_auditor_verifies_ed25519_checkpoints_with_the_public_key_only(
     assert await _cli(argv) == 0  # without a key: the chain verifies, the signatures are reported unchecked
     (chain,) = json.loads(capsys.readouterr().out)["chains"]
     assert chain["checkpoints"] == 0 and len(chain["warnings"]) == 3
+
+
+HOSTILE_URI = "file:///x\x1b[2K\r2026-01-01T00:00:00Z allow    admin tools/call ok\nnext\u202egnp.exe\x9b31m"
+"""A resource URI that, printed raw, erases the line and forges an "allow" line, then reverses text."""
+
+
+async def test_tail_and_search_escape_control_and_bidi_characters_but_json_stays_exact(
+    trail: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bastion.audit.sinks import EncodedEvent
+    from tests.audit.conftest import event
+
+    hostile = event(999, target=HOSTILE_URI, method="resources/read", principal="eve\x1b]0;title\x07")
+    async with SqliteAuditSink(path=tmp_path / "audit.db") as sink:
+        await sink.write("r1", [EncodedEvent.of(hostile)])
+    for argv in (["tail", "-n", "1"], ["search", "--session", "s1", "--limit", "1"]):
+        assert await _cli(["audit", *argv, "--config", str(trail)]) == 0
+        out = capsys.readouterr().out
+        (line,) = out.splitlines()
+        assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c == "\u202e" for c in line)
+        assert "\\x1b[2K\\x0d2026-01-01T00:00:00Z allow" in line and "\\u202egnp.exe\\x9b31m" in line
+        assert "eve\\x1b]0;title\\x07" in line
+    assert await _cli(["audit", "tail", "-n", "1", "--json", "--config", str(trail)]) == 0
+    exact = json.loads(capsys.readouterr().out)
+    assert (exact["target"], exact["principal"]) == (HOSTILE_URI, "eve\x1b]0;title\x07")
