@@ -59,6 +59,12 @@ class AuditEvent:
     """How the principal authenticated: `api_key`, `jwt`, `local`, `none`."""
     key_id: str = ""
     """Public id of the API key or token (`jti`/`kid`) used, never the secret: which credential to revoke."""
+    issuer: str = ""
+    """The presented JWT's `iss` (empty for API keys): with `subject`, whose token it was."""
+    subject: str = ""
+    """The presented JWT's `sub`."""
+    token_digest: str = ""
+    """`token_digest()` of the presented JWT: which exact token was used, never the token itself."""
     client_name: str = ""
     """Self-reported, informative only."""
     client_version: str = ""
@@ -164,6 +170,11 @@ def _arguments(method: str, params: dict[str, Any]) -> Any:
     return rest or None
 
 
+def _claim(claims: dict[str, Any], name: str) -> str:
+    value = claims.get(name)
+    return value if isinstance(value, str) else ""
+
+
 def _decision(decision: Any) -> dict[str, Any]:
     return {
         "stage": decision.stage,
@@ -209,6 +220,9 @@ def exchange_content(
         "roles": sorted(info.principal.roles),
         "auth_method": info.principal.method,
         "key_id": info.principal.key_id,
+        "issuer": _claim(info.principal.claims, "iss"),
+        "subject": _claim(info.principal.claims, "sub"),
+        "token_digest": info.principal.token_digest,
         "client_name": info.client_name,
         "client_version": info.client_version,
         "transport": info.transport,
