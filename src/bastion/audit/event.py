@@ -76,7 +76,7 @@ class AuditEvent:
     method: str = ""
     """JSON-RPC method of an exchange."""
     target: str = ""
-    """Upstream-local tool or prompt name, or resource URI."""
+    """Upstream-local tool or prompt name, or resource URI; the name as asked when routing failed."""
     request_id: str = ""
     """The client's JSON-RPC id, as text."""
     arguments: Any = None
@@ -170,6 +170,15 @@ def _arguments(method: str, params: dict[str, Any]) -> Any:
     return rest or None
 
 
+def _requested(params: dict[str, Any]) -> str:
+    """The name or URI a request asked for, when routing never resolved it (a probe of an unknown name)."""
+    ref = params.get("ref")
+    for value in (params.get("name"), params.get("uri"), ref.get("name") if isinstance(ref, dict) else None):
+        if isinstance(value, str):
+            return value
+    return ""
+
+
 def _claim(claims: dict[str, Any], name: str) -> str:
     value = claims.get(name)
     return value if isinstance(value, str) else ""
@@ -229,7 +238,7 @@ def exchange_content(
         "remote": info.remote,
         "server": exchange.server or "",
         "method": exchange.method,
-        "target": exchange.target or "",
+        "target": exchange.target or _requested(exchange.params),
         "request_id": "" if exchange.request_id is None else str(exchange.request_id),
         "arguments": arguments,
         "arguments_bytes": arguments_bytes,
