@@ -126,16 +126,25 @@ class DownstreamSession:
                 ),
                 request_id,
             )
+            await self._audit_refusal(message, {"code": -32600, "data": {"reason": "invalid_request"}})
             return
         if len(self._tasks) >= self._gateway.config.limits.max_concurrent_per_session:
             exc = RateLimited("too many concurrent requests in this session", data={"retryAfter": 1})
             await self._send(
                 {"jsonrpc": "2.0", "id": request_id, "error": exc.to_jsonrpc_error()}, request_id
             )
+            await self._audit_refusal(message, exc.to_jsonrpc_error())
             return
         task = asyncio.create_task(self._serve(message))
         self._tasks[request_id] = task
         task.add_done_callback(lambda _t: self._tasks.pop(request_id, None))
+
+    async def _audit_refusal(self, message: JsonDict, error: JsonDict) -> None:
+        """Record a request refused before it was served (the refusal was already sent either way)."""
+        with contextlib.suppress(BastionError):
+            await self._observe_local(
+                message["method"], message.get("params") or {}, message["id"], {"error": error}
+            )
 
     async def _on_notification(self, message: JsonDict) -> None:
         method = message["method"]
