@@ -17,7 +17,7 @@ from bastion.audit.recorder import AuditRecorder, default_replica
 from bastion.audit.witness import build_witnesses
 from bastion.auth.apikeys import ApiKeyInfo
 from bastion.pipeline.notice import Notice, NoticeKind
-from bastion.state.base import StateStore
+from bastion.state import open_state_store
 
 
 def key_notice(action: str, key_id: str, *, by: str, via: str, info: ApiKeyInfo | None = None) -> Notice:
@@ -50,8 +50,10 @@ def cli_user() -> str:
         return "unknown"
 
 
-async def record_offline(config_path: str, store: StateStore, notice: Notice) -> None:
+async def record_offline(config_path: str, notice: Notice) -> None:
     """Write one notice into the trail of the gateway configured in `config_path` (strict: durable or raise).
+
+    The state store (the witness) is opened from the same config, with its paths anchored as the gateway's.
 
     Raises:
         ConfigError: The config cannot be loaded.
@@ -62,14 +64,15 @@ async def record_offline(config_path: str, store: StateStore, notice: Notice) ->
     config = load_config(config_path)
     if not config.audit.enabled:
         return
-    recorder = AuditRecorder.from_config(
-        config.audit,
-        replica=config.cluster.replica_id or default_replica(),
-        key=audit_key(config.audit, config.state, create=True),
-        witnesses=build_witnesses(config.audit.witnesses, store),
-    )
-    await recorder.open()
-    try:
-        await recorder.record(event_from_notice(notice), wait=True)
-    finally:
-        await recorder.aclose()  # a final checkpoint covers the event, and its head goes to the witnesses
+    async with open_state_store(config.state) as store:
+        recorder = AuditRecorder.from_config(
+            config.audit,
+            replica=config.cluster.replica_id or default_replica(),
+            key=audit_key(config.audit, config.state, create=True),
+            witnesses=build_witnesses(config.audit.witnesses, store),
+        )
+        await recorder.open()
+        try:
+            await recorder.record(event_from_notice(notice), wait=True)
+        finally:
+            await recorder.aclose()  # a final checkpoint covers the event, and its head goes to the witnesses
