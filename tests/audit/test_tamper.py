@@ -318,3 +318,19 @@ async def test_two_replicas_chains_swapped_are_named(db: Db, witnesses: list[Wit
     await db.run(f"DELETE FROM {db.anchors}")
     chains = await check(db, key, witnesses)
     assert all("differs from the head witness state recorded" in c.problem for c in chains.values()), chains
+
+
+async def test_replicas_with_keys_of_their_own_verify_with_both_public_keys(
+    db: Db, witnesses: list[Witness]
+) -> None:
+    from bastion.audit.signing import KeyRing
+
+    key_a, key_b = _ed25519(), _ed25519()
+    await record(db, key_a, witnesses, 20, replica="gw-a")
+    await record(db, key_b, witnesses, 20, replica="gw-b", start=100)
+    ring = KeyRing([Ed25519Key.from_public_pem(k.public_pem()) for k in (key_a, key_b)])
+    chains = await check(db, ring, witnesses)
+    assert [(c.ok, c.checkpoints, c.warnings) for c in chains.values()] == [(True, 2, ())] * 2
+    only_a = await check(db, Ed25519Key.from_public_pem(key_a.public_pem()), witnesses)
+    assert only_a["gw-a"].ok and not only_a["gw-b"].ok  # gw-b's checkpoints cannot be checked with gw-a's key
+    assert any("signed by another key" in w for w in only_a["gw-b"].warnings)

@@ -119,6 +119,10 @@ class AnchorKey(Protocol):
 
     def verify(self, anchor: Anchor) -> bool: ...
 
+    def knows(self, key_id: str) -> bool:
+        """Whether an anchor signed under `key_id` is this key's to judge."""
+        ...
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredEvent:
@@ -286,7 +290,7 @@ class ChainVerifier:
         if self._key is None:
             self._warnings.append(f"{what} at seq {anchor.seq} is signed but no key was given to check it")
             return False
-        if anchor.key_id != self._key.key_id:
+        if not self._key.knows(anchor.key_id):
             self._warnings.append(f"{what} at seq {anchor.seq} is signed by another key ({anchor.key_id})")
             return False
         if not self._key.verify(anchor):

@@ -24,7 +24,7 @@ from bastion.audit.escape import printable
 from bastion.audit.event import EXCHANGE_KIND, AuditEvent
 from bastion.audit.keys import audit_key, public_key
 from bastion.audit.query import format_time, make_query, open_reader, parse_time
-from bastion.audit.signing import Ed25519Key, signing_key
+from bastion.audit.signing import Ed25519Key, KeyRing, signing_key
 from bastion.audit.sinks import AuditReader
 from bastion.audit.verify import describe, verify
 from bastion.audit.witness import build_witnesses
@@ -100,7 +100,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
     check = command("verify", "check every hash chain; names the first bad event")
     check.add_argument("--all-sinks", action="store_true", help="verify every configured sink")
-    check.add_argument("--public-key", help="Ed25519 public key (PEM) to check signatures without the secret")
+    check.add_argument(
+        "--public-key",
+        action="append",
+        help="Ed25519 public key (PEM) to check signatures without the secret; repeat for several replicas' keys",
+    )
     check.add_argument(
         "--allow-unsigned",
         action="store_true",
@@ -258,7 +262,8 @@ async def _export_to(reader: AuditReader, args: argparse.Namespace, out: TextIO)
 async def _verify(args: argparse.Namespace, config: BastionConfig) -> int:
     key: AnchorKey | None
     if args.public_key:
-        key = Ed25519Key.from_public_pem(await anyio.Path(args.public_key).read_bytes())
+        keys = [Ed25519Key.from_public_pem(await anyio.Path(p).read_bytes()) for p in args.public_key]
+        key = keys[0] if len(keys) == 1 else KeyRing(keys)
     else:
         key = signing_key(config.audit) or public_key(config.audit, config.state)
     audit = config.audit
