@@ -1,8 +1,9 @@
-"""Audit events for administration: API keys created or revoked, from the admin API or from `bastion keys`.
+"""Audit events for administration: API keys created or revoked and tool pins decided, from the admin API or
+from `bastion keys` / `bastion tools`.
 
-Why: a key is a credential; who minted or revoked which key, for whom and with which roles, belongs in the same
-trail as the calls it later authenticates. The admin API emits the notice through its running gateway;
-`bastion keys` has no gateway, so it writes the event into the configured sinks itself, on the same chain
+Why: a key is a credential and a pin decision releases or keeps a tool; who did which, for whom, belongs in the
+same trail as the calls they later affect. The admin API emits the notice through its running gateway; the
+commands have no gateway, so they write the event into the configured sinks themselves, on the same chain
 (`cluster.replica_id` or the host name) and with the same key and witnesses, and fails closed when it cannot.
 """
 
@@ -42,12 +43,22 @@ def key_notice(action: str, key_id: str, *, by: str, via: str, info: ApiKeyInfo 
     )
 
 
+def pin_notice(decision: str, server: str, tool: str, *, by: str, via: str, pending_hash: str = "") -> Notice:
+    """A `tool_changed` notice for an operator's pin decision (`approved`, `rejected`, `forgotten`) and who made it.
+
+    The guard's screen reports the effect separately (`event: approved` when it releases a held tool); this is the
+    decision itself, recorded even where no tool was held.
+    """
+    detail = {"event": "decided", "decision": decision, "by": by, "via": via, "pendingHash": pending_hash}
+    return Notice(kind=NoticeKind.TOOL_CHANGED, principal=by, server=server, target=tool, detail=detail)
+
+
 def cli_user() -> str:
-    """Who runs `bastion keys` (the OS account), for the `by` of its events."""
+    """Who runs `bastion keys` / `bastion tools` (the OS account), for the `by` of their events."""
     try:
         return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+    except (KeyError, OSError):  # no login name in containers without a passwd entry
+        return "cli"
 
 
 async def record_offline(config_path: str, notice: Notice) -> None:

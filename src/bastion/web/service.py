@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 import yaml
 
-from bastion.audit.admin import key_notice
+from bastion.audit.admin import key_notice, pin_notice
 from bastion.auth.apikeys import ApiKeyInfo, ApiKeyStore
 from bastion.auth.principal import Principal
 from bastion.errors import BastionError
@@ -140,16 +140,11 @@ class AdminService:
             done = await self.pins.reject(server, tool, by=by.name)
         if done:
             logger.info("tool %s__%s %s by %s", server, tool, "approved" if approve else "rejected", by.name)
-            decision = {"decision": "approved" if approve else "rejected", "by": by.name}
-            await self.gateway.emit(
-                Notice(
-                    kind=NoticeKind.TOOL_CHANGED,
-                    principal=by.name,
-                    server=server,
-                    target=tool,
-                    detail=decision,
-                )
+            decision = "approved" if approve else "rejected"
+            notice = pin_notice(
+                decision, server, tool, by=by.name, via="admin_api", pending_hash=pending_hash or ""
             )
+            await self.gateway.emit(notice)
         return done
 
     # -- approvals --------------------------------------------------------------------------------------------
