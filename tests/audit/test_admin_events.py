@@ -4,7 +4,9 @@ key (never its secret), whom it is for and who did it; the CLI fails closed when
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import orjson
@@ -17,6 +19,7 @@ from bastion.audit.sinks.sqlite import SqliteAuditSink
 from bastion.audit.verify import verify
 from bastion.audit.witness import StateWitness
 from bastion.auth import cli as keys_cli
+from bastion.guard import tools_cli
 from bastion.state import EmbeddedStateStore
 from tests.web.harness import bearer, memory_stack
 
@@ -45,12 +48,21 @@ async def test_admin_api_key_creation_and_revocation_are_audited_with_the_admini
     assert created.json()["key"].split("_", 2)[2] not in orjson.dumps([e.to_dict() for e in events]).decode()
 
 
-def _keys(argv: list[str]) -> int:
+def _command(register: Callable[[Any], None], argv: list[str]) -> int:
+    """Run one `bastion` subcommand through its argparse registration."""
     parser = argparse.ArgumentParser(prog="bastion")
-    keys_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["keys", *argv])
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
     result: int = args.handler(args)
     return result
+
+
+def _keys(argv: list[str]) -> int:
+    return _command(keys_cli.register, ["keys", *argv])
+
+
+def _tools(argv: list[str]) -> int:
+    return _command(tools_cli.register, ["tools", *argv])
 
 
 async def test_cli_key_changes_are_written_into_the_gateways_trail_signed_and_witnessed(
@@ -100,16 +112,6 @@ async def test_a_cli_key_the_trail_cannot_record_is_revoked_at_once(
 
         (info,) = await ApiKeyStore(store).list()
     assert info.revoked_at is not None
-
-
-def _tools(argv: list[str]) -> int:
-    from bastion.guard import tools_cli
-
-    parser = argparse.ArgumentParser(prog="bastion")
-    tools_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["tools", *argv])
-    result: int = args.handler(args)
-    return result
 
 
 async def test_cli_pin_decisions_are_audited_with_who_decided(tmp_path: Path) -> None:
