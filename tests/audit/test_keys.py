@@ -147,3 +147,22 @@ def _pem(key: Ed25519Key) -> str:
     return private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
+
+
+async def test_processes_starting_at_once_share_one_key(tmp_path: Path) -> None:
+    loaded = load_config(_write_config(tmp_path))
+    made: list[str] = []
+
+    def start() -> None:
+        key = audit_key(loaded.audit, loaded.state, create=True)
+        assert key is not None
+        made.append(key.key_id)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(8):
+            group.start_soon(anyio.to_thread.run_sync, start)
+    assert len(made) == 8 and len(set(made)) == 1
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == [
+        DEFAULT_KEY_FILE,
+        DEFAULT_KEY_FILE + ".pub",
+    ]

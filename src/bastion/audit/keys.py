@@ -3,8 +3,9 @@
 Rules:
 - An explicit `audit.signing_key` (usually `${file:...}` or `${env:...}`) always wins; `unsigned: true` means none.
 - Otherwise the key lives in `audit.signing_key_file` (by default next to the state store). The gateway creates it
-  when missing, with mode 0600 and `O_EXCL` (two processes starting at once end up sharing one key), and writes
-  the public half to `<file>.pub` for auditors. Readers (`bastion audit verify`) never create one.
+  when missing, with mode 0600, written whole and then linked into place (two processes starting at once share
+  one key), and writes the public half to `<file>.pub` for auditors. Readers (`bastion audit verify`) never
+  create one.
 - With an in-memory state store and no key file, the key is made in memory only: it lives as long as the store.
 - Only the fingerprint (`key_id`) and the public key are ever printed.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -53,17 +55,25 @@ def _generate() -> tuple[Ed25519Key, bytes]:
 
 
 def _create(path: Path) -> Ed25519Key | None:
-    """Write a new key to `path` (0600, exclusive); None when another process made it first."""
+    """Write a new key to `path` (0600); None when another process made it first.
+
+    The key is written whole to a private temporary file and then hard-linked into place, which fails when the
+    name exists: a process starting at the same moment never reads a half-written key.
+    """
     key, pem = _generate()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+            out.flush()
+            os.fsync(out.fileno())
+        os.link(temporary, path)
     except FileExistsError:
         return None
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
-        out.flush()
-        os.fsync(out.fileno())
+    finally:
+        temporary.unlink(missing_ok=True)
     public_file(path).write_text(key.public_pem(), encoding="utf-8")
     logger.warning("created the audit signing key %s (Ed25519, fingerprint %s)", path, key.key_id)
     return key
