@@ -33,6 +33,7 @@ from bastion.errors import (
     error_from_exception,
 )
 from bastion.pipeline.exchange import Exchange, SessionInfo
+from bastion.pipeline.traffic_notices import notification_notice, relay_notice
 from bastion.protocol import jsonrpc, versions
 from bastion.protocol.methods import CLIENT_REQUESTS, LIST_KEYS, Route
 from bastion.routing.parked import AskItem, ParkedCall
@@ -125,16 +126,25 @@ class DownstreamSession:
                 ),
                 request_id,
             )
+            await self._audit_refusal(message, {"code": -32600, "data": {"reason": "invalid_request"}})
             return
         if len(self._tasks) >= self._gateway.config.limits.max_concurrent_per_session:
             exc = RateLimited("too many concurrent requests in this session", data={"retryAfter": 1})
             await self._send(
                 {"jsonrpc": "2.0", "id": request_id, "error": exc.to_jsonrpc_error()}, request_id
             )
+            await self._audit_refusal(message, exc.to_jsonrpc_error())
             return
         task = asyncio.create_task(self._serve(message))
         self._tasks[request_id] = task
         task.add_done_callback(lambda _t: self._tasks.pop(request_id, None))
+
+    async def _audit_refusal(self, message: JsonDict, error: JsonDict) -> None:
+        """Record a request refused before it was served (the refusal was already sent either way)."""
+        with contextlib.suppress(BastionError):
+            await self._observe_local(
+                message["method"], message.get("params") or {}, message["id"], {"error": error}
+            )
 
     async def _on_notification(self, message: JsonDict) -> None:
         method = message["method"]
@@ -147,6 +157,7 @@ class DownstreamSession:
                 task.cancel()
         elif method == "notifications/roots/list_changed":
             await self._gateway.broadcast_upstream(method, params)
+        await self._gateway.emit(notification_notice(self._gateway, self, method, params))
 
     async def _send(self, message: JsonDict, related: RequestId | None) -> None:
         try:
@@ -160,6 +171,7 @@ class DownstreamSession:
         request_id = message["id"]
         method = message["method"]
         params = message.get("params") or {}
+        CURRENT_EXCHANGE.set(None)
         try:
             reply = await self._dispatch(method, params, request_id)
         except asyncio.CancelledError:
@@ -169,7 +181,26 @@ class DownstreamSession:
         except Exception:  # last resort for this request: log the details, tell the client nothing internal
             logger.exception("session %s: %s failed", self.session_id[:8], method)
             reply = {"error": InternalError("internal error").to_jsonrpc_error()}
+        if CURRENT_EXCHANGE.get() is None:  # answered without the pipeline: audited all the same
+            reply = await self._observe_local(method, params, request_id, reply)
         await self._send({"jsonrpc": "2.0", "id": request_id, **reply}, request_id)
+
+    async def _observe_local(
+        self, method: str, params: JsonDict, request_id: RequestId, reply: JsonDict
+    ) -> JsonDict:
+        """Observe a request Bastion answered itself (handshake, ping, `logging/setLevel`, refusals before any
+        routing), so every request that crosses the gateway is an audit event; strict audit may withhold it."""
+        exchange = self._exchange(method, params, request_id)
+        error = reply.get("error")
+        if isinstance(error, dict):
+            exchange.error, exchange.outcome = error, "error"
+        else:
+            exchange.result = jsonrpc.as_dict(reply.get("result"))
+        try:
+            await self._gateway.observe(exchange)
+        except BastionError as exc:
+            return {"error": exc.to_jsonrpc_error()}
+        return reply
 
     async def _dispatch(self, method: str, params: JsonDict, request_id: RequestId) -> JsonDict:
         modern = versions.envelope_version(params) is not None
@@ -491,7 +522,12 @@ class DownstreamSession:
     # -- toward the client -------------------------------------------------------------------------------------
 
     async def relay_request(self, message: JsonDict, related: RequestId | None) -> JsonDict:
-        """Forward a server->client request to this client and return its response message."""
+        """Forward a server->client request to this client and return its response message (audited)."""
+        answer = await self._relay_request(message, related)
+        await self._gateway.emit(relay_notice(self._gateway, self, message, related, answer))
+        return answer
+
+    async def _relay_request(self, message: JsonDict, related: RequestId | None) -> JsonDict:
         method = message.get("method", "")
         slot = self._input_slots.get(related) if related is not None else None
         if slot is not None:  # a 2026-07-28 client's call: the request becomes an `input_required` round

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from bastion.audit.keys import announce, audit_key
 from bastion.audit.recorder import AuditRecorder, default_replica
+from bastion.audit.witness import build_witnesses
 from bastion.pipeline.notice import Notice, NoticeKind
 
 if TYPE_CHECKING:
@@ -25,15 +27,22 @@ def install_audit(runtime: Runtime) -> AuditRecorder | None:
     config = runtime.config.audit
     if not config.enabled:
         return None
+    key = audit_key(config, runtime.config.state, create=True)
+    announce(key)
     recorder = AuditRecorder.from_config(
-        config, replica=runtime.config.cluster.replica_id or default_replica()
+        config,
+        replica=runtime.config.cluster.replica_id or default_replica(),
+        key=key,
+        witnesses=build_witnesses(config.witnesses, runtime.store),
     )
     gateway = runtime.gateway
     gateway.observers.insert(0, recorder)  # first: strict audit must gate the reply; it also gets notices
     gateway.startup.append(recorder.open)
-    gateway.closers.insert(
-        0, recorder.aclose
-    )  # closers run in reverse: audit closes last, after every notice
+    # Closers run in reverse: audit closes last, after every notice, and the state store right after it,
+    # because the final checkpoint's head goes to the state witness.
+    if runtime.store.aclose in gateway.closers:
+        gateway.closers.remove(runtime.store.aclose)
+    gateway.closers[0:0] = [runtime.store.aclose, recorder.aclose]
     runtime.extras[EXTRAS_KEY] = recorder
     return recorder
 

@@ -12,6 +12,7 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from bastion.auth.config import JwtConfig
 from bastion.auth.failures import AuthFailure, auth_error
-from bastion.auth.principal import Principal
+from bastion.auth.principal import Principal, token_digest
 from bastion.errors import ConfigError
 
 logger = logging.getLogger("bastion.auth")
@@ -236,7 +237,8 @@ class JwtVerifier:
         if _KEY_TYPES.get(alg[:2]) != kty:
             raise auth_error(AuthFailure.UNSUPPORTED_ALGORITHM)  # e.g. an ES256 header naming an RSA key
         claims = self._decode(token, key, alg)
-        return self._principal(claims, kid)
+        principal = self._principal(claims, kid)
+        return dataclasses.replace(principal, token_digest=token_digest(token))
 
     def _decode(self, token: str, key: Any, alg: str) -> dict[str, Any]:
         try:
