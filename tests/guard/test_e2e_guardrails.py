@@ -121,13 +121,17 @@ async def test_a_poisoned_definition_is_hidden_refused_and_noticed_or_only_flagg
         assert info.value.error.message == "Unknown tool: shady__add_notes"
         (notice,) = recorder.of_kind(NoticeKind.TOOL_POISONED)
         assert (notice.server, notice.target, notice.detail["withheld"]) == ("shady", "add_notes", True)
-        assert {f["detector"] for f in notice.detail["findings"]} == {"poisoning"}
+        assert {f["detector"] for f in notice.detail["findings"]} == {"poisoning", "classifier"}
         assert "id_rsa" not in json.dumps(notice.detail)
 
     flagging = tmp_path / "flag"
     flagging.mkdir()
     async with (
-        gateway(write_config(flagging, {"actions": {"poisoning": {"tool": "flag"}}})) as (
+        gateway(
+            write_config(
+                flagging, {"actions": {"poisoning": {"tool": "flag"}, "classifier": {"tool": "flag"}}}
+            )
+        ) as (
             runtime,
             recorder,
             _,

@@ -11,6 +11,7 @@ The whole section is optional; its defaults are the "default guardrails" a secur
 | `poisoning`                  | off                 | off                | block              |
 | `arguments`                  | flag; high+: block  | off                | off                |
 | `schema` (inputSchema, size) | block               | off                | off                |
+| `classifier` (learned model) | off                 | flag; high+: block | flag; high+: block |
 
 Why: a credential must never cross the gateway in either direction, but removing it keeps the workflow going, so
 secrets are redacted rather than refused. Contact data is everyday content, so it is only recorded; identifiers that
@@ -51,7 +52,7 @@ ActionSpec = ActionName | dict[Severity, ActionName]
 """One action, or severity thresholds: `{medium: flag, high: block}` applies the entry with the highest threshold at
 or below the finding's severity; a finding below every threshold is dropped."""
 
-DETECTOR_NAMES = ("secrets", "pii", "injection", "poisoning", "arguments", "schema")
+DETECTOR_NAMES = ("secrets", "pii", "injection", "poisoning", "arguments", "schema", "classifier")
 """The built-in detectors, in the order their findings are reported."""
 
 PII_TYPES = (
@@ -100,6 +101,11 @@ def _default_actions() -> dict[str, ActionEntry]:
             request={Severity.LOW: "flag", Severity.HIGH: "block"}, response="off", tool="off"
         ),
         "schema": DirectionActions(request="block", response="off", tool="off"),
+        "classifier": DirectionActions(
+            request="off",
+            response={Severity.MEDIUM: "flag", Severity.HIGH: "block"},
+            tool={Severity.MEDIUM: "flag", Severity.HIGH: "block"},
+        ),
     }
 
 
@@ -182,8 +188,23 @@ class InjectionConfig(_Model):
     """Decode base64/hex blobs and look for instructions inside them."""
     max_decoded_blobs: int = Field(default=16, ge=0)
     """At most this many blobs are decoded per string (bounds the cost of adversarial input)."""
-    classifier: bool = False
-    """Also run the optional ML classifier (the `bastion[ml]` extra). Off by default; see docs."""
+
+
+class ClassifierConfig(_Model):
+    """The learned injection/poisoning model (`bastion.guard.detectors.classifier`, docs/guardrails-model.md)."""
+
+    enabled: bool = True
+    threshold: float = Field(default=0.7, gt=0, lt=1)
+    """Model probability from which a window of a result or argument is reported (`medium`)."""
+    high_threshold: float = Field(default=0.9, gt=0, lt=1)
+    """Model probability from which the finding is `high` (blocked by default in results and tool definitions)."""
+    tool_threshold: float = Field(default=0.8, gt=0, lt=1)
+    """`threshold` for tool definitions: they are written as instructions to the model by nature, so the bar is
+    higher there (docs/guardrails-model.md has the false-positive rates on real tools at each)."""
+    min_chars: int = Field(default=80, ge=1)
+    """Tool-definition strings shorter than this are not scored by the model (the `poisoning` rules still read
+    them): a one-line imperative such as "Echo the text back." reads like a command to the model, and leaves no
+    room for a second, hidden purpose."""
 
 
 class PoisoningConfig(_Model):
@@ -245,6 +266,7 @@ class GuardrailsConfig(_Model):
     poisoning: PoisoningConfig = Field(default_factory=PoisoningConfig)
     arguments: ArgumentsConfig = Field(default_factory=ArgumentsConfig)
     validation: SchemaConfig = Field(default_factory=SchemaConfig, alias="schema")
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     """The `schema:` section (inputSchema validation and size/depth limits)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -4,8 +4,7 @@ A fast heuristic layer that always runs: the phrase rules of `injection_rules.py
 `obfuscation.py`, all in the engine's single pass. Hidden text is recovered and checked with the same phrases, so
 `aWdub3JlIGFsbCBwcmV2aW91cyBpbnN0cnVjdGlvbnM=` or tag-character smuggling count as the instruction they carry.
 
-The optional ML classifier (`injection.classifier: true`) is not part of this module; see
-`bastion.guard.detectors.classifier`.
+The learned model is a separate detector, `classifier` (`bastion.guard.detectors.classifier`).
 """
 
 from __future__ import annotations
