@@ -33,8 +33,10 @@ from bastion.errors import (
     error_from_exception,
 )
 from bastion.pipeline.exchange import Exchange, SessionInfo
+from bastion.pipeline.refusals import refusal_result
 from bastion.protocol import jsonrpc, versions
 from bastion.protocol.methods import CLIENT_REQUESTS, LIST_KEYS, Route
+from bastion.protocol.subscriptions import Listen
 from bastion.routing.parked import AskItem, ParkedCall
 from bastion.telemetry.context import CURRENT_EXCHANGE
 from bastion.transports.base import JsonDict, Outbound, RequestId
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("bastion.session")
 
 SERVER_INFO: Final = {"name": "bastion", "version": __version__}
+META_UPSTREAMS: Final = "dev.bastion/upstreams"
+"""Metadata key of the servers behind Bastion (its own `serverInfo` is the one identity clients see)."""
 RELAY_TIMEOUT_SECONDS: Final = 600.0
 """How long a relayed server->client request (sampling, elicitation: a human may be involved) may take."""
 MAX_INPUT_ROUNDS: Final = 8
@@ -54,6 +58,10 @@ _CAPABILITY_OF_SERVER_REQUEST: Final = {
     "elicitation/create": "elicitation",
     "roots/list": "roots",
 }
+HANDSHAKE_ONLY_METHODS: Final = frozenset(
+    {"resources/subscribe", "resources/unsubscribe", "logging/setLevel"}
+)
+"""Handshake-era methods a 2026-07-28 upstream session cannot serve."""
 _MODERN_ONLY_RESULT_KEYS: Final = ("resultType", "ttlMs", "cacheScope")
 
 
@@ -78,6 +86,8 @@ class DownstreamSession:
         self.subscriptions: set[str] = set()
         self.wants_logs = False
         self._input_slots: dict[RequestId, asyncio.Queue[AskItem]] = {}
+        self._listen: Listen | None = None
+        self._listen_end = asyncio.Event()
 
     @property
     def principal(self) -> Any:
@@ -87,6 +97,10 @@ class DownstreamSession:
     def busy(self) -> bool:
         """True while requests of this session are being served."""
         return bool(self._tasks)
+
+    def in_flight(self, request_id: RequestId) -> bool:
+        """Whether this session is serving a request with this id now."""
+        return request_id in self._tasks
 
     async def drain(self, timeout: float) -> bool:
         """Wait (at most `timeout` seconds) for the requests in flight to finish; True when none is left."""
@@ -186,6 +200,8 @@ class DownstreamSession:
             return {"result": self._discover()}
         if not modern and not self.stateless and not self._handshake_done():
             raise InvalidRequest("session is not initialized: send initialize first")
+        if method == "subscriptions/listen" and modern and not self.stateless:
+            return await self._listen_here(params, request_id)
         if route is None or route is Route.LOCAL:
             raise MethodNotFound(f"Method not found: {method}")
         if route is Route.BROADCAST:
@@ -199,6 +215,16 @@ class DownstreamSession:
         if modern and "result" in reply:
             reply["result"] = self._modern_result(method, reply["result"])
         return reply
+
+    def _needs_handshake_era(self, method: str, modern: bool) -> bool:
+        """Whether this call needs a handshake-era upstream session: a handshake-era client that can answer
+        server requests mid-call, or a method the 2026-07-28 era removed (`upstream/eras.py`)."""
+        if modern:
+            return False
+        caps = self.info.client_capabilities
+        return method in HANDSHAKE_ONLY_METHODS or any(
+            c in caps for c in _CAPABILITY_OF_SERVER_REQUEST.values()
+        )
 
     def _handshake_done(self) -> bool:
         return self.initialized or self._handshaken
@@ -228,9 +254,12 @@ class DownstreamSession:
             "protocolVersion": self.info.protocol_version,
             "capabilities": self._gateway.merged_capabilities(),
             "serverInfo": SERVER_INFO,
+            "_meta": {META_UPSTREAMS: self._gateway.upstream_identities()},
         }
         if instructions := self._gateway.merged_instructions():
             result["instructions"] = instructions
+        if self._needs_handshake_era("", modern=False):
+            self._gateway.twins.warm(list(self._gateway.upstreams.values()))
         self._gateway.session_started(self)
         return result
 
@@ -241,7 +270,10 @@ class DownstreamSession:
             "resultType": "complete",
             "ttlMs": 0,
             "cacheScope": "private",
-            "_meta": {versions.META_SERVER_INFO: SERVER_INFO},
+            "_meta": {
+                versions.META_SERVER_INFO: SERVER_INFO,
+                META_UPSTREAMS: self._gateway.upstream_identities(),
+            },
         }
         if instructions := self._gateway.merged_instructions():
             result["instructions"] = instructions
@@ -298,9 +330,11 @@ class DownstreamSession:
             exchange.server, exchange.target = server, target
             error = await self._gateway.pipeline.run_request(exchange)
             if error is not None:
-                raise error
+                return self._refused(exchange, error)
             upstream_params = self._upstream_params(route, exchange.params, target, modern)
-            conn = self._gateway.upstreams[server]
+            conn = await self._gateway.twins.for_client(
+                self._gateway.upstreams[server], handshake_only=self._needs_handshake_era(method, modern)
+            )
             started = time.perf_counter()
             try:
                 if modern and not conn.modern:
@@ -330,14 +364,26 @@ class DownstreamSession:
             exchange.result = result if isinstance(result, dict) else {}
             error = await self._gateway.pipeline.run_response(exchange)
             if error is not None:
-                raise error
+                return self._refused(exchange, error)
             result = exchange.result
             if conn.modern and not modern:
                 result = {k: v for k, v in result.items() if k not in _MODERN_ONLY_RESULT_KEYS}
+            if not modern and versions.META_SERVER_INFO in jsonrpc.as_dict(result.get("_meta")):
+                # One identity in both eras: the client's server is Bastion, whatever answered upstream.
+                result = {**result, "_meta": {**result["_meta"], versions.META_SERVER_INFO: SERVER_INFO}}
             self._after_call(method, server, params, result)
             return {"result": result}
 
         return await self._observed(exchange, work)
+
+    def _refused(self, exchange: Exchange, error: BastionError) -> JsonDict:
+        """A refusal as the client gets it: an `isError` result when `refusals: result` allows, else the error."""
+        refusal = refusal_result(exchange, error, self._gateway.config.refusals)
+        if refusal is None:
+            raise error
+        exchange.error = error.to_jsonrpc_error()  # audit records the refusal, whatever the client is shown
+        exchange.result = refusal
+        return {"result": refusal}
 
     async def _observed(self, exchange: Exchange, work: Any) -> JsonDict:
         """Run `work`, then let every observer (audit first) see the exchange before the reply is released."""
@@ -488,6 +534,29 @@ class DownstreamSession:
             )
         return {"error": InvalidRequest("too many input rounds").to_jsonrpc_error()}
 
+    async def _listen_here(self, params: JsonDict, request_id: RequestId) -> JsonDict:
+        """`subscriptions/listen` on a session with its own stream (stdio): open until ended or cancelled."""
+        if self._listen is not None:
+            raise InvalidRequest("a subscriptions/listen is already open in this session")
+        listen, uris = Listen.asked(request_id, params)
+        for uri in uris:
+            # Through the pipeline, so policy decides which resources this principal may watch.
+            with contextlib.suppress(BastionError):
+                answer = await self._call("resources/subscribe", {"uri": uri}, request_id, Route.URI, False)
+                if "result" in answer:
+                    listen.uris.add(uri)
+        await self._send(listen.acknowledgement(), None)
+        self._listen = listen
+        try:
+            await self._listen_end.wait()
+        finally:
+            self._listen = None
+        return {"result": listen.completion()}
+
+    def end_listen(self) -> None:
+        """End an open `subscriptions/listen` gracefully (shutdown): its `complete` result goes out."""
+        self._listen_end.set()
+
     # -- toward the client -------------------------------------------------------------------------------------
 
     async def relay_request(self, message: JsonDict, related: RequestId | None) -> JsonDict:
@@ -525,6 +594,10 @@ class DownstreamSession:
 
     async def notify(self, method: str, params: JsonDict | None = None) -> None:
         """Send a session-level notification (list_changed, resource updates)."""
+        if self._listen is not None:  # a 2026-07-28 client: only what it listens for, stamped
+            if (stamped := self._listen.stamp(method, params)) is not None:
+                await self._send(stamped, None)
+            return
         if self.initialized and not self.stateless:
             await self._send(jsonrpc.notification(method, params), None)
 

@@ -134,6 +134,9 @@ class BastionConfig(_Model):
     """A separate policy file (its `policy:` section), watched and hot-reloaded."""
     instructions: str | None = None
     """Extra instructions Bastion adds in front of the merged upstream instructions."""
+    refusals: Literal["error", "result"] = "result"
+    """How a guardrail or policy refusal of a visible tool's `tools/call` is answered: an `isError` result the
+    model can read (`result`), or a JSON-RPC error (`error`). Hidden and unknown tools are always errors."""
 
     @field_validator("servers")
     @classmethod
