@@ -23,6 +23,7 @@ from bastion.pipeline.exchange import Asker, Exchange, SessionInfo
 from bastion.pipeline.notice import Notice, NoticeKind, NoticeObserver
 from bastion.pipeline.stage import ExchangeObserver, Stage
 from bastion.protocol.methods import LIST_CHANGED
+from bastion.routing.capabilities import CapabilityNeeds
 from bastion.routing.catalog import Catalog
 from bastion.routing.parked import ParkingLot
 from bastion.session import DownstreamSession
@@ -90,6 +91,8 @@ class Gateway:
         self.catalog = Catalog(
             self.upstreams, namespace=config.routing.namespace, ttl_seconds=config.routing.list_cache_seconds
         )
+        self.needs = CapabilityNeeds({n: s.client_capabilities for n, s in config.servers.items()})
+        """What needs which client capability, for capability-aware lists."""
         self.sessions: dict[str, DownstreamSession] = {}
         secret = config.cluster.session_secret
         self.sealer = (

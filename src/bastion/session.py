@@ -87,6 +87,8 @@ class DownstreamSession:
         self.wants_logs = False
         self._input_slots: dict[RequestId, asyncio.Queue[AskItem]] = {}
         self._listen: Listen | None = None
+        self._targets: dict[RequestId, tuple[str, str]] = {}
+        """(server, item) of each routed call in flight, so a server request during it is attributed."""
         self._listen_end = asyncio.Event()
 
     @property
@@ -148,7 +150,11 @@ class DownstreamSession:
             return
         task = asyncio.create_task(self._serve(message))
         self._tasks[request_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(request_id, None))
+        task.add_done_callback(lambda _t: self._done(request_id))
+
+    def _done(self, request_id: RequestId) -> None:
+        self._tasks.pop(request_id, None)
+        self._targets.pop(request_id, None)
 
     async def _on_notification(self, message: JsonDict) -> None:
         method = message["method"]
@@ -312,6 +318,8 @@ class DownstreamSession:
             items = await self._gateway.catalog.aggregate(method)
             if self._gateway.list_filter is not None:
                 items = self._gateway.list_filter(self.info.principal, method, items)
+            if self._gateway.config.routing.capability_aware_lists:
+                items = self._gateway.needs.filter(method, items, self.info.client_capabilities, self._locate)
             exchange.result = {key: items}
             error = await self._gateway.pipeline.run_response(exchange)
             if error is not None:
@@ -319,6 +327,14 @@ class DownstreamSession:
             return {"result": exchange.result}
 
         return await self._observed(exchange, work)
+
+    def _locate(self, public: str) -> tuple[str, str] | None:
+        """Where a listed name lives: (server, its own name); a resource URI is its own name."""
+        catalog = self._gateway.catalog
+        if "://" in public:
+            server = catalog.server_of_uri(public)
+            return (server, public) if server is not None else None
+        return catalog.split_name(public)
 
     async def _call(
         self, method: str, params: JsonDict, request_id: RequestId, route: Route, modern: bool
@@ -328,6 +344,8 @@ class DownstreamSession:
         async def work() -> JsonDict:
             server, target = await self._resolve(route, method, params)
             exchange.server, exchange.target = server, target
+            if target is not None:
+                self._targets[request_id] = (server, target)
             error = await self._gateway.pipeline.run_request(exchange)
             if error is not None:
                 return self._refused(exchange, error)
@@ -562,6 +580,9 @@ class DownstreamSession:
     async def relay_request(self, message: JsonDict, related: RequestId | None) -> JsonDict:
         """Forward a server->client request to this client and return its response message."""
         method = message.get("method", "")
+        capability = _CAPABILITY_OF_SERVER_REQUEST.get(method)
+        if capability and related is not None and (target := self._targets.get(related)) is not None:
+            self._gateway.needs.learn(*target, capability)
         slot = self._input_slots.get(related) if related is not None else None
         if slot is not None:  # a 2026-07-28 client's call: the request becomes an `input_required` round
             future: asyncio.Future[JsonDict] = asyncio.get_running_loop().create_future()
@@ -570,7 +591,6 @@ class DownstreamSession:
                 return await asyncio.wait_for(future, RELAY_TIMEOUT_SECONDS)
             except TimeoutError:
                 return {"error": UpstreamTimeout("the client did not answer in time").to_jsonrpc_error()}
-        capability = _CAPABILITY_OF_SERVER_REQUEST.get(method)
         if self.stateless or (capability and capability not in self.info.client_capabilities):
             return {"error": {"code": -32601, "message": f"Client does not support {method}"}}
         relay_id = f"bastion-{next(self._relay_ids)}"
