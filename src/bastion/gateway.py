@@ -407,6 +407,9 @@ class Gateway:
     async def broadcast_upstream_request(self, method: str, params: JsonDict, *, capability: str) -> None:
         """Send a request to every ready upstream that advertises `capability`; failures are logged only."""
         # Handshake-era requests (logging/setLevel): a dual-era upstream hears them on its handshake-era twin.
+        for conn in list(self.upstreams.values()):
+            if self.twins.wanted(conn):
+                await self.twins.for_client(conn, handshake_only=True)
         targets = [
             c
             for c in [*self.upstreams.values(), *self.twins.live()]

@@ -224,12 +224,14 @@ class DownstreamSession:
 
     def _needs_handshake_era(self, method: str, modern: bool) -> bool:
         """Whether this call needs a handshake-era upstream session: a handshake-era client that can answer
-        server requests mid-call, or a method the 2026-07-28 era removed (`upstream/eras.py`)."""
+        server requests mid-call or asked for logs, or a method the 2026-07-28 era removed (`upstream/eras.py`)."""
         if modern:
             return False
         caps = self.info.client_capabilities
-        return method in HANDSHAKE_ONLY_METHODS or any(
-            c in caps for c in _CAPABILITY_OF_SERVER_REQUEST.values()
+        return (
+            self.wants_logs  # it set a log level: its calls' log messages come on a handshake-era session
+            or method in HANDSHAKE_ONLY_METHODS
+            or any(c in caps for c in _CAPABILITY_OF_SERVER_REQUEST.values())
         )
 
     def _handshake_done(self) -> bool:
