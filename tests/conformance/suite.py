@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from tests.peers import NODE
+import yaml
+
+from tests.peers import NODE, bastion_env, free_port
 
 RUN_DIR = re.compile(r"^server-(?P<name>.+)-\d{4}-\d\d-\d\dT[\d-]+Z$")
 NOT_TESTABLE = "Not testable"
@@ -79,3 +85,42 @@ def passing(out: Path, results: dict[str, tuple[int, int]]) -> set[str]:
         for name, (_, failed) in results.items()
         if failed == 0 or all(NOT_TESTABLE in c.get("errorMessage", "") for c in failed_checks(out, name))
     }
+
+
+@contextlib.contextmanager
+def serving(command: list[str], ready_url: str, **popen: Any) -> Iterator[None]:
+    """Run `command` until the block ends, once `ready_url` answers."""
+    proc = subprocess.Popen(command, **{"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **popen})
+    try:
+        wait_http(ready_url, proc)
+        yield
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
+def bastion_in_front(tmp: Path, name: str, server: dict[str, Any]) -> Iterator[str]:
+    """`bastion serve` with one upstream and no name prefix (the suite calls fixed names); yields its MCP URL."""
+    port = free_port()
+    config = {
+        "listen": {"host": "127.0.0.1", "port": port},
+        "routing": {"namespace": False},
+        "state": {"path": str(tmp / "state.db")},
+        "audit": {"sinks": [{"type": "sqlite", "path": str(tmp / "audit.db")}]},
+        "servers": {name: server},
+    }
+    path = tmp / "bastion.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "bastion.cli", "serve", "--config", str(path)]
+    with (
+        (tmp / "bastion.log").open("wb") as log,
+        serving(
+            command,
+            f"http://127.0.0.1:{port}/readyz",
+            env=bastion_env(),
+            cwd=tmp,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        ),
+    ):
+        yield f"http://127.0.0.1:{port}/mcp"

@@ -9,21 +9,17 @@ speak at all: Bastion bridges it.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
-import yaml
 
-from tests.conformance.suite import NOT_TESTABLE, failed_checks, run_suite, stop, wait_http
+from tests.conformance.suite import NOT_TESTABLE, bastion_in_front, failed_checks, run_suite, serving
 from tests.peers import (
     CONFORMANCE,
     CONFORMANCE_ALPHA,
     EVERYTHING_JS,
     LOOPBACK_CJS,
     NODE,
-    bastion_env,
     free_port,
 )
 
@@ -38,53 +34,21 @@ accepts; Bastion answers an unknown tool with the spec's JSON-RPC error -32602 (
 def everything_direct() -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "PORT": str(port), "NODE_OPTIONS": f"--require {LOOPBACK_CJS}"}
-    proc = subprocess.Popen(
-        [NODE, str(EVERYTHING_JS), "streamableHttp"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/mcp", proc)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop(proc)
+    url = f"http://127.0.0.1:{port}/mcp"
+    with serving([NODE, str(EVERYTHING_JS), "streamableHttp"], url, env=env):
+        yield url
 
 
 @pytest.fixture(scope="module")
 def bastion_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("conformance")
-    port = free_port()
-    config = {
-        "listen": {"host": "127.0.0.1", "port": port},
-        "routing": {"namespace": False},
-        "state": {"path": str(tmp / "state.db")},
-        "audit": {"sinks": [{"type": "sqlite", "path": str(tmp / "audit.db")}]},
-        "servers": {
-            "everything": {
-                "transport": "stdio",
-                "command": NODE,
-                "args": [str(EVERYTHING_JS), "stdio"],
-                "protocol": "legacy",
-            }
-        },
+    server = {
+        "transport": "stdio",
+        "command": NODE,
+        "args": [str(EVERYTHING_JS), "stdio"],
+        "protocol": "legacy",
     }
-    path = tmp / "bastion.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log = (tmp / "bastion.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bastion.cli", "serve", "--config", str(path)],
-        env=bastion_env(),
-        cwd=tmp,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", proc)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop(proc)
-        log.close()
+    with bastion_in_front(tmp_path_factory.mktemp("conformance"), "everything", server) as url:
+        yield url
 
 
 def test_bastion_passes_every_scenario_server_everything_passes_directly(

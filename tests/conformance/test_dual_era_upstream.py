@@ -9,15 +9,13 @@ Through Bastion, every scenario that passes directly must pass.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conformance.suite import failed_checks, passing, run_suite, stop, wait_http
+from tests.conformance.suite import bastion_in_front, failed_checks, passing, run_suite, serving
 from tests.peers import CONFORMANCE, CONFORMANCE_ALPHA, ROOT, bastion_env, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -26,46 +24,20 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120
 @pytest.fixture(scope="module")
 def fixture_url() -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen(
+    url = f"http://127.0.0.1:{port}/mcp"
+    with serving(
         [sys.executable, str(ROOT / "tests/servers/conformance_fixture.py"), str(port)],
+        url,
         env=bastion_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/mcp", proc)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop(proc)
+    ):
+        yield url
 
 
 @pytest.fixture(scope="module")
 def bastion_url(fixture_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("dual-era")
-    port = free_port()
-    config = {
-        "listen": {"host": "127.0.0.1", "port": port},
-        "routing": {"namespace": False},
-        "state": {"path": str(tmp / "state.db")},
-        "audit": {"sinks": [{"type": "sqlite", "path": str(tmp / "audit.db")}]},
-        "servers": {"fixture": {"transport": "streamable-http", "url": fixture_url, "protocol": "auto"}},
-    }
-    path = tmp / "bastion.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log = (tmp / "bastion.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bastion.cli", "serve", "--config", str(path)],
-        env=bastion_env(),
-        cwd=tmp,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", proc)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        stop(proc)
-        log.close()
+    server = {"transport": "streamable-http", "url": fixture_url, "protocol": "auto"}
+    with bastion_in_front(tmp_path_factory.mktemp("dual-era"), "fixture", server) as url:
+        yield url
 
 
 def _compare(
