@@ -309,11 +309,14 @@ class Gateway:
         ready = [c for c in self.upstreams.values() if c.state is State.READY] or list(
             self.upstreams.values()
         )
-        if any((c.capabilities.get("resources") or {}).get("subscribe") for c in ready):
+        # Subscriptions and logging are handshake-era methods (a 2026-07-28 listen subscribes through them too):
+        # only an upstream that can serve them in that era counts, so nothing is advertised that cannot be kept.
+        handshake = [c for c in ready if self.twins.can_serve(c)] + self.twins.live()
+        if any((c.capabilities.get("resources") or {}).get("subscribe") for c in handshake):
             caps["resources"]["subscribe"] = True
         if any("completions" in c.capabilities for c in ready):
             caps["completions"] = {}
-        if not modern and any("logging" in c.capabilities for c in ready):
+        if not modern and any("logging" in c.capabilities for c in handshake):
             caps["logging"] = {}
         return caps
 

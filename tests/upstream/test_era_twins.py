@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from mcp import Client, types
 
-from bastion.testing import client_transport, running_gateway
-from tests.servers import dual
+from bastion.testing import client_transport, memory_config, running_gateway
+from tests.servers import conformance_fixture, dual
 
 pytestmark = pytest.mark.anyio
 
@@ -67,3 +67,27 @@ async def test_a_2026_07_28_client_keeps_the_2026_07_28_session_and_opens_no_sec
             result = await client.call_tool("dual__chatty", {})
         assert (result.is_error, _text(result)) == (False, "done")
         assert gw.twins.live() == []
+
+
+async def test_subscriptions_are_advertised_once_a_handshake_era_session_can_serve_them():
+    # The dual-era server's 2026-07-28 capabilities have no subscribe; its handshake-era ones do.
+    async with running_gateway({"fixture": conformance_fixture.build()}) as gw:
+        assert gw.upstreams["fixture"].modern
+        async with Client(client_transport(gw), mode="legacy", sampling_callback=_sample) as client:
+            assert client.server_capabilities.resources.subscribe is None
+            await client.call_tool("fixture__test_simple_text", {})  # served by the handshake-era session
+        async with Client(client_transport(gw), mode="legacy") as client:
+            assert client.server_capabilities.resources.subscribe is True
+            await client.subscribe_resource("test://watched-resource")
+
+
+async def test_nothing_handshake_only_is_advertised_for_a_modern_only_upstream():
+    config = memory_config(
+        [], servers={"fixture": {"transport": "stdio", "command": "x", "protocol": "modern"}}
+    )
+    async with running_gateway({"fixture": conformance_fixture.build()}, config=config) as gw:
+        async with Client(client_transport(gw), mode="legacy", sampling_callback=_sample) as client:
+            await client.call_tool("fixture__test_simple_text", {})
+            assert gw.twins.live() == []
+            capabilities = client.server_capabilities
+            assert capabilities.resources.subscribe is None and capabilities.logging is None

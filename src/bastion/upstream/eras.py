@@ -55,6 +55,10 @@ class HandshakeTwins:
         """Whether handshake-era clients of `conn` need a twin (an `auto` upstream that answered 2026-07-28)."""
         return conn.modern and conn.config.protocol == "auto"
 
+    def can_serve(self, conn: UpstreamConnection) -> bool:
+        """Whether handshake-era clients get handshake-era features from `conn` (itself, or a twin that may work)."""
+        return not conn.modern or (self.wanted(conn) and conn.name not in self._refused)
+
     def live(self) -> list[UpstreamConnection]:
         """The twins that are ready now (for broadcasts a handshake-era client triggers)."""
         return [t for t in self._twins.values() if t.state is State.READY]
