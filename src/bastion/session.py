@@ -35,7 +35,7 @@ from bastion.errors import (
 from bastion.pipeline.exchange import Exchange, SessionInfo
 from bastion.pipeline.refusals import refusal_result
 from bastion.protocol import jsonrpc, versions
-from bastion.protocol.methods import CLIENT_REQUESTS, LIST_KEYS, Route
+from bastion.protocol.methods import CLIENT_REQUESTS, LIST_CHANGED, LIST_KEYS, Route
 from bastion.protocol.subscriptions import Listen
 from bastion.routing.parked import AskItem, ParkedCall
 from bastion.telemetry.context import CURRENT_EXCHANGE
@@ -90,6 +90,9 @@ class DownstreamSession:
         self._targets: dict[RequestId, tuple[str, str]] = {}
         """(server, item) of each routed call in flight, so a server request during it is attributed."""
         self._listen_end = asyncio.Event()
+        self._listed: set[str] = set()
+        self._stale: set[str] = set()
+        """Lists this client fetched and was told changed since: more list_changed would say nothing new."""
 
     @property
     def principal(self) -> Any:
@@ -326,6 +329,8 @@ class DownstreamSession:
             error = await self._gateway.pipeline.run_response(exchange)
             if error is not None:
                 raise error
+            self._listed.add(method)
+            self._stale.discard(method)
             return {"result": exchange.result}
 
         return await self._observed(exchange, work)
@@ -621,6 +626,11 @@ class DownstreamSession:
                 await self._send(stamped, None)
             return
         if self.initialized and not self.stateless:
+            listing = LIST_CHANGED.get(method)
+            if listing is not None and listing in self._listed:
+                if listing in self._stale:
+                    return  # told already, and it has not listed since: one notice covers every change
+                self._stale.add(listing)
             await self._send(jsonrpc.notification(method, params), None)
 
     async def _ask(self, exchange: Exchange, question: str) -> bool:
