@@ -32,8 +32,8 @@ from bastion.errors import (
     UpstreamTimeout,
     error_from_exception,
 )
+from bastion.pipeline import refusals
 from bastion.pipeline.exchange import Exchange, SessionInfo
-from bastion.pipeline.refusals import refusal_result
 from bastion.protocol import jsonrpc, versions
 from bastion.protocol.methods import CLIENT_REQUESTS, LIST_CHANGED, LIST_KEYS, Route
 from bastion.protocol.subscriptions import Listen
@@ -403,7 +403,7 @@ class DownstreamSession:
 
     def _refused(self, exchange: Exchange, error: BastionError) -> JsonDict:
         """A refusal as the client gets it: an `isError` result when `refusals: result` allows, else the error."""
-        refusal = refusal_result(exchange, error, self._gateway.config.refusals)
+        refusal = refusals.refusal_result(exchange, error, self._gateway.config.refusals)
         if refusal is None:
             raise error
         exchange.error = error.to_jsonrpc_error()  # audit records the refusal, whatever the client is shown
