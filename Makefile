@@ -19,7 +19,8 @@ $(STAMPS)/venv: pyproject.toml requirements.lock | $(STAMPS)
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
-# Node.js peers (server-everything, the conformance suite and the Node 22 it needs), from the npm registry.
+# Node.js peers (server-everything, the TypeScript SDK client, mcp-remote, the conformance suite and the Node 22
+# they need), from the npm registry.
 $(STAMPS)/node: tests/peers/node/package-lock.json tests/peers/node-alpha/package-lock.json scripts/setup-node-peers.sh | $(STAMPS)
 	bash scripts/setup-node-peers.sh
 	touch $@

@@ -23,12 +23,14 @@ from bastion.pipeline.exchange import Asker, Exchange, SessionInfo
 from bastion.pipeline.notice import Notice, NoticeKind, NoticeObserver
 from bastion.pipeline.stage import ExchangeObserver, Stage
 from bastion.protocol.methods import LIST_CHANGED
+from bastion.routing.capabilities import CapabilityNeeds
 from bastion.routing.catalog import Catalog
 from bastion.routing.parked import ParkingLot
 from bastion.session import DownstreamSession
 from bastion.session_seal import SealedState, SessionSealer
 from bastion.transports.base import ClientTransport, JsonDict, Outbound
 from bastion.upstream.connection import State, UpstreamConnection
+from bastion.upstream.eras import HandshakeTwins
 from bastion.upstream.factory import transport_factory
 from bastion.upstream.health import ProtocolErrorReporter
 
@@ -84,9 +86,13 @@ class Gateway:
                 on_notification=self._on_upstream_notice,
                 on_state=self._on_upstream_state,
             )
+        self.twins = HandshakeTwins(self._on_upstream_notice)
+        """Handshake-era connections to dual-era upstreams, for handshake-era clients (`upstream/eras.py`)."""
         self.catalog = Catalog(
             self.upstreams, namespace=config.routing.namespace, ttl_seconds=config.routing.list_cache_seconds
         )
+        self.needs = CapabilityNeeds({n: s.client_capabilities for n, s in config.servers.items()})
+        """What needs which client capability, for capability-aware lists."""
         self.sessions: dict[str, DownstreamSession] = {}
         secret = config.cluster.session_secret
         self.sealer = (
@@ -110,6 +116,8 @@ class Gateway:
         self.notice_observers: list[NoticeObserver] = []
         """Notice observers besides `observers` that have an `on_notice` hook (the dashboard feed, alerts)."""
         self._notice_tasks: set[asyncio.Task[None]] = set()
+        self._listed: dict[str, bool] = {}
+        """Whether each upstream's items were in the lists when clients were last told (one list_changed per flip)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -141,6 +149,7 @@ class Gateway:
             await session.aclose()
         self.parking.close()
         await asyncio.gather(*(c.aclose() for c in self.upstreams.values()), return_exceptions=True)
+        await self.twins.aclose()
         if self._notice_tasks:
             await asyncio.gather(*self._notice_tasks, return_exceptions=True)
         for closer in reversed(self.closers):
@@ -263,7 +272,8 @@ class Gateway:
             if not any(uri in s.subscriptions for s in self.sessions.values()):
                 with contextlib.suppress(BastionError):
                     server = await self.catalog.resolve_uri(uri)
-                    await self.upstreams[server].request("resources/unsubscribe", {"uri": uri})
+                    conn = await self.twins.for_client(self.upstreams[server], handshake_only=True)
+                    await conn.request("resources/unsubscribe", {"uri": uri})
         # A stateless (2026-07-28 HTTP) session is one request: it had no start notice, so no end notice either.
         if not session.stateless and (session.initialized or session.info.protocol_version):
             await self.emit(self.session_notice(NoticeKind.SESSION_END, session))
@@ -289,7 +299,8 @@ class Gateway:
     # -- what sessions ask of the gateway ----------------------------------------------------------------------
 
     def merged_capabilities(self, *, modern: bool = False) -> JsonDict:
-        """Server capabilities to advertise: the union over upstreams, with list_changed always on."""
+        """Server capabilities to advertise: the union over upstreams, with list_changed always on (2026-07-28
+        clients hear it on `subscriptions/listen`, which every transport serves)."""
         caps: JsonDict = {
             "tools": {"listChanged": True},
             "prompts": {"listChanged": True},
@@ -298,17 +309,30 @@ class Gateway:
         ready = [c for c in self.upstreams.values() if c.state is State.READY] or list(
             self.upstreams.values()
         )
-        if any((c.capabilities.get("resources") or {}).get("subscribe") for c in ready):
+        # Subscriptions and logging are handshake-era methods (a 2026-07-28 listen subscribes through them too):
+        # only an upstream that can serve them in that era counts, so nothing is advertised that cannot be kept.
+        handshake = [c for c in ready if self.twins.can_serve(c)] + self.twins.live()
+        if any((c.capabilities.get("resources") or {}).get("subscribe") for c in handshake):
             caps["resources"]["subscribe"] = True
         if any("completions" in c.capabilities for c in ready):
             caps["completions"] = {}
-        if not modern and any("logging" in c.capabilities for c in ready):
+        if not modern and any("logging" in c.capabilities for c in handshake):
             caps["logging"] = {}
-        if modern:
-            caps["tools"] = {}
-            caps["prompts"] = {}
-            caps["resources"] = {k: v for k, v in caps["resources"].items() if k != "listChanged"}
         return caps
+
+    def upstream_identities(self) -> list[JsonDict]:
+        """Who is behind Bastion (name, the server's own `serverInfo`, its era), for clients' metadata."""
+        return [
+            {
+                "name": name,
+                "serverInfo": {
+                    k: v for k, v in conn.server_info.items() if k in ("name", "version", "title")
+                },
+                "protocolVersion": conn.protocol_version,
+            }
+            for name, conn in self.upstreams.items()
+            if conn.state is State.READY
+        ]
 
     def merged_instructions(self) -> str | None:
         """Bastion's own instructions, then each upstream's under a heading."""
@@ -380,13 +404,19 @@ class Gateway:
 
     async def broadcast_upstream(self, method: str, params: JsonDict) -> None:
         """Send a notification to every ready upstream."""
-        for conn in self.upstreams.values():
+        for conn in [*self.upstreams.values(), *self.twins.live()]:
             await conn.notify(method, params)
 
     async def broadcast_upstream_request(self, method: str, params: JsonDict, *, capability: str) -> None:
         """Send a request to every ready upstream that advertises `capability`; failures are logged only."""
+        # Handshake-era requests (logging/setLevel): a dual-era upstream hears them on its handshake-era twin.
+        for conn in list(self.upstreams.values()):
+            if self.twins.wanted(conn):
+                await self.twins.for_client(conn, handshake_only=True)
         targets = [
-            c for c in self.upstreams.values() if c.state is State.READY and capability in c.capabilities
+            c
+            for c in [*self.upstreams.values(), *self.twins.live()]
+            if c.state is State.READY and capability in c.capabilities and not c.modern
         ]
         results = await asyncio.gather(*(c.request(method, params) for c in targets), return_exceptions=True)
         for conn, result in zip(targets, results, strict=True):
@@ -439,5 +469,8 @@ class Gateway:
             )
         )
         self.catalog.invalidate(conn.name)
+        if self._listed.get(conn.name) is (not down):
+            return  # state and circuit changes that leave the lists as they were: nothing to tell clients
+        self._listed[conn.name] = not down
         for method in _LIST_NOTIFICATIONS:
             await self.notify_sessions(method)

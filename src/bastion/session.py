@@ -32,10 +32,12 @@ from bastion.errors import (
     UpstreamTimeout,
     error_from_exception,
 )
+from bastion.pipeline import refusals
 from bastion.pipeline.exchange import Exchange, SessionInfo
 from bastion.pipeline.traffic_notices import notification_notice, relay_notice
 from bastion.protocol import jsonrpc, versions
-from bastion.protocol.methods import CLIENT_REQUESTS, LIST_KEYS, Route
+from bastion.protocol.methods import CLIENT_REQUESTS, LIST_CHANGED, LIST_KEYS, Route
+from bastion.protocol.subscriptions import Listen
 from bastion.routing.parked import AskItem, ParkedCall
 from bastion.telemetry.context import CURRENT_EXCHANGE
 from bastion.transports.base import JsonDict, Outbound, RequestId
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("bastion.session")
 
 SERVER_INFO: Final = {"name": "bastion", "version": __version__}
+META_UPSTREAMS: Final = "dev.bastion/upstreams"
+"""Metadata key of the servers behind Bastion (its own `serverInfo` is the one identity clients see)."""
 RELAY_TIMEOUT_SECONDS: Final = 600.0
 """How long a relayed server->client request (sampling, elicitation: a human may be involved) may take."""
 MAX_INPUT_ROUNDS: Final = 8
@@ -55,6 +59,10 @@ _CAPABILITY_OF_SERVER_REQUEST: Final = {
     "elicitation/create": "elicitation",
     "roots/list": "roots",
 }
+HANDSHAKE_ONLY_METHODS: Final = frozenset(
+    {"resources/subscribe", "resources/unsubscribe", "logging/setLevel"}
+)
+"""Handshake-era methods a 2026-07-28 upstream session cannot serve."""
 _MODERN_ONLY_RESULT_KEYS: Final = ("resultType", "ttlMs", "cacheScope")
 
 
@@ -79,6 +87,13 @@ class DownstreamSession:
         self.subscriptions: set[str] = set()
         self.wants_logs = False
         self._input_slots: dict[RequestId, asyncio.Queue[AskItem]] = {}
+        self._listen: Listen | None = None
+        self._targets: dict[RequestId, tuple[str, str]] = {}
+        """(server, item) of each routed call in flight, so a server request during it is attributed."""
+        self._listen_end = asyncio.Event()
+        self._listed: set[str] = set()
+        self._stale: set[str] = set()
+        """Lists this client fetched and was told changed since: more list_changed would say nothing new."""
 
     @property
     def principal(self) -> Any:
@@ -88,6 +103,10 @@ class DownstreamSession:
     def busy(self) -> bool:
         """True while requests of this session are being served."""
         return bool(self._tasks)
+
+    def in_flight(self, request_id: RequestId) -> bool:
+        """Whether this session is serving a request with this id now."""
+        return request_id in self._tasks
 
     async def drain(self, timeout: float) -> bool:
         """Wait (at most `timeout` seconds) for the requests in flight to finish; True when none is left."""
@@ -137,7 +156,11 @@ class DownstreamSession:
             return
         task = asyncio.create_task(self._serve(message))
         self._tasks[request_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(request_id, None))
+        task.add_done_callback(lambda _t: self._done(request_id))
+
+    def _done(self, request_id: RequestId) -> None:
+        self._tasks.pop(request_id, None)
+        self._targets.pop(request_id, None)
 
     async def _audit_refusal(self, message: JsonDict, error: JsonDict) -> None:
         """Record a request refused before it was served (the refusal was already sent either way)."""
@@ -217,6 +240,8 @@ class DownstreamSession:
             return {"result": self._discover()}
         if not modern and not self.stateless and not self._handshake_done():
             raise InvalidRequest("session is not initialized: send initialize first")
+        if method == "subscriptions/listen" and modern and not self.stateless:
+            return await self._listen_here(params, request_id)
         if route is None or route is Route.LOCAL:
             raise MethodNotFound(f"Method not found: {method}")
         if route is Route.BROADCAST:
@@ -230,6 +255,18 @@ class DownstreamSession:
         if modern and "result" in reply:
             reply["result"] = self._modern_result(method, reply["result"])
         return reply
+
+    def _needs_handshake_era(self, method: str, modern: bool) -> bool:
+        """Whether this call needs a handshake-era upstream session: a handshake-era client that can answer
+        server requests mid-call or asked for logs, or a method the 2026-07-28 era removed (`upstream/eras.py`)."""
+        if modern:
+            return False
+        caps = self.info.client_capabilities
+        return (
+            self.wants_logs  # it set a log level: its calls' log messages come on a handshake-era session
+            or method in HANDSHAKE_ONLY_METHODS
+            or any(c in caps for c in _CAPABILITY_OF_SERVER_REQUEST.values())
+        )
 
     def _handshake_done(self) -> bool:
         return self.initialized or self._handshaken
@@ -259,9 +296,12 @@ class DownstreamSession:
             "protocolVersion": self.info.protocol_version,
             "capabilities": self._gateway.merged_capabilities(),
             "serverInfo": SERVER_INFO,
+            "_meta": {META_UPSTREAMS: self._gateway.upstream_identities()},
         }
         if instructions := self._gateway.merged_instructions():
             result["instructions"] = instructions
+        if self._needs_handshake_era("", modern=False):
+            self._gateway.twins.warm(list(self._gateway.upstreams.values()))
         self._gateway.session_started(self)
         return result
 
@@ -272,7 +312,10 @@ class DownstreamSession:
             "resultType": "complete",
             "ttlMs": 0,
             "cacheScope": "private",
-            "_meta": {versions.META_SERVER_INFO: SERVER_INFO},
+            "_meta": {
+                versions.META_SERVER_INFO: SERVER_INFO,
+                META_UPSTREAMS: self._gateway.upstream_identities(),
+            },
         }
         if instructions := self._gateway.merged_instructions():
             result["instructions"] = instructions
@@ -311,13 +354,25 @@ class DownstreamSession:
             items = await self._gateway.catalog.aggregate(method)
             if self._gateway.list_filter is not None:
                 items = self._gateway.list_filter(self.info.principal, method, items)
+            if self._gateway.config.routing.capability_aware_lists:
+                items = self._gateway.needs.filter(method, items, self.info.client_capabilities, self._locate)
             exchange.result = {key: items}
             error = await self._gateway.pipeline.run_response(exchange)
             if error is not None:
                 raise error
+            self._listed.add(method)
+            self._stale.discard(method)
             return {"result": exchange.result}
 
         return await self._observed(exchange, work)
+
+    def _locate(self, public: str) -> tuple[str, str] | None:
+        """Where a listed name lives: (server, its own name); a resource URI is its own name."""
+        catalog = self._gateway.catalog
+        if "://" in public:
+            server = catalog.server_of_uri(public)
+            return (server, public) if server is not None else None
+        return catalog.split_name(public)
 
     async def _call(
         self, method: str, params: JsonDict, request_id: RequestId, route: Route, modern: bool
@@ -327,11 +382,15 @@ class DownstreamSession:
         async def work() -> JsonDict:
             server, target = await self._resolve(route, method, params)
             exchange.server, exchange.target = server, target
+            if target is not None:
+                self._targets[request_id] = (server, target)
             error = await self._gateway.pipeline.run_request(exchange)
             if error is not None:
-                raise error
+                return self._refused(exchange, error)
             upstream_params = self._upstream_params(route, exchange.params, target, modern)
-            conn = self._gateway.upstreams[server]
+            conn = await self._gateway.twins.for_client(
+                self._gateway.upstreams[server], handshake_only=self._needs_handshake_era(method, modern)
+            )
             started = time.perf_counter()
             try:
                 if modern and not conn.modern:
@@ -361,14 +420,26 @@ class DownstreamSession:
             exchange.result = result if isinstance(result, dict) else {}
             error = await self._gateway.pipeline.run_response(exchange)
             if error is not None:
-                raise error
+                return self._refused(exchange, error)
             result = exchange.result
             if conn.modern and not modern:
                 result = {k: v for k, v in result.items() if k not in _MODERN_ONLY_RESULT_KEYS}
+            if not modern and versions.META_SERVER_INFO in jsonrpc.as_dict(result.get("_meta")):
+                # One identity in both eras: the client's server is Bastion, whatever answered upstream.
+                result = {**result, "_meta": {**result["_meta"], versions.META_SERVER_INFO: SERVER_INFO}}
             self._after_call(method, server, params, result)
             return {"result": result}
 
         return await self._observed(exchange, work)
+
+    def _refused(self, exchange: Exchange, error: BastionError) -> JsonDict:
+        """A refusal as the client gets it: an `isError` result when `refusals: result` allows, else the error."""
+        refusal = refusals.refusal_result(exchange, error, self._gateway.config.refusals)
+        if refusal is None:
+            raise error
+        exchange.error = error.to_jsonrpc_error()  # audit records the refusal, whatever the client is shown
+        exchange.result = refusal
+        return {"result": refusal}
 
     async def _observed(self, exchange: Exchange, work: Any) -> JsonDict:
         """Run `work`, then let every observer (audit first) see the exchange before the reply is released."""
@@ -519,6 +590,29 @@ class DownstreamSession:
             )
         return {"error": InvalidRequest("too many input rounds").to_jsonrpc_error()}
 
+    async def _listen_here(self, params: JsonDict, request_id: RequestId) -> JsonDict:
+        """`subscriptions/listen` on a session with its own stream (stdio): open until ended or cancelled."""
+        if self._listen is not None:
+            raise InvalidRequest("a subscriptions/listen is already open in this session")
+        listen, uris = Listen.asked(request_id, params)
+        for uri in uris:
+            # Through the pipeline, so policy decides which resources this principal may watch.
+            with contextlib.suppress(BastionError):
+                answer = await self._call("resources/subscribe", {"uri": uri}, request_id, Route.URI, False)
+                if "result" in answer:
+                    listen.uris.add(uri)
+        await self._send(listen.acknowledgement(), None)
+        self._listen = listen
+        try:
+            await self._listen_end.wait()
+        finally:
+            self._listen = None
+        return {"result": listen.completion()}
+
+    def end_listen(self) -> None:
+        """End an open `subscriptions/listen` gracefully (shutdown): its `complete` result goes out."""
+        self._listen_end.set()
+
     # -- toward the client -------------------------------------------------------------------------------------
 
     async def relay_request(self, message: JsonDict, related: RequestId | None) -> JsonDict:
@@ -529,6 +623,9 @@ class DownstreamSession:
 
     async def _relay_request(self, message: JsonDict, related: RequestId | None) -> JsonDict:
         method = message.get("method", "")
+        capability = _CAPABILITY_OF_SERVER_REQUEST.get(method)
+        if capability and related is not None and (target := self._targets.get(related)) is not None:
+            self._gateway.needs.learn(*target, capability)
         slot = self._input_slots.get(related) if related is not None else None
         if slot is not None:  # a 2026-07-28 client's call: the request becomes an `input_required` round
             future: asyncio.Future[JsonDict] = asyncio.get_running_loop().create_future()
@@ -537,7 +634,6 @@ class DownstreamSession:
                 return await asyncio.wait_for(future, RELAY_TIMEOUT_SECONDS)
             except TimeoutError:
                 return {"error": UpstreamTimeout("the client did not answer in time").to_jsonrpc_error()}
-        capability = _CAPABILITY_OF_SERVER_REQUEST.get(method)
         if self.stateless or (capability and capability not in self.info.client_capabilities):
             return {"error": {"code": -32601, "message": f"Client does not support {method}"}}
         relay_id = f"bastion-{next(self._relay_ids)}"
@@ -561,7 +657,16 @@ class DownstreamSession:
 
     async def notify(self, method: str, params: JsonDict | None = None) -> None:
         """Send a session-level notification (list_changed, resource updates)."""
+        if self._listen is not None:  # a 2026-07-28 client: only what it listens for, stamped
+            if (stamped := self._listen.stamp(method, params)) is not None:
+                await self._send(stamped, None)
+            return
         if self.initialized and not self.stateless:
+            listing = LIST_CHANGED.get(method)
+            if listing is not None and listing in self._listed:
+                if listing in self._stale:
+                    return  # told already, and it has not listed since: one notice covers every change
+                self._stale.add(listing)
             await self._send(jsonrpc.notification(method, params), None)
 
     async def _ask(self, exchange: Exchange, question: str) -> bool:

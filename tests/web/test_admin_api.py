@@ -273,7 +273,10 @@ async def test_a_held_call_waits_for_a_human_and_resumes_or_fails_as_answered_th
     if decision == "approve":
         assert outcome.content[0].text == f"deploy with {GITHUB_TOKEN}"  # approved as sent: `ask`, not redact
     else:
-        assert isinstance(outcome, MCPError) and outcome.error.data["reason"] == "guardrail_blocked"
+        # `refusals: result` (the default): the refusal is an `isError` result the model can read.
+        assert outcome.is_error and outcome.meta == {
+            "dev.bastion/refusal": {"by": "guardrail", "approval": "denied"}
+        }
     again = await client.post(f"/api/approvals/{approval['id']}/approve", headers=auth)
     assert again.status_code == 404  # the first answer wins
     notices = (await client.get("/api/feed?kind=approval", headers=auth)).json()["items"]

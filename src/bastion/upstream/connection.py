@@ -94,6 +94,11 @@ class UpstreamConnection:
         self._serving = 0
         self._down_reason = ""
 
+    @property
+    def transport_factory(self) -> Callable[[], ClientTransport]:
+        """How this connection makes its transport (a twin of another era reuses it: `eras.py`)."""
+        return self._factory
+
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
