@@ -37,6 +37,8 @@ class NoticeKind(enum.StrEnum):
     """Malformed input from a client or an upstream (bad JSON, invalid JSON-RPC, oversize)."""
     APPROVAL = "approval"
     """A human approved or denied a held call."""
+    GUARDRAIL = "guardrail"
+    """A guardrail found something on a channel outside routed calls (errors, logs, relayed requests, lists)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -215,6 +215,8 @@ CORE_RULES: Final[tuple[Rule, ...]] = (
         "tool_coercion",
         r"\b(?:send|make|schedule|initiate)\s+(?:a\s+|the\s+)?(?:transaction|payment|wire\s+transfer|bank\s+transfer)\s+to\b"
         r"|\btransfer\s+\$?[\d,.]+\s*(?:\w+\s+){0,8}?to\s+(?:the\s+)?(?:account|iban)\b"
+        r"|\b(?:send|transfer|wire|pay|move)\s+(?:\w+\s+){0,6}?(?:money|funds|cash|crypto\w*|bitcoin|\$[\d,.]+|[\d,.]+\s*(?:usd|eur"
+        r"|dollars|euros))\s+(?:\w+\s+){0,4}?to\s+(?:the\s+|this\s+|my\s+|an?\s+)?(?:account|iban|wallet|address|recipient)\b"
         r"|\b(?:modify|change|update|replace)\s+the\s+(?:recipient|password|iban|e-?mail\s+address|phone\s+number)\s+(?:of|for)\s+(?:the\s+|a\s+)?(?:user|account|recurring|scheduled)",
         _M,
     ),

@@ -214,7 +214,8 @@ MULTILINGUAL_CORE_RULES: Final[tuple[Rule, ...]] = (
         r"|credenciais|Verlauf|Passw(?:o|ö)rt\w*|Zugangsdaten|Schlüssel|clés|claves|chaves|jetons?|tokens?)"
         r"[^.\n\x00]{0,80}?(?:https?://|[\w.+-]+@[\w-]+\.)",
         Severity.HIGH,
-        r"https?://|@",
+        r"envoie|envoyez|envoyer|transf\xc3[\xa8\xa9]re|transmet|env\xc3\xad[ae]|enviar|envia|envie|manda|mande|reenv"
+        r"|encaminhe|transfira|sende|senden|schick|\xc3\xbcbermittl",
     ),
     _rule(
         "exfiltration",
@@ -224,7 +225,7 @@ MULTILINGUAL_CORE_RULES: Final[tuple[Rule, ...]] = (
         r"(?:聊天记录|聊天記錄|对话|對話|密码|密碼|密钥|密鑰|令牌|会話履歴|履歴|パスワード|鍵|トークン)[^。\n\x00]{0,30}?"
         r"(?:https?://|[\w.+-]+@[\w-]+\.)",
         Severity.HIGH,
-        r"https?://|@",
+        "тправь|ерешли|ошли|ередай|发送|發送|转发|轉發|发给|發給|上传|上傳|送信|転送|送って|アップロード",
     ),
 )
 """Core attack classes in seven more languages (used by both the `injection` and `poisoning` detectors)."""
