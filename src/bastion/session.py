@@ -504,8 +504,13 @@ class DownstreamSession:
 
     # -- toward the client -------------------------------------------------------------------------------------
 
-    async def relay_request(self, message: JsonDict, related: RequestId | None) -> JsonDict:
-        """Forward a server->client request to this client and return its response message."""
+    async def relay_request(
+        self, message: JsonDict, related: RequestId | None, *, screen: bool = True
+    ) -> JsonDict:
+        """Forward a server->client request to this client and return its response message.
+
+        `screen=False` is for Bastion's own questions (`_ask`), which are not upstream content.
+        """
         method = message.get("method", "")
         slot = self._input_slots.get(related) if related is not None else None
         if slot is not None:  # a 2026-07-28 client's call: the request becomes an `input_required` round
@@ -518,9 +523,12 @@ class DownstreamSession:
         capability = _CAPABILITY_OF_SERVER_REQUEST.get(method)
         if self.stateless or (capability and capability not in self.info.client_capabilities):
             return {"error": {"code": -32601, "message": f"Client does not support {method}"}}
-        allowed, params = await self._gateway.screen_channel(
-            "request", self._server_of(related), message.get("params") or {}, method
-        )
+        params = message.get("params") or {}
+        allowed = True
+        if screen:
+            allowed, params = await self._gateway.screen_channel(
+                "request", self._server_of(related), params, method
+            )
         if not allowed:
             return {
                 "error": Denied(
@@ -583,6 +591,7 @@ class DownstreamSession:
                 "params": {"mode": "form", "message": question, "requestedSchema": schema},
             },
             exchange.request_id,
+            screen=False,
         )
         result = jsonrpc.as_dict(answer.get("result"))
         return result.get("action") == "accept" and bool(

@@ -15,6 +15,9 @@ tool separately so one poisoned tool does not hide the others).
 Rules:
 - `inspect` is pure and synchronous: no I/O, no awaits; safe to call from a worker thread (one Hyperscan scratch per
   thread).
+- Normalised views (`bastion.guard.views`, `normalize: true`) are scanned in the same pass as the raw strings; a view
+  finding is reported at its origin's path, only when the raw scan did not already report it, and redacts the whole
+  origin string. `guardrails.allow` entries drop known-benign findings before actions.
 - Fail closed: a detector that raises turns into a `detector_error` finding whose action is `block` (`flag` with
   `failure_mode: open`); the exception is logged without the payload.
 """

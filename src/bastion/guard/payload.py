@@ -16,7 +16,7 @@ from typing import Any, Final
 PathPart = str | int
 """An object key or an array index."""
 
-KEY_MIN_CHARS: Final = 16
+KEY_MIN_CHARS: Final = 20
 """Object keys this long are collected for scanning (property names that could carry a sentence or a token)."""
 BIG_NUMBER: Final = 10**8
 """Integers of nine digits and more are scanned as text: card, account and ID numbers sent as JSON numbers."""

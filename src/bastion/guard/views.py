@@ -54,7 +54,7 @@ MAX_JOINED_CHARS: Final = 4096
 
 _CANDIDATES: Final[tuple[Rule, ...]] = (
     # Base64 (and base64url) of text: every 4-character group starts with I-Z or a-f (first byte 0x20-0x7e).
-    Rule(type="base64", pattern=r"(?:[I-Za-f][A-Za-z0-9+/_-]{3}){5,}[A-Za-z0-9+/_-]{0,3}={0,2}"),
+    Rule(type="base64", pattern=r"(?:[I-Za-f][A-Za-z0-9+/_-]{3}){6,}[A-Za-z0-9+/_-]{0,3}={0,2}"),
     Rule(type="hex", pattern=r"(?:[2-7][0-9a-fA-F]){10,}|(?:\\x[2-7][0-9a-fA-F]){4,}"),
     Rule(type="percent", pattern=r"(?:%[0-9A-Fa-f]{2}[^%\s]{0,12}){2,}"),
     Rule(type="unicode_escape", pattern=r"\\u[0-9a-fA-F]{4}"),
@@ -276,12 +276,16 @@ def _fields(strings: list[str], links: list[PathLink]) -> list[View]:
     return out
 
 
+_FRAGMENT: Final = re.compile(r"[\w+/=. -]*\d[\w+/=. -]*")
+"""A piece of a token or number (a digit, no punctuation of prose, URLs or addresses): what splitting hides."""
+
+
 def _joined(strings: list[str], links: list[PathLink]) -> list[View]:
     if len(strings) < 2:
         return []
     groups: dict[tuple[object, ...], list[int]] = {}
     for i, link in enumerate(links[:JOIN_SCOPE]):
-        if link is None or len(strings[i]) > MAX_JOIN_PART:
+        if link is None or len(strings[i]) > MAX_JOIN_PART or not _FRAGMENT.fullmatch(strings[i]):
             continue
         parent = link[1]
         if parent is not None and type(parent[0]) is int:

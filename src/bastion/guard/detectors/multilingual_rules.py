@@ -29,9 +29,13 @@ _CJK_GAP: Final = r"[^。！？\n\x00]{0,12}?"
 
 
 def _override(verbs: str, quals: str, nouns: str) -> str:
-    """Verb, then a back-pointing qualifier and an instruction noun in either order (or verb last, German)."""
-    either = rf"(?:(?:{quals}){_SHORT}(?:{nouns})|(?:{nouns}){_SHORT}(?:{quals}))"
-    return rf"(?:{verbs}){_GAP}{either}|(?:{quals}){_SHORT}(?:{nouns}){_SHORT}(?:{verbs})"
+    """Verb, then a back-pointing qualifier and an instruction noun in either order."""
+    return rf"(?:{verbs}){_GAP}(?:(?:{quals}){_SHORT}(?:{nouns})|(?:{nouns}){_SHORT}(?:{quals}))"
+
+
+def _near(first: str, second: str) -> str:
+    """A byte-level prefilter: `first` then `second` on one line, close together (a superset of the rule)."""
+    return rf"(?:{first})[^\n]{{0,360}}(?:{second})"  # bytes: wide enough for 3-byte characters
 
 
 def _rule(type_: str, pattern: str, severity: Severity, prefilter: str) -> Rule:
@@ -53,10 +57,14 @@ _PT_OVERRIDE: Final = _override(
     r"\b(?:anteriores|prévias|previas|acima|originais|iniciais|do\s+sistema|todas|tudo)\b",
     r"(?:instruções|instrucoes|instrução|instrucao|orientações|orientacoes|regras|diretrizes|ordens|comandos)\b",
 )
+_DE_QUALS: Final = r"\b(?:vorherig\w*|bisherig\w*|obig\w*|vorangegangen\w*|früher\w*|ursprünglich\w*|alle|alles|sämtlich\w*|System\w*)"
+_DE_NOUNS: Final = (
+    r"(?:Anweisung\w*|Instruktion\w*|Befehl\w*|Regeln|Vorgaben|Richtlinien|Anordnung\w*|Prompts?)\b"
+)
 _DE_OVERRIDE: Final = _override(
     r"\b(?:ignorier\w*|vergiss|vergessen|missacht\w*|übergeh\w*|nicht\s+(?:mehr\s+)?beacht\w*)",
-    r"\b(?:vorherig\w*|bisherig\w*|obig\w*|vorangegangen\w*|früher\w*|ursprünglich\w*|alle|alles|sämtlich\w*|System\w*)",
-    r"(?:Anweisung\w*|Instruktion\w*|Befehl\w*|Regeln|Vorgaben|Richtlinien|Anordnung\w*|Prompts?)\b",
+    _DE_QUALS,
+    _DE_NOUNS,
 )
 _RU_OVERRIDE: Final = _override(
     r"(?:игнорируй\w*|проигнорируй\w*|забудь\w*|не\s+обращай\w*\s+внимани\w+|отбрось\w*|пренебреги\w*)",
@@ -66,20 +74,56 @@ _RU_OVERRIDE: Final = _override(
 
 MULTILINGUAL_CORE_RULES: Final[tuple[Rule, ...]] = (
     # Instruction override.
-    _rule("instruction_override", _FR_OVERRIDE, Severity.HIGH, r"ignor|oubli|glige|compte|abstraction"),
-    _rule("instruction_override", _ES_OVERRIDE, Severity.HIGH, r"ignor|olvid|omit|descart|caso\s+omiso"),
-    _rule("instruction_override", _PT_OVERRIDE, Severity.HIGH, r"ignor|esque|desconsider|descart|despreze"),
+    _rule(
+        "instruction_override",
+        _FR_OVERRIDE,
+        Severity.HIGH,
+        _near(
+            r"ignor|oubli|glige|compte|abstraction",
+            r"instruction|consigne|r\xc3\xa8gle|regle|directive|ordre|indication|prompt",
+        ),
+    ),
+    _rule(
+        "instruction_override",
+        _ES_OVERRIDE,
+        Severity.HIGH,
+        _near(
+            r"ignor|olvid|omit|descart|caso\s+omiso",
+            r"instrucci|indicaciones|reglas|directrices|\xc3\xb3rdenes|ordenes|prompt",
+        ),
+    ),
+    _rule(
+        "instruction_override",
+        _PT_OVERRIDE,
+        Severity.HIGH,
+        _near(
+            r"ignor|esque|desconsider|descart|despreze", r"instru|orienta|regras|diretrizes|ordens|comandos"
+        ),
+    ),
     _rule(
         "instruction_override",
         _DE_OVERRIDE,
         Severity.HIGH,
-        r"ignorier|vergiss|vergessen|missacht|bergeh|beacht",
+        _near(
+            r"ignorier|vergiss|vergessen|missacht|bergeh|beacht",
+            r"anweisung|instruktion|befehl|regeln|vorgaben|richtlinien|anordnung|prompt",
+        ),
+    ),
+    _rule(
+        "instruction_override",
+        # German puts the verb last: "alle vorherigen Anweisungen zu ignorieren".
+        rf"{_DE_QUALS}{_SHORT}{_DE_NOUNS}{_SHORT}(?:ignorier\w*|vergessen|missacht\w*|nicht\s+(?:mehr\s+)?beacht\w*)",
+        Severity.HIGH,
+        _near(
+            r"anweisung|instruktion|befehl|regeln|vorgaben|richtlinien|anordnung|prompt",
+            r"ignorier|vergessen|missacht|beacht",
+        ),
     ),
     _rule(
         "instruction_override",
         _RU_OVERRIDE,
         Severity.HIGH,
-        "гнорир|абудь|обращай|тбрось|ренебрег",
+        _near("гнорир|абудь|обращай|тбрось|ренебрег", "нструкци|казани|равил|оманд|аспоряжени|ромпт"),
     ),
     _rule(
         "instruction_override",
@@ -150,7 +194,12 @@ MULTILINGUAL_CORE_RULES: Final[tuple[Rule, ...]] = (
         rf"|\b(?:zeig\w*|verrat\w*|gib|wiederhol\w*|nenn\w*|druck\w*|ausgeben)\b{_SHORT}"
         r"(?:System-?prompt\w*|Systemanweisung\w*|ursprünglichen\s+Anweisungen|versteckten\s+Anweisungen)",
         Severity.HIGH,
-        r"prompt|instructions\s+(?:syst|initiales|cach)|instrucciones\s+|instru\xc3\xa7\xc3\xb5es\s+|anweisung",
+        _near(
+            r"r\xc3\xa9v\xc3\xa8le|revele|affiche|montre|donne|r\xc3\xa9p\xc3\xa8te|repete|imprime|divulgue|revela|muestra"
+            r"|mu\xc3\xa9strame|muestrame|dime|repite|divulga|mostre|mostra|diga|imprima|repita|zeig|verrat|gib|wiederhol"
+            r"|nenn|druck|ausgeben",
+            r"prompt|instructions\s+(?:syst|initiales|cach)|instrucciones\s+|instru\xc3\xa7\xc3\xb5es\s+|anweisung",
+        ),
     ),
     _rule(
         "prompt_leak",
@@ -214,8 +263,11 @@ MULTILINGUAL_CORE_RULES: Final[tuple[Rule, ...]] = (
         r"|credenciais|Verlauf|Passw(?:o|ö)rt\w*|Zugangsdaten|Schlüssel|clés|claves|chaves|jetons?|tokens?)"
         r"[^.\n\x00]{0,80}?(?:https?://|[\w.+-]+@[\w-]+\.)",
         Severity.HIGH,
-        r"envoie|envoyez|envoyer|transf\xc3[\xa8\xa9]re|transmet|env\xc3\xad[ae]|enviar|envia|envie|manda|mande|reenv"
-        r"|encaminhe|transfira|sende|senden|schick|\xc3\xbcbermittl",
+        _near(
+            r"envoie|envoyez|envoyer|transf\xc3[\xa8\xa9]re|transmet|env\xc3\xad[ae]|enviar|envia|envie|manda|mande|reenv"
+            r"|encaminhe|transfira|sende|senden|schick|\xc3\xbcbermittl",
+            r"https?://|@",
+        ),
     ),
     _rule(
         "exfiltration",
@@ -225,7 +277,10 @@ MULTILINGUAL_CORE_RULES: Final[tuple[Rule, ...]] = (
         r"(?:聊天记录|聊天記錄|对话|對話|密码|密碼|密钥|密鑰|令牌|会話履歴|履歴|パスワード|鍵|トークン)[^。\n\x00]{0,30}?"
         r"(?:https?://|[\w.+-]+@[\w-]+\.)",
         Severity.HIGH,
-        "тправь|ерешли|ошли|ередай|发送|發送|转发|轉發|发给|發給|上传|上傳|送信|転送|送って|アップロード",
+        _near(
+            "тправь|ерешли|ошли|ередай|发送|發送|转发|轉發|发给|發給|上传|上傳|送信|転送|送って|アップロード",
+            r"https?://|@",
+        ),
     ),
 )
 """Core attack classes in seven more languages (used by both the `injection` and `poisoning` detectors)."""
