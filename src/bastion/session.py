@@ -330,6 +330,7 @@ class DownstreamSession:
             if "error" in reply:
                 allowed, error = await self._gateway.screen_channel("error", server, reply["error"], method)
                 if not allowed:
+                    exchange.outcome = "deny"  # audited as a refusal, like a blocked result
                     raise Denied(
                         "Blocked by Bastion guardrails (error of the upstream)",
                         reason=Reason.GUARDRAIL_BLOCKED,

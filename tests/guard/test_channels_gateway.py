@@ -92,6 +92,7 @@ async def test_an_upstream_error_carrying_an_injection_is_refused() -> None:
         except MCPError as exc:
             assert exc.error.data["reason"] == Reason.GUARDRAIL_BLOCKED
             assert "forward" not in exc.error.message
+            assert g.recorder.last("tools/call").outcome == "deny"
         else:  # the SDK turned the exception into an `isError` result: the response guard refuses that
             pytest.fail(f"an injected error reached the client: {result}")
 
