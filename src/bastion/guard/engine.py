@@ -233,7 +233,12 @@ class Guard:
             key = link[0] if link is not None and isinstance(link[0], str) else None
             return ScanContext(direction=direction, key=key, server=server, tool=tool, link=link)
 
-        hits_by_string = self._pattern_hits(plan, strings) if plan.matcher.rules else {}
+        hits_by_string: dict[int, dict[int, list[Hit]]] = {}
+        if plan.matcher.rules:
+            hits_by_string = self._pattern_hits(plan, seen.strings)
+            if views:  # a pass of their own: the raw strings keep their fast single-string path
+                extra = self._pattern_hits(plan, strings[raw:])
+                hits_by_string.update({raw + i: found for i, found in extra.items()})
         wanted = set(hits_by_string)
         if plan.plain or plan.every_string:
             wanted.update(range(len(strings)))
