@@ -6,8 +6,8 @@ Payloads (built locally, nothing downloaded):
 - prose: clean e-mails and tables from the tuning corpora (or stdlib docstrings when the corpora are absent);
 - mixed: the three above, one content block each.
 
-Prints MB/s (payload bytes of JSON per second of `Guard.inspect`, one thread) per payload kind, and p50/p99 of a
-64 KB tool result. Run: `.venv/bin/python bench/guard_throughput.py [--seconds 2] [--backend hyperscan|re2|re]`.
+Prints MB/s (payload bytes of JSON per second of `Guard.inspect`, one thread) per payload kind, and p50/min of
+64 KB and 1 KB tool results. Run: `.venv/bin/python bench/guard_throughput.py [--seconds 2] [--backend hyperscan|re2|re]`.
 """
 
 from __future__ import annotations
@@ -165,12 +165,15 @@ def main() -> int:
         "json 64KB": json_records(SIZE),
         "prose 64KB": text_result(docs_text(SIZE)),
         "pii-dense 64KB": text_result(prose_text(SIZE)),
-        "prose 1KB": text_result(docs_text(1024)),
     }
     payloads["mixed 192KB"] = {
         "content": [payloads["code 64KB"]["content"][0], payloads["prose 64KB"]["content"][0]],
         "structuredContent": payloads["json 64KB"]["structuredContent"],
     }
+    small = 1024
+    payloads["code 1KB"] = text_result(code_text(small))
+    payloads["json 1KB"] = json_records(small)
+    payloads["prose 1KB"] = text_result(docs_text(small))
     print(
         f"backend: {guards['default'].backend}; classifier {args.classifier}; python {sys.version.split()[0]}; "
         "one thread"

@@ -36,6 +36,7 @@ from bastion.upstream.health import ProtocolErrorReporter
 
 if TYPE_CHECKING:
     from bastion.cluster.member import ClusterMember
+    from bastion.guard.channels import ChannelGuard
 
 logger = logging.getLogger("bastion.gateway")
 
@@ -118,6 +119,9 @@ class Gateway:
         self._notice_tasks: set[asyncio.Task[None]] = set()
         self._listed: dict[str, bool] = {}
         """Whether each upstream's items were in the lists when clients were last told (one list_changed per flip)."""
+        self.channel_guard: ChannelGuard | None = None
+        """Guardrails on errors, relayed requests, notifications, instructions and list entries (set by
+        `Guardrails.attach`); None lets them through unexamined."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -335,11 +339,20 @@ class Gateway:
         ]
 
     def merged_instructions(self) -> str | None:
-        """Bastion's own instructions, then each upstream's under a heading."""
+        """Bastion's own instructions, then each upstream's under a heading (those the guardrails allow)."""
         parts = [self.config.instructions] if self.config.instructions else []
         for name, conn in self.upstreams.items():
             if conn.instructions:
-                parts.append(f"## {name}\n{conn.instructions}")
+                text: Any = conn.instructions
+                if self.channel_guard is not None:
+                    screened = self.channel_guard.instructions(name, conn.instructions)
+                    notice = screened.notice("instructions", name, "instructions")
+                    if notice is not None:
+                        self.emit_soon(notice)
+                    if not screened.allowed:
+                        continue
+                    text = screened.payload
+                parts.append(f"## {name}\n{text}")
         return "\n\n".join(parts) or None
 
     async def observe(self, exchange: Exchange) -> None:
@@ -353,6 +366,18 @@ class Gateway:
                 failure = failure or exc
         if failure is not None:
             raise failure
+
+    async def screen_channel(
+        self, channel: str, server: str | None, payload: Any, what: str
+    ) -> tuple[bool, Any]:
+        """Whether `payload` may go to a client on `channel` (see `bastion.guard.channels`), and in what form."""
+        if self.channel_guard is None:
+            return True, payload
+        screened = self.channel_guard.screen(channel, server, payload)
+        notice = screened.notice(channel, server, what)
+        if notice is not None:
+            await self.emit(notice)
+        return screened.allowed, screened.payload
 
     async def emit(self, notice: Notice) -> None:
         """Hand a notable event to every notice observer; a failing observer is logged, never raised."""
@@ -444,7 +469,11 @@ class Gateway:
                 method, params, [s for s in self.sessions.values() if uri in s.subscriptions]
             )
         elif method == "notifications/message":
-            await self.notify_sessions(method, params, [s for s in self.sessions.values() if s.wants_logs])
+            allowed, params = await self.screen_channel("notification", conn.name, params, method)
+            if allowed:
+                await self.notify_sessions(
+                    method, params, [s for s in self.sessions.values() if s.wants_logs]
+                )
         else:
             logger.debug("upstream %s sent %s with no client to route it to", conn.name, method)
 

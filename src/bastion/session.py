@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any, Final
 from bastion import __version__
 from bastion.errors import (
     BastionError,
+    Denied,
     InternalError,
     InvalidParams,
     InvalidRequest,
     MethodNotFound,
     RateLimited,
+    Reason,
     UpstreamTimeout,
     error_from_exception,
 )
@@ -82,6 +84,8 @@ class DownstreamSession:
         self._gateway = gateway
         self._outbound = outbound
         self._tasks: dict[RequestId, asyncio.Task[None]] = {}
+        self._exchanges: dict[RequestId, Exchange] = {}
+        """Exchanges in flight, so relayed server->client traffic knows its upstream (for guardrail overrides)."""
         self._relay_ids = itertools.count(1)
         self._relays: dict[RequestId, asyncio.Future[JsonDict]] = {}
         self.subscriptions: set[str] = set()
@@ -339,6 +343,7 @@ class DownstreamSession:
     def _exchange(self, method: str, params: JsonDict, request_id: RequestId) -> Exchange:
         exchange = Exchange(session=self.info, method=method, params=params, request_id=request_id)
         exchange.asker = functools.partial(self._ask, exchange)
+        self._exchanges[request_id] = exchange
         return exchange
 
     async def _list(self, method: str, params: JsonDict, request_id: RequestId) -> JsonDict:
@@ -413,9 +418,16 @@ class DownstreamSession:
             finally:
                 exchange.upstream_seconds = time.perf_counter() - started
             if "error" in reply:
-                exchange.error = reply["error"]
+                allowed, error = await self._gateway.screen_channel("error", server, reply["error"], method)
+                if not allowed:
+                    exchange.outcome = "deny"  # audited as a refusal, like a blocked result
+                    raise Denied(
+                        "Blocked by Bastion guardrails (error of the upstream)",
+                        reason=Reason.GUARDRAIL_BLOCKED,
+                    )
+                exchange.error = error
                 exchange.outcome = "error"
-                return {"error": reply["error"]}
+                return {"error": error}
             result = reply.get("result")
             exchange.result = result if isinstance(result, dict) else {}
             error = await self._gateway.pipeline.run_response(exchange)
@@ -445,10 +457,13 @@ class DownstreamSession:
         """Run `work`, then let every observer (audit first) see the exchange before the reply is released."""
         CURRENT_EXCHANGE.set(exchange)  # log lines carry its ids; this task serves only this request
         tracer = self._gateway.pipeline.tracer
-        if tracer is None:
-            return await self._observe(exchange, work)
-        with tracer.request_span(exchange):
-            return await self._observe(exchange, work)
+        try:
+            if tracer is None:
+                return await self._observe(exchange, work)
+            with tracer.request_span(exchange):
+                return await self._observe(exchange, work)
+        finally:
+            self._exchanges.pop(exchange.request_id, None)
 
     async def _observe(self, exchange: Exchange, work: Any) -> JsonDict:
         failure: BastionError | None = None
@@ -615,13 +630,18 @@ class DownstreamSession:
 
     # -- toward the client -------------------------------------------------------------------------------------
 
-    async def relay_request(self, message: JsonDict, related: RequestId | None) -> JsonDict:
-        """Forward a server->client request to this client and return its response message (audited)."""
-        answer = await self._relay_request(message, related)
+    async def relay_request(
+        self, message: JsonDict, related: RequestId | None, *, screen: bool = True
+    ) -> JsonDict:
+        """Forward a server->client request to this client and return its response message (audited).
+
+        `screen=False` is for Bastion's own questions (`_ask`), which are not upstream content.
+        """
+        answer = await self._relay_request(message, related, screen=screen)
         await self._gateway.emit(relay_notice(self._gateway, self, message, related, answer))
         return answer
 
-    async def _relay_request(self, message: JsonDict, related: RequestId | None) -> JsonDict:
+    async def _relay_request(self, message: JsonDict, related: RequestId | None, *, screen: bool) -> JsonDict:
         method = message.get("method", "")
         capability = _CAPABILITY_OF_SERVER_REQUEST.get(method)
         if capability and related is not None and (target := self._targets.get(related)) is not None:
@@ -636,12 +656,24 @@ class DownstreamSession:
                 return {"error": UpstreamTimeout("the client did not answer in time").to_jsonrpc_error()}
         if self.stateless or (capability and capability not in self.info.client_capabilities):
             return {"error": {"code": -32601, "message": f"Client does not support {method}"}}
+        params = message.get("params") or {}
+        allowed = True
+        if screen:
+            allowed, params = await self._gateway.screen_channel(
+                "request", self._server_of(related), params, method
+            )
+        if not allowed:
+            return {
+                "error": Denied(
+                    f"Bastion guardrails withheld {method}", reason=Reason.GUARDRAIL_BLOCKED
+                ).to_jsonrpc_error()
+            }
         relay_id = f"bastion-{next(self._relay_ids)}"
         future = asyncio.get_running_loop().create_future()
         self._relays[relay_id] = future
         try:
             await self._send(
-                {"jsonrpc": "2.0", "id": relay_id, "method": method, "params": message.get("params") or {}},
+                {"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params},
                 related,
             )
             return await asyncio.wait_for(future, RELAY_TIMEOUT_SECONDS)
@@ -651,9 +683,24 @@ class DownstreamSession:
             self._relays.pop(relay_id, None)
 
     async def relay_notification(self, message: JsonDict, related: RequestId | None) -> None:
-        """Forward an upstream notification to this client."""
-        if not self.stateless or related is not None:
-            await self._send(message, related)
+        """Forward an upstream notification to this client (logs and progress messages pass the guardrails)."""
+        if self.stateless and related is None:
+            return
+        method = message.get("method")
+        params = message.get("params")
+        if method in ("notifications/message", "notifications/progress") and isinstance(params, dict):
+            allowed, params = await self._gateway.screen_channel(
+                "notification", self._server_of(related), params, str(method)
+            )
+            if not allowed:
+                return
+            message = {**message, "params": params}
+        await self._send(message, related)
+
+    def _server_of(self, related: RequestId | None) -> str | None:
+        """The upstream serving this session's request `related`, while it is in flight."""
+        exchange = self._exchanges.get(related) if related is not None else None
+        return exchange.server if exchange is not None else None
 
     async def notify(self, method: str, params: JsonDict | None = None) -> None:
         """Send a session-level notification (list_changed, resource updates)."""
@@ -686,6 +733,7 @@ class DownstreamSession:
                 "params": {"mode": "form", "message": question, "requestedSchema": schema},
             },
             exchange.request_id,
+            screen=False,
         )
         result = jsonrpc.as_dict(answer.get("result"))
         return result.get("action") == "accept" and bool(

@@ -171,10 +171,11 @@ def test_every_matcher_backend_finds_the_same_things(backend: str) -> None:
     assert found == {("secrets", "aws_access_key"), ("pii", "email"), ("injection", "instruction_override")}
 
 
-def test_matches_across_strings_of_one_payload_are_not_joined() -> None:
+def test_the_raw_pass_never_matches_across_strings_only_the_joined_view_does() -> None:
     key = tokens.aws_key()
     payload = {"a": key[:10], "b": key[10:], "c": "x"}
-    assert GUARD.inspect("response", payload).findings == ()
+    assert Guard(GuardrailsConfig(normalize=False)).inspect("response", payload).findings == ()
+    assert [f.path for f in GUARD.inspect("response", payload).findings] == ["$.a"]
 
 
 def test_unknown_action_keys_are_config_errors() -> None:

@@ -135,6 +135,29 @@ class OverrideConfig(_Model):
         return _check_action_keys(actions)
 
 
+class AllowEntry(_Model):
+    """Known-benign findings on some servers/tools (see `bastion.guard.allowlist`). Globs; empty means "any"."""
+
+    servers: list[str] = Field(default_factory=list)
+    """Server name globs."""
+    tools: list[str] = Field(default_factory=list)
+    """Tool name globs (the upstream's own tool name)."""
+    findings: list[str] = Field(default_factory=lambda: ["*"])
+    """`detector` or `detector.type` globs, e.g. `injection.*`, `secrets.generic_secret`."""
+    pattern: str | None = None
+    """Python regex searched in the matched text; unset allows every matching finding."""
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regex: {exc}") from None
+        return pattern
+
+
 class CustomPattern(_Model):
     """An organisation's own secret format, e.g. internal tokens."""
 
@@ -257,9 +280,15 @@ class GuardrailsConfig(_Model):
     rug_pull: Literal["hold", "flag", "off"] = "hold"
     """A tool whose definition differs from its pin is held back until approved (`hold`), served and reported
     (`flag`), or not pinned at all (`off`). See `bastion.guard.pins`."""
+    normalize: bool = True
+    """Also scan decoded, cleaned and joined views of each payload (`bastion.guard.views`): base64, hex, percent,
+    `\\u` escapes, HTML entities, invisible characters, lookalikes, spaced and l33t letters, split values,
+    credential-named fields and long object keys."""
     actions: dict[str, ActionEntry] = Field(default_factory=_default_actions)
     """Merged over the defaults: set only what you change."""
     overrides: list[OverrideConfig] = Field(default_factory=list)
+    allow: list[AllowEntry] = Field(default_factory=list)
+    """Known-benign findings per server/tool, dropped before actions (`bastion.guard.allowlist`)."""
     secrets: SecretsConfig = Field(default_factory=SecretsConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     injection: InjectionConfig = Field(default_factory=InjectionConfig)

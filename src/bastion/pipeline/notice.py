@@ -43,6 +43,8 @@ class NoticeKind(enum.StrEnum):
     """A client notification (`notifications/cancelled` and whether it cancelled anything, `initialized`...)."""
     SERVER_REQUEST = "server_request"
     """An upstream's request to the client (sampling, elicitation, roots) and who answered it, how."""
+    GUARDRAIL = "guardrail"
+    """A guardrail found something on a channel outside routed calls (errors, logs, relayed requests, lists)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
