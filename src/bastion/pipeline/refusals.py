@@ -40,7 +40,9 @@ def refusal_result(exchange: Exchange, error: BastionError, mode: str) -> JsonDi
 
 
 def _guardrail(tool: str, data: dict[str, Any], *, not_approved: bool) -> JsonDict:
-    findings = [f for f in data.get("findings") or [] if isinstance(f, dict)]
+    found = [f for f in data.get("findings") or [] if isinstance(f, dict)]
+    # Name what refused the call: the blocking findings, not those that were only flagged beside them.
+    findings = [f for f in found if f.get("action") == "block"] or found
     if not_approved:  # a guardrail asked a human, who did not approve
         text = (
             f"Bastion refused this call to {tool}: it needs human approval and was not approved. "
