@@ -503,6 +503,7 @@ class DownstreamSession:
                         "params": ask.get("params") or {},
                     },
                     request_id,
+                    server=conn.name,
                 )
                 if "error" in answer:
                     return {"error": answer["error"]}
@@ -521,10 +522,13 @@ class DownstreamSession:
 
     # -- toward the client -------------------------------------------------------------------------------------
 
-    async def relay_request(self, message: JsonDict, related: RequestId | None) -> JsonDict:
-        """Forward a server->client request to this client and return its response message (audited)."""
+    async def relay_request(
+        self, message: JsonDict, related: RequestId | None, *, server: str = ""
+    ) -> JsonDict:
+        """Forward a server->client request to this client and return its response message (audited with the
+        upstream `server` that asked; empty when Bastion asks itself, as for an approval)."""
         answer = await self._relay_request(message, related)
-        await self._gateway.emit(relay_notice(self._gateway, self, message, related, answer))
+        await self._gateway.emit(relay_notice(self._gateway, self, message, related, answer, server=server))
         return answer
 
     async def _relay_request(self, message: JsonDict, related: RequestId | None) -> JsonDict:
