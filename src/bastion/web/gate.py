@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.auth.apikeys import NAMESPACE as API_KEYS
 from bastion.auth.authenticator import Authenticator
+from bastion.auth.failures import FailureHook as AuthFailureHook
 from bastion.auth.failures import failure_of
 from bastion.auth.principal import Principal
 from bastion.errors import AuthError
@@ -50,8 +51,8 @@ SECURITY_HEADERS: Final = (
     (b"cache-control", b"no-store"),
 )
 
-FailureHook = Callable[[str, str, str], None]
-"""(reason, client address, path): audits a refused credential, a non-admin or a cross-site request."""
+FailureHook = AuthFailureHook
+"""(reason, client address, path[, facts]): audits a refused credential, a non-admin or a cross-site request."""
 RolesOf = Callable[[Principal], frozenset[str]]
 """The principal's effective roles (its own plus those the policy in force grants it by name)."""
 
