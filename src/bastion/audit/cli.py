@@ -287,7 +287,7 @@ async def _verify(args: argparse.Namespace, config: BastionConfig) -> int:
             async with reaching(where, url):
                 store = await stack.enter_async_context(open_state_store(config.state))
                 await store.get_record(WITNESS_NAMESPACE, "-")  # Redis connects on first use: reach it now
-        witnesses = build_witnesses(audit.witnesses, store)
+        witnesses = build_witnesses(audit.witnesses, store, readable_only=True)
         for name in names:
             async with (
                 open_reader(audit, sink=name) as reader,
