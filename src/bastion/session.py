@@ -589,6 +589,7 @@ class DownstreamSession:
                         "params": ask.get("params") or {},
                     },
                     request_id,
+                    server=conn.name,
                 )
                 if "error" in answer:
                     return {"error": answer["error"]}
@@ -631,14 +632,15 @@ class DownstreamSession:
     # -- toward the client -------------------------------------------------------------------------------------
 
     async def relay_request(
-        self, message: JsonDict, related: RequestId | None, *, screen: bool = True
+        self, message: JsonDict, related: RequestId | None, *, server: str = "", screen: bool = True
     ) -> JsonDict:
-        """Forward a server->client request to this client and return its response message (audited).
+        """Forward a server->client request to this client and return its response message (audited with the
+        upstream `server` that asked; empty when Bastion asks itself, as for an approval).
 
         `screen=False` is for Bastion's own questions (`_ask`), which are not upstream content.
         """
         answer = await self._relay_request(message, related, screen=screen)
-        await self._gateway.emit(relay_notice(self._gateway, self, message, related, answer))
+        await self._gateway.emit(relay_notice(self._gateway, self, message, related, answer, server=server))
         return answer
 
     async def _relay_request(self, message: JsonDict, related: RequestId | None, *, screen: bool) -> JsonDict:

@@ -7,9 +7,11 @@ import argparse
 import csv
 import io
 import json
+import socket
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -258,3 +260,40 @@ async def test_tail_and_search_escape_control_and_bidi_characters_but_json_stays
     assert await _cli(["audit", "tail", "-n", "1", "--json", "--config", str(trail)]) == 0
     exact = json.loads(capsys.readouterr().out)
     assert (exact["target"], exact["principal"]) == (HOSTILE_URI, "eve\x1b]0;title\x07")
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port bound on 127.0.0.1 that nobody listens on: connecting is refused, and no one else can take it."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+async def test_verify_names_an_unreachable_redis_witness_in_one_line_without_its_password(
+    trail: Path, closed_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = yaml.safe_load(trail.read_text())
+    config["state"] = {"backend": "redis", "url": f"redis://:hunter2-redis@127.0.0.1:{closed_port}/0"}
+    trail.write_text(yaml.safe_dump(config))
+    assert await _cli(["audit", "verify", "--config", str(trail)]) == audit_cli.UNREACHABLE
+    captured = capsys.readouterr()
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"error: cannot reach the state store (redis://127.0.0.1:{closed_port}/0): ")
+    assert "hunter2" not in captured.err + captured.out and "Traceback" not in captured.err
+
+
+async def test_verify_and_tail_name_an_unreachable_postgres_sink_in_one_line_without_its_password(
+    trail: Path, closed_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = yaml.safe_load(trail.read_text())
+    url = f"postgresql://bastion:pg-secret-pw@127.0.0.1:{closed_port}/audit?sslmode=disable"
+    config["audit"]["sinks"] = [{"type": "postgres", "url": url}]
+    trail.write_text(yaml.safe_dump(config))
+    for command in ("verify", "tail"):
+        assert await _cli(["audit", command, "--config", str(trail)]) == audit_cli.UNREACHABLE
+        captured = capsys.readouterr()
+        (line,) = captured.err.splitlines()
+        where = f"postgresql://127.0.0.1:{closed_port}/audit"
+        assert line.startswith(f"error: cannot reach audit sink postgres ({where}): ")
+        assert "pg-secret-pw" not in captured.err + captured.out and "Traceback" not in captured.err

@@ -9,8 +9,12 @@ from typing import Any
 
 import anyio
 import pytest
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel
 
 from bastion.audit.event import AuditEvent
+from bastion.config import parse_config
 from bastion.errors import Denied
 from bastion.pipeline.exchange import Exchange
 from bastion.pipeline.stage import BaseStage
@@ -161,3 +165,54 @@ async def test_every_method_and_refusal_of_one_session_is_one_audit_event() -> N
     assert (cancelled.detail["requestId"], cancelled.detail["reason"]) == ("40", "user\x1b[2K")
     (set_level,) = [e for e in audit.events if e.method == "logging/setLevel"]
     assert set_level.arguments == {"level": "debug"}
+
+
+def _asking_server() -> MCPServer:
+    """An upstream whose tool asks the client a question (elicitation) before it answers."""
+    server = MCPServer("asker")
+
+    class Confirm(BaseModel):
+        ok: bool
+
+    @server.tool()
+    async def confirm(ctx: Context) -> str:
+        """Ask the user to confirm."""
+        answer = await ctx.elicit("Proceed?", Confirm)
+        return answer.action
+
+    return server
+
+
+async def test_a_request_an_upstream_sends_to_the_client_is_recorded_under_that_upstream() -> None:
+    audit = capture_audit()
+    # A handshake-era upstream: its request comes over the back-channel of the call it belongs to.
+    server = {
+        "transport": "stdio",
+        "command": "in-memory",
+        "connect_timeout_seconds": 10,
+        "protocol": "legacy",
+    }
+    config = parse_config({"servers": {"asker": server}})
+    async with running_gateway({"asker": _asking_server()}, config=config, observers=[audit]) as gw:
+        client = Client()
+        session = await gw.open_session(transport="memory", outbound=client)
+        init = request(
+            1, "initialize", protocolVersion="2025-11-25", capabilities={"elicitation": {"form": {}}}
+        )
+        init["params"]["clientInfo"] = {"name": "raw", "version": "1"}
+        await session.handle(init)
+        await client.wait_for(lambda m: m.get("id") == 1)
+        await session.handle({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        await session.handle(request(2, "tools/call", name="asker__confirm", arguments={}))
+        asked = await client.wait_for(lambda m: m.get("method") == "elicitation/create")
+        await session.handle({"jsonrpc": "2.0", "id": asked["id"], "result": {"action": "decline"}})
+        assert "result" in await client.wait_for(lambda m: m.get("id") == 2 and "method" not in m)
+        await session.aclose()
+
+    (relayed,) = audit.of_kind("server_request")
+    assert relayed.server == "asker"
+    assert (relayed.detail["method"], relayed.detail["relatedRequestId"], relayed.detail["action"]) == (
+        "elicitation/create",
+        "2",
+        "decline",
+    )

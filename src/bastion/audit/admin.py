@@ -10,6 +10,7 @@ commands have no gateway, so they write the event into the configured sinks them
 from __future__ import annotations
 
 import getpass
+from collections.abc import Mapping
 from typing import Any
 
 from bastion.audit.event import event_from_notice
@@ -38,6 +39,30 @@ def key_notice(action: str, key_id: str, *, by: str, via: str, info: ApiKeyInfo 
         kind=NoticeKind.API_KEY,
         principal=by,
         severity="warning" if action == "revoked" else "info",
+        target=key_id,
+        detail=detail,
+    )
+
+
+def expiry_notice(key_id: str, key: Mapping[str, Any], *, remote: str = "") -> Notice:
+    """An `api_key` notice with action `expired`: the gateway saw the key presented after its expiry, the first
+    time (`ApiKeyStore` marks it once). `by` is `bastion` (no administrator acted); `principal` is the key's."""
+    roles = key.get("roles") or []
+    detail: dict[str, Any] = {
+        "action": "expired",
+        "keyId": key_id,
+        "by": "bastion",
+        "via": "auth",
+        "principal": str(key.get("principal", "")),
+        "roles": [str(r) for r in roles] if isinstance(roles, list | tuple) else [],
+        "expiresAt": key.get("expires_at"),
+    }
+    return Notice(
+        kind=NoticeKind.API_KEY,
+        principal=detail["principal"],
+        roles=tuple(detail["roles"]),
+        remote=remote,
+        severity="warning",
         target=key_id,
         detail=detail,
     )

@@ -1,7 +1,9 @@
 """`bastion audit tail | search | export | verify | prune`: read, check and maintain the audit trail.
 
 Every subcommand takes `--config FILE` (its `audit:` section) and `--sink NAME` (default: the first sink).
-Exit codes: 0 success, 1 verification failed or nothing found by `get`, 2 bad arguments or config.
+Exit codes: 0 success, 1 verification failed (tampering or a gap found), 2 bad arguments or config, 3 a store
+the command needs (an audit sink's database, the state store holding the witness) could not be reached: one
+line names it, without credentials.
 """
 
 from __future__ import annotations
@@ -24,14 +26,18 @@ from bastion.audit.escape import printable
 from bastion.audit.event import EXCHANGE_KIND, AuditEvent
 from bastion.audit.keys import audit_key, public_key
 from bastion.audit.query import format_time, make_query, open_reader, parse_time
+from bastion.audit.reach import StoreUnreachable, reaching, safe_location
 from bastion.audit.signing import Ed25519Key, KeyRing, signing_key
 from bastion.audit.sinks import AuditReader
 from bastion.audit.verify import describe, verify
+from bastion.audit.witness import NAMESPACE as WITNESS_NAMESPACE
 from bastion.audit.witness import build_witnesses
 from bastion.config.model import BastionConfig
 from bastion.errors import ConfigError
 from bastion.state import open_state_store
 
+UNREACHABLE: Final = 3
+"""Exit code when a sink or the state store cannot be reached (1 stays "the trail failed verification")."""
 FOLLOW_POLL_SECONDS: Final = 0.5
 """How often `tail -f` looks for new events."""
 EXPORT_PAGE: Final = 1000
@@ -147,6 +153,9 @@ def run_audit(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except StoreUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return UNREACHABLE
     except KeyboardInterrupt:
         return 130
     return result
@@ -273,10 +282,17 @@ async def _verify(args: argparse.Namespace, config: BastionConfig) -> int:
         store = None
         if config.state.backend == "redis" or config.state.path != ":memory:":
             # An in-memory state store lives in the gateway's process only: nothing to compare with here.
-            store = await stack.enter_async_context(open_state_store(config.state))
-        witnesses = build_witnesses(audit.witnesses, store)
+            url = (config.state.url or "") if config.state.backend == "redis" else ""
+            where = f"the state store ({safe_location(url) if url else config.state.path})"
+            async with reaching(where, url):
+                store = await stack.enter_async_context(open_state_store(config.state))
+                await store.get_record(WITNESS_NAMESPACE, "-")  # Redis connects on first use: reach it now
+        witnesses = build_witnesses(audit.witnesses, store, readable_only=True)
         for name in names:
-            async with open_reader(audit, sink=name) as reader:
+            async with (
+                open_reader(audit, sink=name) as reader,
+                reaching(f"audit sink {name or reader.name} or the state store (connection lost)"),
+            ):
                 report = await verify(
                     reader,
                     key=key,

@@ -104,7 +104,19 @@ class FileWitnessConfig(_Model):
     """The witness file (relative paths are relative to the config file's folder)."""
 
 
-WitnessConfig = Annotated[StateWitnessConfig | FileWitnessConfig, Field(discriminator="type")]
+class WebhookWitnessConfig(_Model):
+    """Checkpoint heads POSTed as JSON to a URL kept by someone else (write-only: `verify` does not read it)."""
+
+    type: Literal["webhook"]
+    url: SecretStr
+    """Where each head is POSTed (`${env:...}` when the URL carries a token); never logged in full."""
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    """Longest one POST may take; slower is a failure of that checkpoint's witness write."""
+
+
+WitnessConfig = Annotated[
+    StateWitnessConfig | FileWitnessConfig | WebhookWitnessConfig, Field(discriminator="type")
+]
 
 
 def _default_witnesses() -> list[WitnessConfig]:

@@ -292,6 +292,7 @@ def event_from_notice(notice: Notice) -> AuditEvent:
         client_version=str(detail.get("clientVersion", "")),
         transport=notice.transport,
         remote=notice.remote,
+        key_id=str(detail.get("keyId", "")),
         server=notice.server,
         target=notice.target,
         outcome=notice.severity,

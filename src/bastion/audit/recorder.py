@@ -75,8 +75,10 @@ class _SinkWriter:
         every: int,
         seconds: float = 60.0,
         witnesses: Sequence[Witness] = (),
+        strict: bool = True,
     ) -> None:
         self.sink = sink
+        self._strict = strict
         self.backlog: collections.deque[EncodedEvent] = collections.deque()
         self.dropped = 0
         self.healthy = True
@@ -93,6 +95,8 @@ class _SinkWriter:
         self._retry_at = 0.0
         self._delay = RETRY_MIN_SECONDS
         self._checkpointed = 0
+        self.witness_failures = 0
+        """Checkpoints a witness did not take (logged; strict retries them, relaxed goes on without)."""
 
     def retry_in(self, now: float) -> float | None:
         return max(0.0, self._retry_at - now) if self.backlog else None
@@ -160,16 +164,24 @@ class _SinkWriter:
             if self._key is not None:
                 anchor = self._key.sign(anchor)
             # Witnesses first: then a sink never holds a checkpoint its witness lacks (see witness.py).
+            missed = False
             for witness in self._witnesses:
                 try:
                     await witness.record(self.sink.name, anchor)
                 except Exception as exc:  # the events are durable; the next checkpoint moves the head again
+                    missed = True
                     logger.error(
                         "audit witness %s: head of %s failed: %s",
                         witness.name,
                         self.sink.name,
                         _describe(exc),
                     )
+            if missed:
+                self.witness_failures += 1
+                if self._strict:
+                    # strict: no checkpoint ahead of a witness; this one stays due and is tried again (the
+                    # timer, the next batch, or close). relaxed: the sink's checkpoint is written anyway.
+                    return
             if self._key is not None:
                 try:
                     await self.sink.write_anchor(anchor)
@@ -232,6 +244,7 @@ class AuditRecorder:
                 every=checkpoint_every,
                 seconds=checkpoint_seconds,
                 witnesses=witnesses,
+                strict=self.strict,
             )
             for s in sinks
         ]
@@ -302,6 +315,11 @@ class AuditRecorder:
     def healthy(self) -> bool:
         """False while any sink is failing."""
         return all(w.healthy for w in self._writers)
+
+    @property
+    def witness_failures(self) -> int:
+        """Checkpoint heads a witness did not take, over every sink (each is also logged)."""
+        return sum(w.witness_failures for w in self._writers)
 
     @property
     def lost(self) -> int:

@@ -3,7 +3,8 @@
 Why: someone who can write the audit store can cut the tail of a chain together with its checkpoints, or
 rewrite an unsigned chain from the start, and the store alone then looks whole. The witness lives elsewhere
 (the state store by default, or a file on another volume), so `verify` compares the chain with the latest head
-the witness saw and names what is missing or different.
+the witness saw and names what is missing or different. A webhook witness hands each head to a service someone
+else runs; it is write-only here (its receiver keeps and compares the heads), so `verify` does not read it.
 
 Rules:
 - Heads are keyed by (sink, replica): each sink links its own chain.
@@ -21,10 +22,12 @@ from typing import Final, Protocol
 
 import anyio
 import anyio.to_thread
+import httpx
 import orjson
 
 from bastion.audit.chain import Anchor
-from bastion.audit.config import FileWitnessConfig, StateWitnessConfig
+from bastion.audit.config import FileWitnessConfig, StateWitnessConfig, WebhookWitnessConfig
+from bastion.audit.reach import safe_location
 from bastion.state.base import StateStore
 
 NAMESPACE: Final = "audit-witness"
@@ -34,7 +37,8 @@ _ATTEMPTS: Final = 8
 
 
 class Witness(Protocol):
-    """Keeps the latest checkpoint head of every chain. Implementations: `StateWitness`, `FileWitness`."""
+    """Keeps the latest checkpoint head of every chain. Implementations: `StateWitness`, `FileWitness`,
+    `WebhookWitness` (write-only)."""
 
     name: str
 
@@ -118,14 +122,57 @@ class FileWitness:
         return heads
 
 
+class WitnessUnavailable(Exception):
+    """A witness did not take a head; the message names the witness, never a URL's token."""
+
+
+class WebhookWitness:
+    """Heads POSTed as JSON (`{"sink": ..., "replica", "kind", "seq", "hash", "time", "signature"...}`) to a URL.
+
+    Any 2xx answer within the timeout is success; anything else raises `WitnessUnavailable`, which the
+    recorder handles by its mode (see recorder.py). `heads()` knows nothing: the receiver keeps the heads.
+    """
+
+    def __init__(self, url: str, *, timeout_seconds: float = 5.0) -> None:
+        self._url = url
+        self._timeout = timeout_seconds
+        self.name = f"webhook {safe_location(url)}"
+
+    async def record(self, sink: str, anchor: Anchor) -> None:
+        body = {"sink": sink, **anchor.to_dict()}
+        try:
+            with anyio.fail_after(self._timeout):
+                async with httpx.AsyncClient(timeout=self._timeout) as client:
+                    response = await client.post(self._url, json=body)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            # httpx messages can repeat the URL, token and all: only the error's kind leaves this method.
+            raise WitnessUnavailable(f"{self.name}: {type(exc).__name__}") from None
+        if not response.is_success:
+            raise WitnessUnavailable(f"{self.name}: answered HTTP {response.status_code}")
+
+    async def heads(self, sink: str) -> dict[str, Anchor]:
+        return {}
+
+
+WitnessConfigs = Sequence[StateWitnessConfig | FileWitnessConfig | WebhookWitnessConfig]
+
+
 def build_witnesses(
-    configs: Sequence[StateWitnessConfig | FileWitnessConfig], store: StateStore | None
+    configs: WitnessConfigs, store: StateStore | None, *, readable_only: bool = False
 ) -> list[Witness]:
-    """The configured witnesses; a state witness needs the state store (None: it is left out)."""
+    """The configured witnesses; a state witness needs the state store (None: it is left out).
+
+    `readable_only` (for `verify`) leaves out the write-only webhooks, whose heads this side cannot read.
+    """
     out: list[Witness] = []
     for config in configs:
         if isinstance(config, FileWitnessConfig):
             out.append(FileWitness(config.path))
+        elif isinstance(config, WebhookWitnessConfig):
+            if not readable_only:
+                out.append(
+                    WebhookWitness(config.url.get_secret_value(), timeout_seconds=config.timeout_seconds)
+                )
         elif store is not None:
             out.append(StateWitness(store))
     return out

@@ -12,6 +12,7 @@ Rules:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
 
 from bastion.pipeline.notice import Notice, NoticeKind
@@ -46,9 +47,12 @@ def relay_notice(
     message: JsonDict,
     related: RequestId | None,
     answer: JsonDict,
+    *,
+    server: str = "",
 ) -> Notice:
     """An upstream's request relayed to this session's client, and how that client (the session's principal)
-    answered: a result (with an elicitation's `action`), or an error code (refused, unsupported, timed out)."""
+    answered: a result (with an elicitation's `action`), or an error code (refused, unsupported, timed out).
+    `server` is the upstream that sent it (empty for Bastion's own questions)."""
     error = answer.get("error")
     detail: dict[str, Any] = {
         "method": _text(message.get("method")),
@@ -62,4 +66,4 @@ def relay_notice(
         action = jsonrpc.as_dict(answer.get("result")).get("action")
         if isinstance(action, str):
             detail["action"] = _text(action)
-    return gateway.session_notice(NoticeKind.SERVER_REQUEST, session, **detail)
+    return replace(gateway.session_notice(NoticeKind.SERVER_REQUEST, session, **detail), server=server)

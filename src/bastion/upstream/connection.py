@@ -499,7 +499,7 @@ class UpstreamConnection:
                 reply = jsonrpc.error(request_id, -32601, "no client session to relay this request to")
             else:
                 try:
-                    answer = await owner.relay_request(message, downstream_id)
+                    answer = await owner.relay_request(message, downstream_id, server=self.name)
                 except BastionError as exc:
                     answer = {"error": exc.to_jsonrpc_error()}
                 reply = {"jsonrpc": "2.0", "id": request_id}
