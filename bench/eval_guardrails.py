@@ -28,6 +28,8 @@ from typing import Any
 from bastion.guard.config import DETECTOR_NAMES, GuardrailsConfig
 from bastion.guard.engine import Guard, GuardResult
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPORA = Path(os.environ.get("BASTION_CORPORA", ROOT.parent / "shared" / "corpora"))
 
@@ -39,6 +41,13 @@ FILES: dict[str, tuple[str, str]] = {
     "tool_poisoning.jsonl": ("poisoning", "tool"),
     "dangerous_args.jsonl": ("arguments", "request"),
 }
+
+CLASSIFIER_FILES: dict[str, str] = {
+    "inj_bipia.jsonl": "response",
+    "inj_agentdojo.jsonl": "response",
+    "tool_poisoning.jsonl": "tool",
+}
+"""The learned `classifier` detector on the tuning corpora (it is also trained on them: these are tuning figures)."""
 
 PII_IN_SCOPE = {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS"}
 """Presidio span types a regex+validator detector can find. Names, places, organisations, dates, ages, titles and
@@ -122,7 +131,7 @@ def guard_for(detector: str) -> Guard:
 
 
 def inspect_row(guard: Guard, detector: str, direction: str, text: str) -> GuardResult:
-    if detector == "poisoning":
+    if direction == "tool":
         payload: Any = {"name": "tool", "description": text, "inputSchema": {"type": "object"}}
         return guard.inspect(direction, payload, server="eval", tool="tool")
     if detector == "arguments":
@@ -212,6 +221,16 @@ def main() -> int:
             print(f"   FP {row_id} [{kinds}] {text[:110]!r}")
         for row_id, text in report.misses[: args.misses]:
             print(f"   MISS {row_id} {text[:140]!r}")
+    if not only or "classifier" in only:
+        from eval_classifier import report_classifier
+
+        for name, direction in CLASSIFIER_FILES.items():
+            guard = guards.setdefault("classifier", guard_for("classifier"))
+            report = evaluate(name, "classifier", direction, guard)
+            per_detector["classifier"].merge(report.total)
+            print(f"\n== {name}  [classifier, {direction}]  {report.seconds:.2f}s  (tuning set)")
+            print(f"   all rows          {report.total.line()}")
+        report_classifier(guard_for("classifier"))
     print("\n== per detector")
     for detector, counts in per_detector.items():
         print(f"   {detector:<10} {counts.line()}")

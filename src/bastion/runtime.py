@@ -3,7 +3,8 @@
 Stage order is fixed here, with the reason: authenticate (nothing else may see an anonymous call), the strict
 audit gate (no upstream may act while the trail is down), authorize
 (cheapest refusal, and hidden tools must not reach detectors), rate-limit (count only calls that could run),
-guard (detectors and schema validation; the most expensive). The response path runs them in reverse.
+flow (taint rules; on the way back it reads the guard's findings), guard (detectors and schema validation; the
+most expensive), flow-capture (the raw result for fingerprints). The response path runs them in reverse.
 Observers run outside the chain for every exchange; audit is first, because strict audit gates the reply.
 """
 
@@ -15,7 +16,7 @@ import ipaddress
 import logging
 import signal
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -31,6 +32,9 @@ from bastion.policy.holder import PolicyHolder
 from bastion.protocol.methods import LIST_CHANGED
 from bastion.state import open_state_store
 from bastion.state.base import StateStore
+
+if TYPE_CHECKING:
+    from bastion.pipeline.stages.flow import FlowStage
 
 logger = logging.getLogger("bastion.runtime")
 
@@ -57,6 +61,18 @@ def _policy_holder(config: BastionConfig, config_path: str | None) -> PolicyHold
     return PolicyHolder.from_config(config.policy)
 
 
+def _flow_stage(config: BastionConfig, policy: PolicyHolder | None, store: StateStore) -> FlowStage | None:
+    """The flow stage (taint and flow rules) when there is a policy; it does nothing while `flow` is off."""
+    if policy is None:
+        return None
+    from bastion.pipeline.stages.flow import FlowStage
+    from bastion.policy.labels import references_from_servers
+    from bastion.state.taint import TaintStore
+
+    taint = TaintStore(store, ttl=policy.engine.flow.config.ttl_seconds)
+    return FlowStage(policy, taint, references=references_from_servers(config.servers))
+
+
 def build_runtime(config: BastionConfig, *, config_path: str | None = None) -> Runtime:
     """Build every component the config asks for, wired into one gateway."""
     from bastion.guard.setup import EXTRAS_KEY as GUARDRAILS_KEY
@@ -78,9 +94,15 @@ def build_runtime(config: BastionConfig, *, config_path: str | None = None) -> R
         rate_limit = RateLimitStage(policy, store)
         stages += [AuthorizeStage(policy), rate_limit]
         observers.append(rate_limit)  # releases concurrency slots whatever the outcome
+    flow = _flow_stage(config, policy, store)
+    if flow is not None:
+        stages.append(flow)  # before the guard: on the way back it reads the guard's findings on the result
+        observers.append(flow)
     guardrails = build_guardrails(config.guardrails, store)
     if guardrails is not None:
         stages.append(guardrails.stage)  # last: the most expensive, and it sees only calls that may run
+    if flow is not None:
+        stages.append(flow.capture)  # after the guard: keeps the result before redaction (finding spans)
     gateway = Gateway(config, stages=stages, observers=observers)
     gateway.approvals = ApprovalQueue(store)  # shared across replicas when the store is
     runtime = Runtime(config=config, gateway=gateway, store=store, authenticator=authenticator, policy=policy)

@@ -28,17 +28,22 @@ from typing import TYPE_CHECKING, Any, Final
 from bastion import __version__
 from bastion.errors import (
     BastionError,
+    Denied,
     InternalError,
     InvalidParams,
     InvalidRequest,
     MethodNotFound,
     RateLimited,
+    Reason,
     UpstreamTimeout,
     error_from_exception,
 )
+from bastion.pipeline import refusals
 from bastion.pipeline.exchange import Exchange, SessionInfo
+from bastion.pipeline.traffic_notices import notification_notice, relay_notice
 from bastion.protocol import jsonrpc, versions
-from bastion.protocol.methods import CLIENT_REQUESTS, LIST_KEYS, Route
+from bastion.protocol.methods import CLIENT_REQUESTS, LIST_CHANGED, LIST_KEYS, Route
+from bastion.protocol.subscriptions import Listen
 from bastion.routing.parked import AskItem, ParkedCall
 from bastion.telemetry.context import CURRENT_EXCHANGE
 from bastion.transports.base import JsonDict, Outbound, RequestId
@@ -49,6 +54,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("bastion.session")
 
 SERVER_INFO: Final = {"name": "bastion", "version": __version__}
+META_UPSTREAMS: Final = "dev.bastion/upstreams"
+"""Metadata key of the servers behind Bastion (its own `serverInfo` is the one identity clients see)."""
 RELAY_TIMEOUT_SECONDS: Final = 600.0
 """How long a relayed server->client request (sampling, elicitation: a human may be involved) may take."""
 MAX_INPUT_ROUNDS: Final = 8
@@ -58,6 +65,10 @@ _CAPABILITY_OF_SERVER_REQUEST: Final = {
     "elicitation/create": "elicitation",
     "roots/list": "roots",
 }
+HANDSHAKE_ONLY_METHODS: Final = frozenset(
+    {"resources/subscribe", "resources/unsubscribe", "logging/setLevel"}
+)
+"""Handshake-era methods a 2026-07-28 upstream session cannot serve."""
 _MODERN_ONLY_RESULT_KEYS: Final = ("resultType", "ttlMs", "cacheScope")
 LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 """RFC 5424 severities in MCP's `logging/setLevel`, least severe first."""
@@ -79,6 +90,8 @@ class DownstreamSession:
         self._gateway = gateway
         self._outbound = outbound
         self._tasks: dict[RequestId, asyncio.Task[None]] = {}
+        self._exchanges: dict[RequestId, Exchange] = {}
+        """Exchanges in flight, so relayed server->client traffic knows its upstream (for guardrail overrides)."""
         self._relay_ids = itertools.count(1)
         self._relays: dict[RequestId, asyncio.Future[JsonDict]] = {}
         self.subscriptions: set[str] = set()
@@ -86,6 +99,13 @@ class DownstreamSession:
         self.log_level = "info"
         """The least severe log level this client asked for (`logging/setLevel`)."""
         self._input_slots: dict[RequestId, asyncio.Queue[AskItem]] = {}
+        self._listen: Listen | None = None
+        self._targets: dict[RequestId, tuple[str, str]] = {}
+        """(server, item) of each routed call in flight, so a server request during it is attributed."""
+        self._listen_end = asyncio.Event()
+        self._listed: set[str] = set()
+        self._stale: set[str] = set()
+        """Lists this client fetched and was told changed since: more list_changed would say nothing new."""
 
     @property
     def principal(self) -> Any:
@@ -107,6 +127,10 @@ class DownstreamSession:
     def busy(self) -> bool:
         """True while requests of this session are being served."""
         return bool(self._tasks)
+
+    def in_flight(self, request_id: RequestId) -> bool:
+        """Whether this session is serving a request with this id now."""
+        return request_id in self._tasks
 
     async def drain(self, timeout: float) -> bool:
         """Wait (at most `timeout` seconds) for the requests in flight to finish; True when none is left."""
@@ -145,16 +169,29 @@ class DownstreamSession:
                 ),
                 request_id,
             )
+            await self._audit_refusal(message, {"code": -32600, "data": {"reason": "invalid_request"}})
             return
         if len(self._tasks) >= self._gateway.config.limits.max_concurrent_per_session:
             exc = RateLimited("too many concurrent requests in this session", data={"retryAfter": 1})
             await self._send(
                 {"jsonrpc": "2.0", "id": request_id, "error": exc.to_jsonrpc_error()}, request_id
             )
+            await self._audit_refusal(message, exc.to_jsonrpc_error())
             return
         task = asyncio.create_task(self._serve(message))
         self._tasks[request_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(request_id, None))
+        task.add_done_callback(lambda _t: self._done(request_id))
+
+    def _done(self, request_id: RequestId) -> None:
+        self._tasks.pop(request_id, None)
+        self._targets.pop(request_id, None)
+
+    async def _audit_refusal(self, message: JsonDict, error: JsonDict) -> None:
+        """Record a request refused before it was served (the refusal was already sent either way)."""
+        with contextlib.suppress(BastionError):
+            await self._observe_local(
+                message["method"], message.get("params") or {}, message["id"], {"error": error}
+            )
 
     async def _on_notification(self, message: JsonDict) -> None:
         method = message["method"]
@@ -167,6 +204,7 @@ class DownstreamSession:
                 task.cancel()
         elif method == "notifications/roots/list_changed":
             await self._gateway.broadcast_upstream(method, params, self)
+        await self._gateway.emit(notification_notice(self._gateway, self, method, params))
 
     async def _send(self, message: JsonDict, related: RequestId | None) -> None:
         try:
@@ -180,6 +218,7 @@ class DownstreamSession:
         request_id = message["id"]
         method = message["method"]
         params = message.get("params") or {}
+        CURRENT_EXCHANGE.set(None)
         try:
             reply = await self._dispatch(method, params, request_id)
         except asyncio.CancelledError:
@@ -189,7 +228,26 @@ class DownstreamSession:
         except Exception:  # last resort for this request: log the details, tell the client nothing internal
             logger.exception("session %s: %s failed", self.session_id[:8], method)
             reply = {"error": InternalError("internal error").to_jsonrpc_error()}
+        if CURRENT_EXCHANGE.get() is None:  # answered without the pipeline: audited all the same
+            reply = await self._observe_local(method, params, request_id, reply)
         await self._send({"jsonrpc": "2.0", "id": request_id, **reply}, request_id)
+
+    async def _observe_local(
+        self, method: str, params: JsonDict, request_id: RequestId, reply: JsonDict
+    ) -> JsonDict:
+        """Observe a request Bastion answered itself (handshake, ping, `logging/setLevel`, refusals before any
+        routing), so every request that crosses the gateway is an audit event; strict audit may withhold it."""
+        exchange = self._exchange(method, params, request_id)
+        error = reply.get("error")
+        if isinstance(error, dict):
+            exchange.error, exchange.outcome = error, "error"
+        else:
+            exchange.result = jsonrpc.as_dict(reply.get("result"))
+        try:
+            await self._gateway.observe(exchange)
+        except BastionError as exc:
+            return {"error": exc.to_jsonrpc_error()}
+        return reply
 
     async def _dispatch(self, method: str, params: JsonDict, request_id: RequestId) -> JsonDict:
         modern = versions.envelope_version(params) is not None
@@ -206,6 +264,8 @@ class DownstreamSession:
             return {"result": self._discover()}
         if not modern and not self.stateless and not self._handshake_done():
             raise InvalidRequest("session is not initialized: send initialize first")
+        if method == "subscriptions/listen" and modern and not self.stateless:
+            return await self._listen_here(params, request_id)
         if route is None or route is Route.LOCAL:
             raise MethodNotFound(f"Method not found: {method}")
         if route is Route.BROADCAST:
@@ -217,6 +277,18 @@ class DownstreamSession:
         if modern and "result" in reply:
             reply["result"] = self._modern_result(method, reply["result"])
         return reply
+
+    def _needs_handshake_era(self, method: str, modern: bool) -> bool:
+        """Whether this call needs a handshake-era upstream session: a handshake-era client that can answer
+        server requests mid-call or asked for logs, or a method the 2026-07-28 era removed (`upstream/eras.py`)."""
+        if modern:
+            return False
+        caps = self.info.client_capabilities
+        return (
+            self.wants_logs  # it set a log level: its calls' log messages come on a handshake-era session
+            or method in HANDSHAKE_ONLY_METHODS
+            or any(c in caps for c in _CAPABILITY_OF_SERVER_REQUEST.values())
+        )
 
     def _handshake_done(self) -> bool:
         return self.initialized or self._handshaken
@@ -246,9 +318,12 @@ class DownstreamSession:
             "protocolVersion": self.info.protocol_version,
             "capabilities": self._gateway.merged_capabilities(),
             "serverInfo": SERVER_INFO,
+            "_meta": {META_UPSTREAMS: self._gateway.upstream_identities()},
         }
         if instructions := self._gateway.merged_instructions():
             result["instructions"] = instructions
+        if self._needs_handshake_era("", modern=False):
+            self._gateway.warm_twins()
         self._gateway.session_started(self)
         return result
 
@@ -259,7 +334,10 @@ class DownstreamSession:
             "resultType": "complete",
             "ttlMs": 0,
             "cacheScope": "private",
-            "_meta": {versions.META_SERVER_INFO: SERVER_INFO},
+            "_meta": {
+                versions.META_SERVER_INFO: SERVER_INFO,
+                META_UPSTREAMS: self._gateway.upstream_identities(),
+            },
         }
         if instructions := self._gateway.merged_instructions():
             result["instructions"] = instructions
@@ -283,6 +361,7 @@ class DownstreamSession:
     def _exchange(self, method: str, params: JsonDict, request_id: RequestId) -> Exchange:
         exchange = Exchange(session=self.info, method=method, params=params, request_id=request_id)
         exchange.asker = functools.partial(self._ask, exchange)
+        self._exchanges[request_id] = exchange
         return exchange
 
     async def _list(self, method: str, params: JsonDict, request_id: RequestId) -> JsonDict:
@@ -298,13 +377,25 @@ class DownstreamSession:
             items = await self._gateway.catalog.aggregate(method)
             if self._gateway.list_filter is not None:
                 items = self._gateway.list_filter(self.info.principal, method, items)
+            if self._gateway.config.routing.capability_aware_lists:
+                items = self._gateway.needs.filter(method, items, self.info.client_capabilities, self._locate)
             exchange.result = {key: items}
             error = await self._gateway.pipeline.run_response(exchange)
             if error is not None:
                 raise error
+            self._listed.add(method)
+            self._stale.discard(method)
             return {"result": exchange.result}
 
         return await self._observed(exchange, work)
+
+    def _locate(self, public: str) -> tuple[str, str] | None:
+        """Where a listed name lives: (server, its own name); a resource URI is its own name."""
+        catalog = self._gateway.catalog
+        if "://" in public:
+            server = catalog.server_of_uri(public)
+            return (server, public) if server is not None else None
+        return catalog.split_name(public)
 
     async def _call(
         self, method: str, params: JsonDict, request_id: RequestId, route: Route, modern: bool
@@ -314,11 +405,15 @@ class DownstreamSession:
         async def work() -> JsonDict:
             server, target = await self._resolve(route, method, params)
             exchange.server, exchange.target = server, target
+            if target is not None:
+                self._targets[request_id] = (server, target)
             error = await self._gateway.pipeline.run_request(exchange)
             if error is not None:
-                raise error
+                return self._refused(exchange, error)
             upstream_params = self._upstream_params(route, exchange.params, target, modern)
-            conn = await self._gateway.pool.acquire(server, self)
+            conn = await self._gateway.pool.acquire(
+                server, self, handshake_only=self._needs_handshake_era(method, modern)
+            )
             if route is Route.TOOL and conn.allowed_tools is not None and target not in conn.allowed_tools:
                 # This scope's own process serves another definition, held by the pins check: no oracle.
                 raise InvalidParams(f"Unknown tool: {params.get('name')}")
@@ -346,17 +441,27 @@ class DownstreamSession:
                 self._gateway.pool.using(conn, -1)
                 exchange.upstream_seconds = time.perf_counter() - started
             if "error" in reply:
-                exchange.error = reply["error"]
+                allowed, error = await self._gateway.screen_channel("error", server, reply["error"], method)
+                if not allowed:
+                    exchange.outcome = "deny"  # audited as a refusal, like a blocked result
+                    raise Denied(
+                        "Blocked by Bastion guardrails (error of the upstream)",
+                        reason=Reason.GUARDRAIL_BLOCKED,
+                    )
+                exchange.error = error
                 exchange.outcome = "error"
-                return {"error": reply["error"]}
+                return {"error": error}
             result = reply.get("result")
             exchange.result = result if isinstance(result, dict) else {}
             error = await self._gateway.pipeline.run_response(exchange)
             if error is not None:
-                raise error
+                return self._refused(exchange, error)
             result = exchange.result
             if conn.modern and not modern:
                 result = {k: v for k, v in result.items() if k not in _MODERN_ONLY_RESULT_KEYS}
+            if not modern and versions.META_SERVER_INFO in jsonrpc.as_dict(result.get("_meta")):
+                # One identity in both eras: the client's server is Bastion, whatever answered upstream.
+                result = {**result, "_meta": {**result["_meta"], versions.META_SERVER_INFO: SERVER_INFO}}
             self._after_call(method, server, params, result)
             return {"result": result}
 
@@ -380,14 +485,26 @@ class DownstreamSession:
 
         return await self._observed(exchange, work)
 
+    def _refused(self, exchange: Exchange, error: BastionError) -> JsonDict:
+        """A refusal as the client gets it: an `isError` result when `refusals: result` allows, else the error."""
+        refusal = refusals.refusal_result(exchange, error, self._gateway.config.refusals)
+        if refusal is None:
+            raise error
+        exchange.error = error.to_jsonrpc_error()  # audit records the refusal, whatever the client is shown
+        exchange.result = refusal
+        return {"result": refusal}
+
     async def _observed(self, exchange: Exchange, work: Any) -> JsonDict:
         """Run `work`, then let every observer (audit first) see the exchange before the reply is released."""
         CURRENT_EXCHANGE.set(exchange)  # log lines carry its ids; this task serves only this request
         tracer = self._gateway.pipeline.tracer
-        if tracer is None:
-            return await self._observe(exchange, work)
-        with tracer.request_span(exchange):
-            return await self._observe(exchange, work)
+        try:
+            if tracer is None:
+                return await self._observe(exchange, work)
+            with tracer.request_span(exchange):
+                return await self._observe(exchange, work)
+        finally:
+            self._exchanges.pop(exchange.request_id, None)
 
     async def _observe(self, exchange: Exchange, work: Any) -> JsonDict:
         failure: BastionError | None = None
@@ -513,6 +630,7 @@ class DownstreamSession:
                         "params": ask.get("params") or {},
                     },
                     request_id,
+                    server=conn.name,
                 )
                 if "error" in answer:
                     return {"error": answer["error"]}
@@ -529,11 +647,48 @@ class DownstreamSession:
             )
         return {"error": InvalidRequest("too many input rounds").to_jsonrpc_error()}
 
+    async def _listen_here(self, params: JsonDict, request_id: RequestId) -> JsonDict:
+        """`subscriptions/listen` on a session with its own stream (stdio): open until ended or cancelled."""
+        if self._listen is not None:
+            raise InvalidRequest("a subscriptions/listen is already open in this session")
+        listen, uris = Listen.asked(request_id, params)
+        for uri in uris:
+            # Through the pipeline, so policy decides which resources this principal may watch.
+            with contextlib.suppress(BastionError):
+                answer = await self._call("resources/subscribe", {"uri": uri}, request_id, Route.URI, False)
+                if "result" in answer:
+                    listen.uris.add(uri)
+        await self._send(listen.acknowledgement(), None)
+        self._listen = listen
+        try:
+            await self._listen_end.wait()
+        finally:
+            self._listen = None
+        return {"result": listen.completion()}
+
+    def end_listen(self) -> None:
+        """End an open `subscriptions/listen` gracefully (shutdown): its `complete` result goes out."""
+        self._listen_end.set()
+
     # -- toward the client -------------------------------------------------------------------------------------
 
-    async def relay_request(self, message: JsonDict, related: RequestId | None) -> JsonDict:
-        """Forward a server->client request to this client and return its response message."""
+    async def relay_request(
+        self, message: JsonDict, related: RequestId | None, *, server: str = "", screen: bool = True
+    ) -> JsonDict:
+        """Forward a server->client request to this client and return its response message (audited with the
+        upstream `server` that asked; empty when Bastion asks itself, as for an approval).
+
+        `screen=False` is for Bastion's own questions (`_ask`), which are not upstream content.
+        """
+        answer = await self._relay_request(message, related, screen=screen)
+        await self._gateway.emit(relay_notice(self._gateway, self, message, related, answer, server=server))
+        return answer
+
+    async def _relay_request(self, message: JsonDict, related: RequestId | None, *, screen: bool) -> JsonDict:
         method = message.get("method", "")
+        capability = _CAPABILITY_OF_SERVER_REQUEST.get(method)
+        if capability and related is not None and (target := self._targets.get(related)) is not None:
+            self._gateway.needs.learn(*target, capability)
         slot = self._input_slots.get(related) if related is not None else None
         if slot is not None:  # a 2026-07-28 client's call: the request becomes an `input_required` round
             future: asyncio.Future[JsonDict] = asyncio.get_running_loop().create_future()
@@ -542,15 +697,26 @@ class DownstreamSession:
                 return await asyncio.wait_for(future, RELAY_TIMEOUT_SECONDS)
             except TimeoutError:
                 return {"error": UpstreamTimeout("the client did not answer in time").to_jsonrpc_error()}
-        capability = _CAPABILITY_OF_SERVER_REQUEST.get(method)
         if self.stateless or (capability and capability not in self.info.client_capabilities):
             return {"error": {"code": -32601, "message": f"Client does not support {method}"}}
+        params = message.get("params") or {}
+        allowed = True
+        if screen:
+            allowed, params = await self._gateway.screen_channel(
+                "request", self._server_of(related), params, method
+            )
+        if not allowed:
+            return {
+                "error": Denied(
+                    f"Bastion guardrails withheld {method}", reason=Reason.GUARDRAIL_BLOCKED
+                ).to_jsonrpc_error()
+            }
         relay_id = f"bastion-{next(self._relay_ids)}"
         future = asyncio.get_running_loop().create_future()
         self._relays[relay_id] = future
         try:
             await self._send(
-                {"jsonrpc": "2.0", "id": relay_id, "method": method, "params": message.get("params") or {}},
+                {"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params},
                 related,
             )
             return await asyncio.wait_for(future, RELAY_TIMEOUT_SECONDS)
@@ -560,13 +726,37 @@ class DownstreamSession:
             self._relays.pop(relay_id, None)
 
     async def relay_notification(self, message: JsonDict, related: RequestId | None) -> None:
-        """Forward an upstream notification to this client."""
-        if not self.stateless or related is not None:
-            await self._send(message, related)
+        """Forward an upstream notification to this client (logs and progress messages pass the guardrails)."""
+        if self.stateless and related is None:
+            return
+        method = message.get("method")
+        params = message.get("params")
+        if method in ("notifications/message", "notifications/progress") and isinstance(params, dict):
+            allowed, params = await self._gateway.screen_channel(
+                "notification", self._server_of(related), params, str(method)
+            )
+            if not allowed:
+                return
+            message = {**message, "params": params}
+        await self._send(message, related)
+
+    def _server_of(self, related: RequestId | None) -> str | None:
+        """The upstream serving this session's request `related`, while it is in flight."""
+        exchange = self._exchanges.get(related) if related is not None else None
+        return exchange.server if exchange is not None else None
 
     async def notify(self, method: str, params: JsonDict | None = None) -> None:
         """Send a session-level notification (list_changed, resource updates)."""
+        if self._listen is not None:  # a 2026-07-28 client: only what it listens for, stamped
+            if (stamped := self._listen.stamp(method, params)) is not None:
+                await self._send(stamped, None)
+            return
         if self.initialized and not self.stateless:
+            listing = LIST_CHANGED.get(method)
+            if listing is not None and listing in self._listed:
+                if listing in self._stale:
+                    return  # told already, and it has not listed since: one notice covers every change
+                self._stale.add(listing)
             await self._send(jsonrpc.notification(method, params), None)
 
     async def _ask(self, exchange: Exchange, question: str) -> bool:
@@ -591,6 +781,7 @@ class DownstreamSession:
                 "params": {"mode": "form", "message": question, "requestedSchema": schema},
             },
             exchange.request_id,
+            screen=False,
         )
         result = jsonrpc.as_dict(answer.get("result"))
         return result.get("action") == "accept" and bool(

@@ -7,9 +7,11 @@ import argparse
 import csv
 import io
 import json
+import socket
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -186,6 +188,7 @@ async def test_an_auditor_verifies_ed25519_checkpoints_with_the_public_key_only(
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from bastion.audit.keys import audit_key
     from bastion.audit.recorder import AuditRecorder
     from bastion.config import load_config
     from bastion.pipeline.notice import Notice, NoticeKind
@@ -202,6 +205,7 @@ async def test_an_auditor_verifies_ed25519_checkpoints_with_the_public_key_only(
         )
     )
     sinks = [{"type": "sqlite", "path": str(tmp_path / "audit.db")}]
+    # No witness here: the checkpoints in the sink alone are what this test is about.
     gateway_config = tmp_path / "gateway.yaml"
     gateway_config.write_text(
         yaml.safe_dump(
@@ -210,17 +214,20 @@ async def test_an_auditor_verifies_ed25519_checkpoints_with_the_public_key_only(
                     "signing_key": "${file:key.pem}",
                     "signing_algorithm": "ed25519",
                     "checkpoint_every": 4,
+                    "witnesses": [],
                     "sinks": sinks,
                 }
             }
         )
     )
-    recorder = AuditRecorder.from_config(load_config(gateway_config).audit, replica="gw-1")
+    loaded = load_config(gateway_config)
+    key = audit_key(loaded.audit, loaded.state, create=True)
+    recorder = AuditRecorder.from_config(loaded.audit, replica="gw-1", key=key)
     for i in range(10):
         await recorder.on_notice(Notice(kind=NoticeKind.APPROVAL, detail={"n": i}))
     await recorder.aclose()
     auditor_config = tmp_path / "auditor.yaml"  # no secret at all
-    auditor_config.write_text(yaml.safe_dump({"audit": {"sinks": sinks}}))
+    auditor_config.write_text(yaml.safe_dump({"audit": {"sinks": sinks, "witnesses": []}}))
     argv = ["audit", "verify", "--config", str(auditor_config), "--json"]
     assert await _cli([*argv, "--public-key", str(tmp_path / "pub.pem")]) == 0
     (chain,) = json.loads(capsys.readouterr().out)["chains"]
@@ -228,3 +235,65 @@ async def test_an_auditor_verifies_ed25519_checkpoints_with_the_public_key_only(
     assert await _cli(argv) == 0  # without a key: the chain verifies, the signatures are reported unchecked
     (chain,) = json.loads(capsys.readouterr().out)["chains"]
     assert chain["checkpoints"] == 0 and len(chain["warnings"]) == 3
+
+
+HOSTILE_URI = "file:///x\x1b[2K\r2026-01-01T00:00:00Z allow    admin tools/call ok\nnext\u202egnp.exe\x9b31m"
+"""A resource URI that, printed raw, erases the line and forges an "allow" line, then reverses text."""
+
+
+async def test_tail_and_search_escape_control_and_bidi_characters_but_json_stays_exact(
+    trail: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bastion.audit.sinks import EncodedEvent
+    from tests.audit.conftest import event
+
+    hostile = event(999, target=HOSTILE_URI, method="resources/read", principal="eve\x1b]0;title\x07")
+    async with SqliteAuditSink(path=tmp_path / "audit.db") as sink:
+        await sink.write("r1", [EncodedEvent.of(hostile)])
+    for argv in (["tail", "-n", "1"], ["search", "--session", "s1", "--limit", "1"]):
+        assert await _cli(["audit", *argv, "--config", str(trail)]) == 0
+        out = capsys.readouterr().out
+        (line,) = out.splitlines()
+        assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c == "\u202e" for c in line)
+        assert "\\x1b[2K\\x0d2026-01-01T00:00:00Z allow" in line and "\\u202egnp.exe\\x9b31m" in line
+        assert "eve\\x1b]0;title\\x07" in line
+    assert await _cli(["audit", "tail", "-n", "1", "--json", "--config", str(trail)]) == 0
+    exact = json.loads(capsys.readouterr().out)
+    assert (exact["target"], exact["principal"]) == (HOSTILE_URI, "eve\x1b]0;title\x07")
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port bound on 127.0.0.1 that nobody listens on: connecting is refused, and no one else can take it."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+async def test_verify_names_an_unreachable_redis_witness_in_one_line_without_its_password(
+    trail: Path, closed_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = yaml.safe_load(trail.read_text())
+    config["state"] = {"backend": "redis", "url": f"redis://:hunter2-redis@127.0.0.1:{closed_port}/0"}
+    trail.write_text(yaml.safe_dump(config))
+    assert await _cli(["audit", "verify", "--config", str(trail)]) == audit_cli.UNREACHABLE
+    captured = capsys.readouterr()
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"error: cannot reach the state store (redis://127.0.0.1:{closed_port}/0): ")
+    assert "hunter2" not in captured.err + captured.out and "Traceback" not in captured.err
+
+
+async def test_verify_and_tail_name_an_unreachable_postgres_sink_in_one_line_without_its_password(
+    trail: Path, closed_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = yaml.safe_load(trail.read_text())
+    url = f"postgresql://bastion:pg-secret-pw@127.0.0.1:{closed_port}/audit?sslmode=disable"
+    config["audit"]["sinks"] = [{"type": "postgres", "url": url}]
+    trail.write_text(yaml.safe_dump(config))
+    for command in ("verify", "tail"):
+        assert await _cli(["audit", command, "--config", str(trail)]) == audit_cli.UNREACHABLE
+        captured = capsys.readouterr()
+        (line,) = captured.err.splitlines()
+        where = f"postgresql://127.0.0.1:{closed_port}/audit"
+        assert line.startswith(f"error: cannot reach audit sink postgres ({where}): ")
+        assert "pg-secret-pw" not in captured.err + captured.out and "Traceback" not in captured.err

@@ -86,13 +86,14 @@ async def test_relaxed_mode_passes_calls_counts_drops_and_exposes_the_queue(tmp_
         async with Client(client_transport(gw), mode="legacy") as client:
             await client.call_tool("calc__add", {"a": -1, "b": 0})
             await recorder.flush()
+            lost_before = recorder.lost  # the handshake's burst of events may overflow a queue of 4 already
             sink.plugged = False
             for i in range(10):
                 assert (await client.call_tool("calc__add", {"a": i, "b": 0})).structured_content == {
                     "result": i
                 }
             await recorder.flush()
-            assert (recorder.lost, recorder.queue_depth, recorder.healthy) == (6, 4, False)
+            assert (recorder.lost - lost_before, recorder.queue_depth, recorder.healthy) == (6, 4, False)
             sink.plugged = True
             with anyio.fail_after(10):
                 while recorder.queue_depth:
@@ -166,8 +167,15 @@ async def test_session_start_and_end_are_recorded_with_the_client(tmp_path: Path
     await recorder.aclose()
     async with SqliteAuditSink(path=tmp_path / "audit.db") as reader:
         events = await reader.search(_all(order="asc"))
-    kinds = [e.kind for e in events if e.kind != "upstream_state"]
-    assert kinds == ["session_start", "exchange", "session_end"]
+    seen = [(e.kind, e.method or e.detail.get("method", "")) for e in events if e.kind != "upstream_state"]
+    assert sorted(seen) == [
+        ("exchange", "initialize"),  # answered by Bastion itself, recorded all the same
+        ("exchange", "tools/list"),
+        ("notification", "notifications/initialized"),
+        ("session_end", ""),
+        ("session_start", ""),
+    ]
+    assert seen[-1] == ("session_end", "")
     assert events[0].kind == "upstream_state" and events[0].server == "calc"  # it connected first
     assert next(e for e in events if e.kind == "session_start").client_name  # the SDK's clientInfo.name
 
@@ -202,5 +210,5 @@ async def test_retention_prunes_old_events_on_open_and_the_chain_still_verifies(
     async with SqliteAuditSink(path=tmp_path / "audit.db") as sink:
         events = await sink.search(_all(order="asc"))
         assert [(e.kind, e.seq) for e in events] == [("policy_reload", 11)]
-        report = await verify(sink)
+        report = await verify(sink, allow_unsigned=True)  # no key: the prune anchor is unsigned
     assert report.ok and report.chains[0].first_seq == 11

@@ -3,6 +3,7 @@ HTTP layer's authentication failures recorded as notices without any credential.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,7 @@ from bastion.audit.install import EXTRAS_KEY
 from bastion.audit.recorder import AuditRecorder
 from bastion.audit.sinks import AuditQuery
 from bastion.audit.sinks.sqlite import SqliteAuditSink
+from bastion.auth.apikeys import ApiKeyStore
 from bastion.config import parse_config
 from bastion.runtime import build_http_app, build_runtime
 
@@ -72,3 +74,45 @@ async def test_http_authentication_failures_become_audit_events_without_the_cred
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("audit.db"))
     assert token.encode() not in raw and b"this-is-not-a-real-key" not in raw
     assert recorder.lost == 0
+
+
+async def test_an_expired_key_is_an_api_key_expiry_event_once_and_its_refusals_name_the_key(
+    tmp_path: Path,
+) -> None:
+    runtime = build_runtime(_config(tmp_path))  # type: ignore[arg-type]
+    an_hour_ago = ApiKeyStore(runtime.store, clock=lambda: time.time() - 3600)
+    expired, info = await an_hour_ago.create("alice", ["reader"], expires_in=60)
+    revoked, revoked_info = await ApiKeyStore(runtime.store).create("bob")
+    await ApiKeyStore(runtime.store).revoke(revoked_info.key_id)
+    app = build_http_app(runtime, host="127.0.0.1", port=8765)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
+    ) as client:
+        for key in (expired, expired, revoked):
+            assert (await client.post("/mcp", json={}, headers={"x-api-key": key})).status_code == 401
+    await runtime.gateway.aclose()
+    async with SqliteAuditSink(path=tmp_path / "audit.db") as reader:
+        failures = await reader.search(AuditQuery(kind="auth_failure", order="asc"))
+        key_events = await reader.search(AuditQuery(kind="api_key", order="asc"))
+    assert sorted((e.detail["reason"], e.key_id) for e in failures) == [
+        ("expired", info.key_id),
+        ("expired", info.key_id),
+        ("revoked", revoked_info.key_id),
+    ]
+    (expiry,) = key_events  # the second presentation of the expired key is no second expiry
+    assert (expiry.key_id, expiry.principal, expiry.roles, expiry.remote) == (
+        info.key_id,
+        "alice",
+        ("reader",),
+        "127.0.0.1",
+    )
+    assert {k: expiry.detail[k] for k in ("action", "keyId", "by", "via", "expiresAt")} == {
+        "action": "expired",
+        "keyId": info.key_id,
+        "by": "bastion",
+        "via": "auth",
+        "expiresAt": info.expires_at,
+    }
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("audit.db"))
+    for key in (expired, revoked):
+        assert key[len("bst_") + 17 :].encode() not in raw  # the secret half never reaches the trail

@@ -16,7 +16,7 @@ DETECTORS_OFF: dict[str, Any] = {
     "rug_pull": "hold",
     **{
         name: {"enabled": False}
-        for name in ("secrets", "pii", "injection", "poisoning", "arguments", "schema")
+        for name in ("secrets", "pii", "injection", "poisoning", "arguments", "schema", "classifier")
     },
 }
 """Tool pins (rug pulls) only: for clusters whose tests are about failover, not detection (and start faster)."""

@@ -52,12 +52,15 @@ async def guarded_gateway(
     *,
     guard: Guard | None = None,
     store: StateStore | None = None,
+    protocol: str = "auto",
     **extra: Any,
 ) -> AsyncIterator[Guarded]:
     """Start a gateway over in-process SDK `servers` with the guard stage last and the tool screen attached."""
     config = parse_config(
         {
-            "servers": {n: {"transport": "stdio", "command": "in-memory"} for n in servers},
+            "servers": {
+                n: {"transport": "stdio", "command": "in-memory", "protocol": protocol} for n in servers
+            },
             "guardrails": guardrails or {},
             **extra,
         }

@@ -85,13 +85,13 @@ async def test_results_are_blocked_redacted_and_flagged_and_the_trail_has_no_sec
         gateway(write_config(tmp_path)) as (runtime, recorder, audit),
         Client(client_transport(runtime.gateway), mode="legacy") as client,
     ):
-        with pytest.raises(MCPError) as info:
-            await client.call_tool("shady__fetch_page", {"url": "https://docs.example.org"})
-        error = info.value.error
-        assert error.code == -31001 and error.data["reason"] == Reason.GUARDRAIL_BLOCKED
-        blocking = [f for f in error.data["findings"] if f["action"] == "block"]
+        refused = await client.call_tool("shady__fetch_page", {"url": "https://docs.example.org"})
+        assert refused.is_error and refused.meta["dev.bastion/refusal"]["detectors"] == ["injection"]
+        assert "send_email" not in text(refused)
+        error = recorder.last("tools/call").error
+        assert error["code"] == -31001 and error["data"]["reason"] == Reason.GUARDRAIL_BLOCKED
+        blocking = [f for f in error["data"]["findings"] if f["action"] == "block"]
         assert blocking and {f["detector"] for f in blocking} == {"injection"}
-        assert "send_email" not in error.message
         assert recorder.last("tools/call").outcome == "deny"
 
         leaked = await client.call_tool("shady__lookup_user", {"name": "alice"})
@@ -121,13 +121,17 @@ async def test_a_poisoned_definition_is_hidden_refused_and_noticed_or_only_flagg
         assert info.value.error.message == "Unknown tool: shady__add_notes"
         (notice,) = recorder.of_kind(NoticeKind.TOOL_POISONED)
         assert (notice.server, notice.target, notice.detail["withheld"]) == ("shady", "add_notes", True)
-        assert {f["detector"] for f in notice.detail["findings"]} == {"poisoning"}
+        assert {f["detector"] for f in notice.detail["findings"]} == {"poisoning", "classifier"}
         assert "id_rsa" not in json.dumps(notice.detail)
 
     flagging = tmp_path / "flag"
     flagging.mkdir()
     async with (
-        gateway(write_config(flagging, {"actions": {"poisoning": {"tool": "flag"}}})) as (
+        gateway(
+            write_config(
+                flagging, {"actions": {"poisoning": {"tool": "flag"}, "classifier": {"tool": "flag"}}}
+            )
+        ) as (
             runtime,
             recorder,
             _,
@@ -159,9 +163,10 @@ async def test_ask_opted_into_user_consent_is_answered_through_the_clients_elici
         if approve:
             assert text(await call) == f"write to {shady.EMAIL}"
         else:
-            with pytest.raises(MCPError) as info:
-                await call
-            assert info.value.error.data["reason"] == Reason.GUARDRAIL_BLOCKED
+            refused = await call
+            assert refused.is_error and refused.meta == {
+                "dev.bastion/refusal": {"by": "guardrail", "approval": "denied"}
+            }
         assert len(asked) == 1 and "pii/email" in asked[0] and shady.EMAIL not in asked[0]
         outcomes = [d.outcome for d in recorder.last("tools/call").decisions if d.phase == "request"]
         assert outcomes == ["approved" if approve else "denied"]
@@ -230,9 +235,8 @@ async def test_bastion_stdio_enforces_the_guardrails_for_a_desktop_client(tmp_pa
             assert "shady__add_notes" not in names and "shady__lookup_user" in names
             leaked = await client.call_tool("shady__lookup_user", {"name": "bob"})
             assert "[REDACTED:aws_access_key]" in text(leaked) and shady.FAKE_AWS_KEY not in text(leaked)
-            with pytest.raises(MCPError) as info:
-                await client.call_tool("shady__fetch_page", {"url": "https://docs.example.org"})
-            assert info.value.error.data["reason"] == Reason.GUARDRAIL_BLOCKED
+            refused = await client.call_tool("shady__fetch_page", {"url": "https://docs.example.org"})
+            assert refused.is_error and refused.meta["dev.bastion/refusal"]["by"] == "guardrail"
 
 
 async def test_bastion_scan_exits_1_on_the_poisoned_server_and_0_on_a_clean_one(tmp_path):

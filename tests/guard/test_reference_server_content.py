@@ -23,5 +23,5 @@ def test_documentation_written_for_agents_is_flagged_not_blocked():
     )
     result = Guard().inspect("response", {"contents": [{"uri": "demo://guide", "text": text}]})
     assert result.action is Action.FLAG
-    assert {f.type for f in result.findings} == {"ai_addressed"}
+    assert {f.type for f in result.findings if f.detector == "injection"} == {"ai_addressed"}
     assert all(f.severity == "medium" for f in result.findings)

@@ -42,12 +42,18 @@ async def test_an_injected_tool_result_is_refused_with_a_readable_error_and_reco
         guarded_gateway({"shady": shady.build()}, guard=_guard()) as g,
         Client(client_transport(g.gateway), mode="legacy") as client,
     ):
-        with pytest.raises(MCPError) as info:
-            await client.call_tool("shady__fetch_page", {"url": "https://docs.example"})
-        error = info.value.error
-        assert error.code == -31001 and error.data["reason"] == Reason.GUARDRAIL_BLOCKED
-        assert error.data["direction"] == "response"
-        assert error.data["findings"][0] == {
+        # `refusals: result` (the default): the model reads an `isError` result; the upstream result is withheld.
+        refused = await client.call_tool("shady__fetch_page", {"url": "https://docs.example"})
+        assert refused.is_error
+        assert refused.meta == {
+            "dev.bastion/refusal": {"by": "guardrail", "direction": "result", "detectors": ["injection"]}
+        }
+        message = text(refused)
+        exchange = g.recorder.last("tools/call")
+        error = exchange.error
+        assert error["code"] == -31001 and error["data"]["reason"] == Reason.GUARDRAIL_BLOCKED
+        assert error["data"]["direction"] == "response"
+        assert error["data"]["findings"][0] == {
             "detector": "injection",
             "type": "instruction_override",
             "severity": "high",
@@ -55,17 +61,16 @@ async def test_an_injected_tool_result_is_refused_with_a_readable_error_and_reco
             "path": "$.content[0].text",
             "action": "block",
         }
-        assert {f["path"] for f in error.data["findings"]} == {
+        assert {f["path"] for f in error["data"]["findings"]} == {
             "$.content[0].text",
             "$.structuredContent.result",
         }
-        assert "injection/instruction_override" in error.message and "shady__fetch_page" in error.message
-        exchange = g.recorder.last("tools/call")
+        assert "injection/instruction_override" in message and "shady__fetch_page" in message
         assert exchange.outcome == "deny"
         assert [(d.stage, d.phase, d.outcome) for d in exchange.decisions] == [
             ("guard", "response", "reject")
         ]
-        assert no_secret_in(error, exchange.decisions, exchange.annotations)
+        assert no_secret_in(refused, error, exchange.decisions, exchange.annotations)
 
 
 async def test_a_leaked_key_is_redacted_and_the_email_flagged_in_the_tool_result():
@@ -156,9 +161,10 @@ async def test_ask_opted_into_user_consent_goes_to_the_client_elicitation_and_it
             # Approved: the call runs, and the key found along with the e-mail is still redacted.
             assert text(await call) == f"mail {shady.EMAIL} and [REDACTED:aws_access_key]"
         else:
-            with pytest.raises(MCPError) as info:
-                await call
-            assert info.value.error.data["reason"] == Reason.GUARDRAIL_BLOCKED
+            refused = await call
+            assert refused.is_error and refused.meta == {
+                "dev.bastion/refusal": {"by": "guardrail", "approval": "denied"}
+            }
         assert len(questions) == 1 and "pii/email" in questions[0] and "shady__echo" in questions[0]
         assert shady.EMAIL not in questions[0]
         decision = next(d for d in g.recorder.last("tools/call").decisions if d.phase == "request")

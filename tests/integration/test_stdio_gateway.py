@@ -4,6 +4,7 @@ import os
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
 import yaml
 from mcp import Client, StdioServerParameters
@@ -49,3 +50,13 @@ async def test_sdk_client_reaches_two_stdio_upstreams_through_bastion_stdio(tmp_
         assert result.structured_content == {"result": 42}
         now = await client.call_tool("time__get_current_time", {"timezone": "UTC"})
         assert not now.is_error
+
+
+async def test_a_2026_07_28_sdk_client_listens_through_bastion_stdio(tmp_path):
+    async with Client(_bastion(_config(tmp_path)), mode="2026-07-28") as client:
+        async with client.listen(tools_list_changed=True) as subscription:
+            assert subscription.honored.tools_list_changed
+            await client.call_tool("calc__grow", {})
+            with anyio.fail_after(30):
+                event = await subscription.__anext__()
+            assert type(event).__name__ == "ToolsListChanged"

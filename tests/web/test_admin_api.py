@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from bastion.audit.sinks import AuditQuery
+from bastion.auth.apikeys import ApiKeyStore
 from bastion.web.api import OPERATIONS
 from bastion.web.sessions import COOKIE_NAME
 from tests.web.harness import (
@@ -25,7 +28,14 @@ from tests.web.harness import (
 
 pytestmark = pytest.mark.anyio
 
-PATH_VALUES = {"event_id": "x", "server": "shifty", "tool": "weather", "approval_id": "x", "key_id": "x"}
+PATH_VALUES = {
+    "event_id": "x",
+    "server": "shifty",
+    "tool": "weather",
+    "approval_id": "x",
+    "key_id": "x",
+    "session_id": "x",
+}
 PAGES = ("/ui/", "/ui/live", "/ui/overview", "/ui/servers", "/ui/approvals", "/ui/policies", "/ui/audit")
 
 
@@ -267,7 +277,10 @@ async def test_a_held_call_waits_for_a_human_and_resumes_or_fails_as_answered_th
     if decision == "approve":
         assert outcome.content[0].text == f"deploy with {GITHUB_TOKEN}"  # approved as sent: `ask`, not redact
     else:
-        assert isinstance(outcome, MCPError) and outcome.error.data["reason"] == "guardrail_blocked"
+        # `refusals: result` (the default): the refusal is an `isError` result the model can read.
+        assert outcome.is_error and outcome.meta == {
+            "dev.bastion/refusal": {"by": "guardrail", "approval": "denied"}
+        }
     again = await client.post(f"/api/approvals/{approval['id']}/approve", headers=auth)
     assert again.status_code == 404  # the first answer wins
     notices = (await client.get("/api/feed?kind=approval", headers=auth)).json()["items"]
@@ -367,3 +380,22 @@ async def test_keys_are_listed_without_secrets_and_revoked_by_id(
     assert (
         await client.post("/api/keys", json={"principal": "a", "expires_in": "soon"}, headers=auth)
     ).status_code == 400
+
+
+async def test_an_expired_admin_key_on_the_api_is_one_expiry_event_and_refusals_naming_the_key(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    keys = ApiKeyStore(stack.runtime.store, clock=lambda: time.time() - 3600)
+    expired, info = await keys.create("old-admin", ["admin"], expires_in=60)
+    for _ in range(2):
+        assert (await client.get("/api/session", headers=bearer(expired))).status_code == 401
+    reader = stack.runtime.extras["audit"].reader
+
+    async def of_key(kind: str) -> list[Any]:
+        return [e for e in await reader.search(AuditQuery(kind=kind)) if e.key_id == info.key_id]
+
+    with anyio.fail_after(10):
+        while len(await of_key("auth_failure")) < 2 or not await of_key("api_key"):
+            await anyio.sleep(0.01)  # polling the trail for the condition itself, bounded above
+    (expiry,) = await of_key("api_key")
+    assert (expiry.detail["action"], expiry.principal) == ("expired", "old-admin")

@@ -13,6 +13,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -209,14 +210,14 @@ async def test_an_admin_denies_a_call_waiting_for_approval_as_it_arrives(live: L
     page = live.page
     await page.goto(f"{live.url}/ui/approvals")
     await expect(page.locator("#no-approvals")).to_be_visible()
-    errors: list[MCPError] = []
+    outcomes: list[Any] = []
     async with live.agent() as agent, anyio.create_task_group() as tg:
 
         async def held_call() -> None:
             try:
-                await agent.call_tool("calc__echo", {"text": f"deploy with {GITHUB_TOKEN}"})
+                outcomes.append(await agent.call_tool("calc__echo", {"text": f"deploy with {GITHUB_TOKEN}"}))
             except MCPError as exc:
-                errors.append(exc)
+                outcomes.append(exc)
 
         tg.start_soon(held_call)
         deny = page.get_by_role("button", name="Deny echo for agent-1")
@@ -224,7 +225,10 @@ async def test_an_admin_denies_a_call_waiting_for_approval_as_it_arrives(live: L
         await live.shot("approvals")
         await deny.click()
         await expect(page.get_by_role("status")).to_have_text("The call was denied.")
-    assert [e.error.data["reason"] for e in errors if e.error.data] == ["guardrail_blocked"]
+    # `refusals: result` (the default): the denied call comes back as an `isError` result the model can read.
+    assert [getattr(o, "meta", None) for o in outcomes] == [
+        {"dev.bastion/refusal": {"by": "guardrail", "approval": "denied"}}
+    ]
     assert live.problems == []
 
 

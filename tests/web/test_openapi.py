@@ -83,6 +83,7 @@ async def test_real_answers_match_their_documented_schemas(tmp_path: Path) -> No
         key = (await client.post("/api/keys", json={"principal": "ci"})).json()
         answers: dict[tuple[str, str], Any] = {
             ("GET", "/events/{event_id}"): await client.get(f"/api/events/{event_id}"),
+            ("GET", "/sessions/{session_id}/taint"): await client.get("/api/sessions/any-session/taint"),
             ("POST", "/keys"): key,
             ("POST", "/policy/test"): await client.post(
                 "/api/policy/test", json={"principal": "p", "name": "calc__add"}

@@ -119,6 +119,10 @@ class AnchorKey(Protocol):
 
     def verify(self, anchor: Anchor) -> bool: ...
 
+    def knows(self, key_id: str) -> bool:
+        """Whether an anchor signed under `key_id` is this key's to judge."""
+        ...
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredEvent:
@@ -184,6 +188,15 @@ class ChainReport:
         }
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WitnessHead:
+    """What one witness holds for a chain: its latest head, or None when it holds none."""
+
+    name: str
+    """The witness, for messages (`state`, `file /path`)."""
+    head: Anchor | None
+
+
 class ChainVerifier:
     """Checks one chain fed in stored order; remembers the first problem and the event it was found at."""
 
@@ -195,20 +208,40 @@ class ChainVerifier:
         checkpoints: Sequence[Anchor] = (),
         head: ChainHead | None = None,
         key: AnchorKey | None = None,
+        witnesses: Sequence[WitnessHead] = (),
+        checkpoint_gap: int | None = None,
+        allow_unsigned: bool = False,
     ) -> None:
+        """Args:
+        anchor: The latest prune anchor.
+        checkpoints: The sink's checkpoints of this chain.
+        head: The head the sink recorded.
+        key: Checks signatures; with it, `checkpoint_gap` applies.
+        witnesses: What each configured witness holds for this chain.
+        checkpoint_gap: Most events a signed chain may hold between two signed checkpoints (and after the
+            last one) before a missing checkpoint is a failure; None checks no gap.
+        allow_unsigned: Accept an unsigned prune anchor or witness head, and chains without checkpoints.
+        """
         self.replica = replica
         self._anchor = anchor
         self._checkpoints = sorted(checkpoints, key=lambda a: a.seq)
         self._head = head
         self._key = key
+        self._witnesses = tuple(witnesses)
+        self._gap = checkpoint_gap
+        self._allow_unsigned = allow_unsigned
         self._expected = anchor.seq + 1 if anchor else 1
         self._prev = anchor.hash if anchor else GENESIS
-        self._wanted = {c.seq for c in self._checkpoints}
+        self._wanted = {c.seq for c in self._checkpoints} | {
+            w.head.seq for w in self._witnesses if w.head is not None
+        }
         self._seen: dict[int, str] = {}
         self._events = 0
         self._first = 0
         self._last = 0
         self._problem = ""
+        self._where = ""
+        """Where a problem not tied to one event was found (an anchor, a witness)."""
         self._bad: StoredEvent | None = None
         self._warnings: list[str] = []
 
@@ -245,6 +278,10 @@ class ChainVerifier:
             return "content does not match its hash (edited)"
         return ""
 
+    def _fail(self, problem: str, where: str) -> None:
+        if not self._problem:
+            self._problem, self._where = problem, where
+
     def _signature_ok(self, anchor: Anchor, what: str) -> bool:
         if not anchor.signature:
             if self._key is not None:
@@ -253,20 +290,20 @@ class ChainVerifier:
         if self._key is None:
             self._warnings.append(f"{what} at seq {anchor.seq} is signed but no key was given to check it")
             return False
-        if anchor.key_id != self._key.key_id:
+        if not self._key.knows(anchor.key_id):
             self._warnings.append(f"{what} at seq {anchor.seq} is signed by another key ({anchor.key_id})")
             return False
         if not self._key.verify(anchor):
-            self._problem = self._problem or f"{what} at seq {anchor.seq} has a bad signature (forged)"
+            self._fail(f"{what} at seq {anchor.seq} has a bad signature (forged)", what)
             return False
         return True
 
     def finish(self) -> ChainReport:
         """The report, once every stored event was fed."""
-        verified = 0
-        if self._anchor is not None:
-            self._signature_ok(self._anchor, "prune anchor")
         start = self._anchor.seq if self._anchor is not None else 0
+        if self._anchor is not None:
+            self._judge_prune(self._anchor)
+        verified: list[int] = []
         for checkpoint in self._checkpoints:
             if checkpoint.seq <= start:
                 continue  # its events were pruned since
@@ -274,22 +311,29 @@ class ChainVerifier:
             if self._bad is not None:
                 continue  # the chain itself is already broken; anything later is noise
             if checkpoint.seq > self._last:
-                self._problem = self._problem or (
+                self._fail(
                     f"chain ends at seq {self._last} but a checkpoint records seq {checkpoint.seq}: "
-                    "events at the end were deleted"
+                    "events at the end were deleted",
+                    f"checkpoint at seq {checkpoint.seq}",
                 )
             elif self._seen.get(checkpoint.seq) != checkpoint.hash:
-                self._problem = self._problem or (
+                self._fail(
                     f"the event at seq {checkpoint.seq} differs from its checkpoint: "
-                    "the chain was rewritten at or before it"
+                    "the chain was rewritten at or before it",
+                    f"checkpoint at seq {checkpoint.seq}",
                 )
             elif signed:
-                verified += 1
-        if not self._problem and self._head is not None and self._head.seq > self._last:
-            self._problem = (
+                verified.append(checkpoint.seq)
+        if self._head is not None and self._head.seq > self._last:
+            self._fail(
                 f"chain ends at seq {self._last} but its head records seq {self._head.seq}: "
-                "events at the end were deleted"
+                "events at the end were deleted",
+                "recorded head",
             )
+        if self._bad is None:
+            for witness in self._witnesses:
+                self._judge_witness(witness, start, verified)
+            self._judge_gaps(start, verified)
         bad = self._bad
         return ChainReport(
             replica=self.replica,
@@ -297,10 +341,69 @@ class ChainVerifier:
             events=self._events,
             first_seq=self._first,
             last_seq=self._last,
-            checkpoints=verified,
+            checkpoints=len(verified),
             problem=self._problem,
             bad_seq=bad.seq if bad else None,
             bad_event_id=bad.event_id() if bad else "",
-            bad_position=bad.position if bad else "",
+            bad_position=bad.position if bad else self._where,
             warnings=tuple(self._warnings),
         )
+
+    def _judge_prune(self, anchor: Anchor) -> None:
+        signed = self._signature_ok(anchor, "prune anchor")
+        if not signed and not anchor.signature and not self._allow_unsigned:
+            self._fail(
+                f"the prune anchor at seq {anchor.seq} is unsigned: anyone could have written it to hide "
+                f"events 1..{anchor.seq} (--allow-unsigned accepts it)",
+                f"prune anchor at seq {anchor.seq}",
+            )
+
+    def _judge_witness(self, witness: WitnessHead, start: int, verified: list[int]) -> None:
+        where = f"witness {witness.name}"
+        head = witness.head
+        if head is None:
+            gap = self._gap if self._gap is not None else 0
+            if verified or (self._key is not None and self._last - start > gap):
+                self._fail(
+                    f"{where} holds no head for chain {self.replica}, which has "
+                    f"{len(verified)} signed checkpoints and events up to seq {self._last}: "
+                    "the witness was deleted",
+                    where,
+                )
+            return
+        if head.signature:
+            self._signature_ok(head, f"{where} head")
+        elif self._key is not None and not self._allow_unsigned:
+            self._fail(f"{where} holds an unsigned head at seq {head.seq} for a signed trail (forged)", where)
+        if head.seq > self._last:
+            self._fail(
+                f"chain ends at seq {self._last} but {where} recorded seq {head.seq}: "
+                f"events {self._last + 1}..{head.seq} at the end were deleted",
+                where,
+            )
+        elif head.seq > start and self._seen.get(head.seq) != head.hash:
+            self._fail(
+                f"the event at seq {head.seq} differs from the head {where} recorded: "
+                f"the chain was rewritten at or before seq {head.seq}",
+                where,
+            )
+        if verified and verified[-1] > head.seq:
+            self._fail(
+                f"{where} holds seq {head.seq} but the chain has a signed checkpoint at seq {verified[-1]}: "
+                "the witness was rolled back (an old head replayed)",
+                where,
+            )
+
+    def _judge_gaps(self, start: int, verified: list[int]) -> None:
+        if self._gap is None or self._key is None or self._allow_unsigned or not self._events:
+            return
+        previous = start
+        for seq in [*verified, self._last]:
+            if seq - previous > self._gap:
+                self._fail(
+                    f"no signed checkpoint covers seq {previous + 1}..{seq}, though one is expected at least "
+                    f"every {self._gap} events: checkpoints were deleted or the chain was rewritten",
+                    f"seq {previous + 1}..{seq}",
+                )
+                return
+            previous = seq

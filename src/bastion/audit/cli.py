@@ -1,12 +1,15 @@
 """`bastion audit tail | search | export | verify | prune`: read, check and maintain the audit trail.
 
 Every subcommand takes `--config FILE` (its `audit:` section) and `--sink NAME` (default: the first sink).
-Exit codes: 0 success, 1 verification failed or nothing found by `get`, 2 bad arguments or config.
+Exit codes: 0 success, 1 verification failed (tampering or a gap found), 2 bad arguments or config, 3 a store
+the command needs (an audit sink's database, the state store holding the witness) could not be reached: one
+line names it, without credentials.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import sys
 import time
@@ -18,14 +21,23 @@ import anyio
 import orjson
 
 from bastion.audit.chain import AnchorKey
-from bastion.audit.config import AuditConfig, sink_name
+from bastion.audit.config import sink_name
+from bastion.audit.escape import printable
 from bastion.audit.event import EXCHANGE_KIND, AuditEvent
+from bastion.audit.keys import audit_key, public_key
 from bastion.audit.query import format_time, make_query, open_reader, parse_time
-from bastion.audit.signing import Ed25519Key, signing_key
+from bastion.audit.reach import StoreUnreachable, reaching, safe_location
+from bastion.audit.signing import Ed25519Key, KeyRing, signing_key
 from bastion.audit.sinks import AuditReader
 from bastion.audit.verify import describe, verify
+from bastion.audit.witness import NAMESPACE as WITNESS_NAMESPACE
+from bastion.audit.witness import build_witnesses
+from bastion.config.model import BastionConfig
 from bastion.errors import ConfigError
+from bastion.state import open_state_store
 
+UNREACHABLE: Final = 3
+"""Exit code when a sink or the state store cannot be reached (1 stays "the trail failed verification")."""
 FOLLOW_POLL_SECONDS: Final = 0.5
 """How often `tail -f` looks for new events."""
 EXPORT_PAGE: Final = 1000
@@ -38,6 +50,10 @@ CSV_COLUMNS: Final = (
     "principal",
     "roles",
     "auth_method",
+    "key_id",
+    "issuer",
+    "subject",
+    "token_digest",
     "client_name",
     "client_version",
     "transport",
@@ -90,7 +106,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
     check = command("verify", "check every hash chain; names the first bad event")
     check.add_argument("--all-sinks", action="store_true", help="verify every configured sink")
-    check.add_argument("--public-key", help="Ed25519 public key (PEM) to check signatures without the secret")
+    check.add_argument(
+        "--public-key",
+        action="append",
+        help="Ed25519 public key (PEM) to check signatures without the secret; repeat for several replicas' keys",
+    )
+    check.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="accept unsigned prune anchors and witness heads, and signed chains without checkpoints",
+    )
     check.add_argument("--json", action="store_true")
     prune = command("prune", "delete old events, leaving (signed) prune anchors")
     prune.add_argument("--older-than", type=float, help="days (default: audit.retention_days)")
@@ -108,10 +133,10 @@ def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--until", help="same forms as --since")
 
 
-def _load(path: str) -> AuditConfig:
+def _load(path: str) -> BastionConfig:
     from bastion.config import load_config
 
-    config: AuditConfig = load_config(path).audit
+    config: BastionConfig = load_config(path)
     return config
 
 
@@ -119,15 +144,18 @@ def run_audit(args: argparse.Namespace) -> int:
     """Handler of `bastion audit ...`."""
     try:
         config = _load(args.config)
-        if args.sink is not None and args.sink not in [sink_name(s) for s in config.sinks]:
+        if args.sink is not None and args.sink not in [sink_name(s) for s in config.audit.sinks]:
             raise ConfigError(f"no audit sink named {args.sink}", path="audit.sinks")
-        action: Callable[[argparse.Namespace, AuditConfig], Coroutine[Any, Any, int]] = _ACTIONS[
+        action: Callable[[argparse.Namespace, BastionConfig], Coroutine[Any, Any, int]] = _ACTIONS[
             args.audit_command
         ]
         result: int = anyio.run(action, args, config)
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except StoreUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return UNREACHABLE
     except KeyboardInterrupt:
         return 130
     return result
@@ -150,7 +178,11 @@ def _query_of(args: argparse.Namespace, *, limit: int, offset: int = 0, order: s
 
 
 def line_of(event: AuditEvent) -> str:
-    """One human-readable line per event."""
+    """One human-readable line per event, with every control and bidi character escaped (see `escape.py`)."""
+    return printable(_raw_line(event))
+
+
+def _raw_line(event: AuditEvent) -> str:
     when = format_time(event.time)
     who = event.principal or "-"
     if event.kind == EXCHANGE_KIND:
@@ -172,8 +204,8 @@ def _print(events: list[AuditEvent], as_json: bool, out: TextIO) -> None:
     out.flush()
 
 
-async def _tail(args: argparse.Namespace, config: AuditConfig) -> int:
-    async with open_reader(config, sink=args.sink) as reader:
+async def _tail(args: argparse.Namespace, config: BastionConfig) -> int:
+    async with open_reader(config.audit, sink=args.sink) as reader:
         events, cursor = await reader.tail(max(0, args.n))
         _print(events, args.json, sys.stdout)
         while args.follow:
@@ -183,8 +215,8 @@ async def _tail(args: argparse.Namespace, config: AuditConfig) -> int:
     return 0
 
 
-async def _search(args: argparse.Namespace, config: AuditConfig) -> int:
-    async with open_reader(config, sink=args.sink) as reader:
+async def _search(args: argparse.Namespace, config: BastionConfig) -> int:
+    async with open_reader(config.audit, sink=args.sink) as reader:
         events = await reader.search(_query_of(args, limit=args.limit))
     _print(events, args.json, sys.stdout)
     return 0
@@ -201,8 +233,8 @@ def csv_row(event: AuditEvent) -> list[Any]:
     return ["" if data.get(c) is None else data.get(c) for c in CSV_COLUMNS]
 
 
-async def _export(args: argparse.Namespace, config: AuditConfig) -> int:
-    async with open_reader(config, sink=args.sink) as reader:
+async def _export(args: argparse.Namespace, config: BastionConfig) -> int:
+    async with open_reader(config.audit, sink=args.sink) as reader:
         if args.output == "-":
             await _export_to(reader, args, sys.stdout)
             return 0
@@ -236,35 +268,56 @@ async def _export_to(reader: AuditReader, args: argparse.Namespace, out: TextIO)
     out.flush()
 
 
-async def _verify(args: argparse.Namespace, config: AuditConfig) -> int:
+async def _verify(args: argparse.Namespace, config: BastionConfig) -> int:
     key: AnchorKey | None
     if args.public_key:
-        key = Ed25519Key.from_public_pem(await anyio.Path(args.public_key).read_bytes())
+        keys = [Ed25519Key.from_public_pem(await anyio.Path(p).read_bytes()) for p in args.public_key]
+        key = keys[0] if len(keys) == 1 else KeyRing(keys)
     else:
-        key = signing_key(config)
-    names = [sink_name(s) for s in config.sinks] if args.all_sinks else [args.sink]
+        key = signing_key(config.audit) or public_key(config.audit, config.state)
+    audit = config.audit
+    names = [sink_name(s) for s in audit.sinks] if args.all_sinks else [args.sink]
     ok = True
-    for name in names:
-        async with open_reader(config, sink=name) as reader:
-            report = await verify(reader, key=key)
-        ok = ok and report.ok
-        if args.json:
-            print(orjson.dumps(report.to_dict()).decode())
-        else:
-            print("\n".join(describe(report)))
+    async with contextlib.AsyncExitStack() as stack:
+        store = None
+        if config.state.backend == "redis" or config.state.path != ":memory:":
+            # An in-memory state store lives in the gateway's process only: nothing to compare with here.
+            url = (config.state.url or "") if config.state.backend == "redis" else ""
+            where = f"the state store ({safe_location(url) if url else config.state.path})"
+            async with reaching(where, url):
+                store = await stack.enter_async_context(open_state_store(config.state))
+                await store.get_record(WITNESS_NAMESPACE, "-")  # Redis connects on first use: reach it now
+        witnesses = build_witnesses(audit.witnesses, store, readable_only=True)
+        for name in names:
+            async with (
+                open_reader(audit, sink=name) as reader,
+                reaching(f"audit sink {name or reader.name} or the state store (connection lost)"),
+            ):
+                report = await verify(
+                    reader,
+                    key=key,
+                    witnesses=witnesses,
+                    checkpoint_gap=audit.checkpoint_every + audit.batch_size,
+                    allow_unsigned=args.allow_unsigned,
+                )
+            ok = ok and report.ok
+            if args.json:
+                print(orjson.dumps(report.to_dict()).decode())
+            else:
+                print("\n".join(describe(report)))
     return 0 if ok else 1
 
 
-async def _prune(args: argparse.Namespace, config: AuditConfig) -> int:
+async def _prune(args: argparse.Namespace, config: BastionConfig) -> int:
     if args.before:
         before = parse_time(args.before)
-    elif args.older_than is not None or config.retention_days is not None:
-        days = args.older_than if args.older_than is not None else config.retention_days
+    elif args.older_than is not None or config.audit.retention_days is not None:
+        days = args.older_than if args.older_than is not None else config.audit.retention_days
         before = time.time() - float(days or 0) * 86400
     else:
         raise ValueError("give --older-than DAYS or --before TIME, or set audit.retention_days")
-    async with open_reader(config, sink=args.sink) as reader:
-        anchors = await reader.prune(before, signing_key(config))
+    async with open_reader(config.audit, sink=args.sink) as reader:
+        anchors = await reader.prune(before, audit_key(config.audit, config.state, create=False))
     for anchor in anchors:
         signed = "signed" if anchor.signature else "unsigned"
         print(f"{reader.name}: chain {anchor.replica}: pruned up to seq {anchor.seq} ({signed} anchor)")

@@ -5,8 +5,13 @@ Example:
       mode: strict                  # a reply is released only after its event is durable
       max_argument_bytes: 4096      # bigger arguments are cut, with a truncation marker
       retention_days: 90            # older events are pruned, leaving a (signed) anchor
-      signing_key: ${file:/etc/bastion/audit-ed25519.pem}
-      signing_algorithm: ed25519
+      # No signing_key: an Ed25519 key is made on first start next to the state store (see `signing_key_file`).
+      checkpoint_every: 1000        # a signed checkpoint every N events, every T seconds, and at shutdown
+      checkpoint_seconds: 60
+      witnesses:                    # every checkpoint's head also goes outside the audit store
+        - type: state               # the state store (SQLite file or Redis): the default
+        - type: file
+          path: /mnt/other-volume/bastion-witness.jsonl
       sinks:
         - type: sqlite
           path: .bastion/audit.db
@@ -20,10 +25,12 @@ Example:
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+DEFAULT_KEY_FILE: Final = "bastion-audit-ed25519.pem"
+"""Name of the signing key Bastion makes on first start, in the state store's folder."""
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 """SQL identifiers we interpolate (table prefix, schema): lowercase, no quoting needed, no injection."""
 
@@ -83,6 +90,39 @@ class JsonlSinkConfig(_Model):
     """fsync after every batch (strict durability); off, a power loss may lose the last batches."""
 
 
+class StateWitnessConfig(_Model):
+    """Checkpoint heads kept in the state store (`state:`, SQLite file or Redis), one record per sink and chain."""
+
+    type: Literal["state"] = "state"
+
+
+class FileWitnessConfig(_Model):
+    """Checkpoint heads appended to a file (JSON Lines, fsynced), best on another volume than the audit store."""
+
+    type: Literal["file"]
+    path: str
+    """The witness file (relative paths are relative to the config file's folder)."""
+
+
+class WebhookWitnessConfig(_Model):
+    """Checkpoint heads POSTed as JSON to a URL kept by someone else (write-only: `verify` does not read it)."""
+
+    type: Literal["webhook"]
+    url: SecretStr
+    """Where each head is POSTed (`${env:...}` when the URL carries a token); never logged in full."""
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    """Longest one POST may take; slower is a failure of that checkpoint's witness write."""
+
+
+WitnessConfig = Annotated[
+    StateWitnessConfig | FileWitnessConfig | WebhookWitnessConfig, Field(discriminator="type")
+]
+
+
+def _default_witnesses() -> list[WitnessConfig]:
+    return [StateWitnessConfig()]
+
+
 SinkConfig = Annotated[SqliteSinkConfig | PostgresSinkConfig | JsonlSinkConfig, Field(discriminator="type")]
 
 
@@ -107,10 +147,21 @@ class AuditConfig(_Model):
     retention_days: float | None = Field(default=None, gt=0)
     """Prune events older than this (on start and every hour); None keeps everything."""
     signing_key: SecretStr | None = None
-    """HMAC secret or Ed25519 private key (PEM), usually `${file:...}`: signs checkpoints and prune anchors."""
+    """HMAC secret or Ed25519 private key (PEM), usually `${file:...}` or `${env:...}`: signs checkpoints and
+    prune anchors. When unset, the key in `signing_key_file` is used (and made on first start)."""
     signing_algorithm: Literal["hmac-sha256", "ed25519"] = "hmac-sha256"
+    """Algorithm of an explicit `signing_key` (the key Bastion makes itself is always Ed25519)."""
+    signing_key_file: str = ""
+    """Ed25519 private key made on first start (mode 0600; public half in `<file>.pub`). Empty:
+    `bastion-audit-ed25519.pem` next to the state store (`.bastion/` beside the config for Redis)."""
+    unsigned: bool = False
+    """Opt out of signing: no key is made and checkpoints are unsigned heads kept only in the witnesses."""
     checkpoint_every: int = Field(default=1000, ge=1)
-    """Events between two signed checkpoints of a chain (one more is written on close)."""
+    """Events between two checkpoints of a chain (one more every `checkpoint_seconds`, and one on close)."""
+    checkpoint_seconds: float = Field(default=60.0, gt=0)
+    """Longest time new events wait for a checkpoint."""
+    witnesses: list[WitnessConfig] = Field(default_factory=lambda: _default_witnesses())
+    """Where each checkpoint's head (replica, seq, hash, signature) is also written, outside the audit store."""
     queue_size: int = Field(default=10_000, ge=1)
     """Events waiting for a commit, and events kept for a sink that is down; beyond that they are dropped."""
     batch_size: int = Field(default=256, ge=1, le=900)

@@ -59,6 +59,12 @@ class AuditEvent:
     """How the principal authenticated: `api_key`, `jwt`, `local`, `none`."""
     key_id: str = ""
     """Public id of the API key or token (`jti`/`kid`) used, never the secret: which credential to revoke."""
+    issuer: str = ""
+    """The presented JWT's `iss` (empty for API keys): with `subject`, whose token it was."""
+    subject: str = ""
+    """The presented JWT's `sub`."""
+    token_digest: str = ""
+    """`token_digest()` of the presented JWT: which exact token was used, never the token itself."""
     client_name: str = ""
     """Self-reported, informative only."""
     client_version: str = ""
@@ -70,7 +76,7 @@ class AuditEvent:
     method: str = ""
     """JSON-RPC method of an exchange."""
     target: str = ""
-    """Upstream-local tool or prompt name, or resource URI."""
+    """Upstream-local tool or prompt name, or resource URI; the name as asked when routing failed."""
     request_id: str = ""
     """The client's JSON-RPC id, as text."""
     arguments: Any = None
@@ -164,6 +170,20 @@ def _arguments(method: str, params: dict[str, Any]) -> Any:
     return rest or None
 
 
+def _requested(params: dict[str, Any]) -> str:
+    """The name or URI a request asked for, when routing never resolved it (a probe of an unknown name)."""
+    ref = params.get("ref")
+    for value in (params.get("name"), params.get("uri"), ref.get("name") if isinstance(ref, dict) else None):
+        if isinstance(value, str):
+            return value
+    return ""
+
+
+def _claim(claims: dict[str, Any], name: str) -> str:
+    value = claims.get(name)
+    return value if isinstance(value, str) else ""
+
+
 def _decision(decision: Any) -> dict[str, Any]:
     return {
         "stage": decision.stage,
@@ -209,13 +229,16 @@ def exchange_content(
         "roles": sorted(info.principal.roles),
         "auth_method": info.principal.method,
         "key_id": info.principal.key_id,
+        "issuer": _claim(info.principal.claims, "iss"),
+        "subject": _claim(info.principal.claims, "sub"),
+        "token_digest": info.principal.token_digest,
         "client_name": info.client_name,
         "client_version": info.client_version,
         "transport": info.transport,
         "remote": info.remote,
         "server": exchange.server or "",
         "method": exchange.method,
-        "target": exchange.target or "",
+        "target": exchange.target or _requested(exchange.params),
         "request_id": "" if exchange.request_id is None else str(exchange.request_id),
         "arguments": arguments,
         "arguments_bytes": arguments_bytes,
@@ -269,6 +292,7 @@ def event_from_notice(notice: Notice) -> AuditEvent:
         client_version=str(detail.get("clientVersion", "")),
         transport=notice.transport,
         remote=notice.remote,
+        key_id=str(detail.get("keyId", "")),
         server=notice.server,
         target=notice.target,
         outcome=notice.severity,

@@ -6,10 +6,14 @@ audit gates the reply). `auth_failure_hook(gateway)` is what `build_http_app()` 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
 
+from bastion.audit.admin import expiry_notice
+from bastion.audit.keys import announce, audit_key
 from bastion.audit.recorder import AuditRecorder, default_replica
+from bastion.audit.witness import build_witnesses
+from bastion.auth.failures import FailureHook
 from bastion.pipeline.notice import Notice, NoticeKind
 
 if TYPE_CHECKING:
@@ -25,30 +29,42 @@ def install_audit(runtime: Runtime) -> AuditRecorder | None:
     config = runtime.config.audit
     if not config.enabled:
         return None
+    key = audit_key(config, runtime.config.state, create=True)
+    announce(key)
     recorder = AuditRecorder.from_config(
-        config, replica=runtime.config.cluster.replica_id or default_replica()
+        config,
+        replica=runtime.config.cluster.replica_id or default_replica(),
+        key=key,
+        witnesses=build_witnesses(config.witnesses, runtime.store),
     )
     gateway = runtime.gateway
     gateway.observers.insert(0, recorder)  # first: strict audit must gate the reply; it also gets notices
     gateway.startup.append(recorder.open)
-    gateway.closers.insert(
-        0, recorder.aclose
-    )  # closers run in reverse: audit closes last, after every notice
+    # Closers run in reverse: audit closes last, after every notice, and the state store right after it,
+    # because the final checkpoint's head goes to the state witness.
+    if runtime.store.aclose in gateway.closers:
+        gateway.closers.remove(runtime.store.aclose)
+    gateway.closers[0:0] = [runtime.store.aclose, recorder.aclose]
     runtime.extras[EXTRAS_KEY] = recorder
     return recorder
 
 
-def auth_failure_hook(gateway: Gateway) -> Callable[[str, str, str], None]:
-    """`AuthMiddleware`'s `on_failure`: an `auth_failure` notice with the reason, client address and path only."""
+def auth_failure_hook(gateway: Gateway) -> FailureHook:
+    """`AuthMiddleware`'s `on_failure`: an `auth_failure` notice with the reason, client address, path and the
+    presented key's id when Bastion knows the key; the first time a key is refused as expired, also an
+    `api_key` notice with action `expired`."""
 
-    def failed(reason: str, client: str, path: str) -> None:
+    def failed(reason: str, client: str, path: str, facts: Mapping[str, Any] | None = None, /) -> None:
+        facts = facts or {}
+        key_id = str(facts.get("keyId", ""))
+        detail: dict[str, Any] = {"reason": reason, "path": path[:200]}
+        if key_id:
+            detail["keyId"] = key_id
         gateway.emit_soon(
-            Notice(
-                kind=NoticeKind.AUTH_FAILURE,
-                remote=client,
-                severity="warning",
-                detail={"reason": reason, "path": path[:200]},
-            )
+            Notice(kind=NoticeKind.AUTH_FAILURE, remote=client, severity="warning", detail=detail)
         )
+        expired = facts.get("expiredKey")
+        if key_id and isinstance(expired, Mapping):
+            gateway.emit_soon(expiry_notice(key_id, expired, remote=client))
 
     return failed

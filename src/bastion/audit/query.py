@@ -19,8 +19,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypedDict, Unpack
 
-from bastion.audit.config import AuditConfig, sink_name
+from bastion.audit.config import AuditConfig, PostgresSinkConfig, sink_name
 from bastion.audit.event import EXCHANGE_KIND, AuditEvent
+from bastion.audit.reach import reaching, safe_location
 from bastion.audit.sinks import AuditQuery, AuditReader, Sink, build_sink
 
 _DURATION: Final = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
@@ -211,12 +212,19 @@ async def open_reader(config: AuditConfig, *, sink: str | None = None) -> AsyncI
 
     Raises:
         KeyError: no sink has that name.
+        StoreUnreachable: the sink cannot be opened (its database is down or refuses the connection).
     """
     chosen = next((s for s in config.sinks if sink is None or sink_name(s) == sink), None)
     if chosen is None:
         raise KeyError(sink)
     reader = build_sink(chosen)
-    await reader.open()
+    if isinstance(chosen, PostgresSinkConfig):
+        url = chosen.url.get_secret_value()
+        where = safe_location(url)
+    else:
+        url, where = "", chosen.path
+    async with reaching(f"audit sink {sink_name(chosen)} ({where})", url):
+        await reader.open()
     try:
         yield reader
     finally:

@@ -10,7 +10,8 @@ Rules:
   concurrent calls share a commit and an fsync; strict callers wait on their batch's outcome.
 - A sink that fails keeps the events it missed (bounded by `queue_size`) and retries them first, with backoff,
   so its chain stays gap-free across an outage; while it backs off, strict calls are refused at once.
-- With a signing key, every `checkpoint_every` events (and at close) a signed checkpoint is written per sink.
+- Every `checkpoint_every` events, `checkpoint_seconds` after the first event it does not cover yet, and at
+  close, a checkpoint is taken per sink: signed into the sink (with a key) and its head into every witness.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from typing import Final, Literal
 from bastion.audit.chain import Anchor, ChainHead
 from bastion.audit.config import AuditConfig
 from bastion.audit.event import AuditEvent, event_from_notice, exchange_content
-from bastion.audit.signing import SigningKey, signing_key
+from bastion.audit.signing import SigningKey
 from bastion.audit.sinks import EncodedEvent, Sink, build_sink
+from bastion.audit.witness import Witness
 from bastion.errors import AuditUnavailable
 from bastion.pipeline.exchange import Exchange
 from bastion.pipeline.notice import Notice
@@ -64,9 +66,19 @@ class _SinkWriter:
     """One sink's share of the writer: its backlog of missed events, its backoff, its checkpoints."""
 
     def __init__(
-        self, sink: Sink, *, limit: int, batch_size: int, key: SigningKey | None, every: int
+        self,
+        sink: Sink,
+        *,
+        limit: int,
+        batch_size: int,
+        key: SigningKey | None,
+        every: int,
+        seconds: float = 60.0,
+        witnesses: Sequence[Witness] = (),
+        strict: bool = True,
     ) -> None:
         self.sink = sink
+        self._strict = strict
         self.backlog: collections.deque[EncodedEvent] = collections.deque()
         self.dropped = 0
         self.healthy = True
@@ -75,10 +87,16 @@ class _SinkWriter:
         self._batch = batch_size
         self._key = key
         self._every = every
+        self._seconds = seconds
+        self._witnesses = tuple(witnesses)
+        self._pending_since: float | None = None
+        """Monotonic time the oldest event not covered by a checkpoint was written (None: all covered)."""
         self._opened = False
         self._retry_at = 0.0
         self._delay = RETRY_MIN_SECONDS
         self._checkpointed = 0
+        self.witness_failures = 0
+        """Checkpoints a witness did not take (logged; strict retries them, relaxed goes on without)."""
 
     def retry_in(self, now: float) -> float | None:
         return max(0.0, self._retry_at - now) if self.backlog else None
@@ -120,21 +138,58 @@ class _SinkWriter:
         self.healthy, self._delay, self._retry_at = True, RETRY_MIN_SECONDS, 0.0
         return True
 
+    def checkpoint_in(self, now: float) -> float | None:
+        """Seconds until a timed checkpoint is due, or None when every written event is covered."""
+        if self._pending_since is None or (self._key is None and not self._witnesses):
+            return None
+        return max(0.0, self._pending_since + self._seconds - now)
+
+    async def checkpoint_if_due(self, now: float) -> None:
+        """Write the timed checkpoint once `checkpoint_seconds` passed since the first uncovered event."""
+        wait = self.checkpoint_in(now)
+        if wait is not None and wait <= 0 and self.head is not None:
+            await self._checkpoint(self.head, written=0, final=True)
+
     async def _checkpoint(self, head: ChainHead, *, written: int, final: bool = False) -> None:
         previous = self.head.seq if self.head is not None else head.seq - written
         self.head = head
-        if self._key is None or head.seq <= self._checkpointed:
+        if (self._key is None and not self._witnesses) or head.seq <= self._checkpointed:
             return
+        if self._pending_since is None:
+            self._pending_since = time.monotonic()
         if final or head.seq // self._every > previous // self._every:
             anchor = Anchor(
                 replica=head.replica, kind="checkpoint", seq=head.seq, hash=head.hash, time=time.time()
             )
-            try:
-                await self.sink.write_anchor(self._key.sign(anchor))
-            except Exception as exc:  # the events are durable already; a later checkpoint covers them too
-                logger.warning("audit sink %s: checkpoint failed: %s", self.sink.name, _describe(exc))
-                return
+            if self._key is not None:
+                anchor = self._key.sign(anchor)
+            # Witnesses first: then a sink never holds a checkpoint its witness lacks (see witness.py).
+            missed = False
+            for witness in self._witnesses:
+                try:
+                    await witness.record(self.sink.name, anchor)
+                except Exception as exc:  # the events are durable; the next checkpoint moves the head again
+                    missed = True
+                    logger.error(
+                        "audit witness %s: head of %s failed: %s",
+                        witness.name,
+                        self.sink.name,
+                        _describe(exc),
+                    )
+            if missed:
+                self.witness_failures += 1
+                if self._strict:
+                    # strict: no checkpoint ahead of a witness; this one stays due and is tried again (the
+                    # timer, the next batch, or close). relaxed: the sink's checkpoint is written anyway.
+                    return
+            if self._key is not None:
+                try:
+                    await self.sink.write_anchor(anchor)
+                except Exception as exc:  # the events are durable already; a later checkpoint covers them too
+                    logger.warning("audit sink %s: checkpoint failed: %s", self.sink.name, _describe(exc))
+                    return
             self._checkpointed = head.seq
+            self._pending_since = None
 
     async def close(self) -> None:
         self.dropped += len(self.backlog)
@@ -165,6 +220,8 @@ class AuditRecorder:
         commit_timeout_seconds: float = 5.0,
         key: SigningKey | None = None,
         checkpoint_every: int = 1000,
+        checkpoint_seconds: float = 60.0,
+        witnesses: Sequence[Witness] = (),
         retention_days: float | None = None,
     ) -> None:
         if not sinks:
@@ -179,7 +236,16 @@ class AuditRecorder:
         self.commits = 0
         """Batches committed (`written / commits` is the group-commit factor)."""
         self._writers = [
-            _SinkWriter(s, limit=queue_size, batch_size=batch_size, key=key, every=checkpoint_every)
+            _SinkWriter(
+                s,
+                limit=queue_size,
+                batch_size=batch_size,
+                key=key,
+                every=checkpoint_every,
+                seconds=checkpoint_seconds,
+                witnesses=witnesses,
+                strict=self.strict,
+            )
             for s in sinks
         ]
         self._max_args = max_argument_bytes
@@ -196,8 +262,22 @@ class AuditRecorder:
         self._closed = False
 
     @classmethod
-    def from_config(cls, config: AuditConfig, *, replica: str | None = None) -> AuditRecorder:
-        """A recorder with the configured sinks (not opened yet)."""
+    def from_config(
+        cls,
+        config: AuditConfig,
+        *,
+        replica: str | None = None,
+        key: SigningKey | None = None,
+        witnesses: Sequence[Witness] = (),
+    ) -> AuditRecorder:
+        """A recorder with the configured sinks (not opened yet).
+
+        Args:
+            config: The `audit:` section.
+            replica: The chain id.
+            key: Signs checkpoints and prune anchors (`keys.audit_key` finds the one in force).
+            witnesses: Where checkpoint heads also go (`witness.build_witnesses`).
+        """
         return cls(
             [build_sink(s) for s in config.sinks],
             replica=replica,
@@ -208,8 +288,10 @@ class AuditRecorder:
             queue_size=config.queue_size,
             batch_size=config.batch_size,
             commit_timeout_seconds=config.commit_timeout_seconds,
-            key=signing_key(config),
+            key=key,
             checkpoint_every=config.checkpoint_every,
+            checkpoint_seconds=config.checkpoint_seconds,
+            witnesses=witnesses,
             retention_days=config.retention_days,
         )
 
@@ -233,6 +315,11 @@ class AuditRecorder:
     def healthy(self) -> bool:
         """False while any sink is failing."""
         return all(w.healthy for w in self._writers)
+
+    @property
+    def witness_failures(self) -> int:
+        """Checkpoint heads a witness did not take, over every sink (each is also logged)."""
+        return sum(w.witness_failures for w in self._writers)
 
     @property
     def lost(self) -> int:
@@ -344,13 +431,22 @@ class AuditRecorder:
             if not self._queue:
                 self._wake.clear()
                 now = time.monotonic()
-                waits = [w for w in (x.retry_in(now) for x in self._writers) if w is not None]
+                waits = [
+                    w
+                    for x in self._writers
+                    for w in (x.retry_in(now), x.checkpoint_in(now) if x.healthy else None)
+                    if w is not None
+                ]
                 if not waits:
                     await self._wake.wait()
-                else:  # a sink is backing off with events to retry: wake up for its retry too
+                else:  # a retry or a timed checkpoint is due later: wake up for it too
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(min(waits)):
                             await self._wake.wait()
+            now = time.monotonic()
+            for writer in self._writers:
+                if writer.healthy:
+                    await writer.checkpoint_if_due(now)
             batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
             try:
                 await self._commit(batch)

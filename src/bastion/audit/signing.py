@@ -44,6 +44,9 @@ class HmacKey:
     def verify(self, anchor: Anchor) -> bool:
         return anchor.algorithm == HMAC and hmac.compare_digest(anchor.signature, self._mac(anchor))
 
+    def knows(self, key_id: str) -> bool:
+        return key_id == self.key_id
+
 
 class Ed25519Key:
     """Signs with a private key, or (built from a public key) only verifies."""
@@ -111,6 +114,26 @@ class Ed25519Key:
         except (InvalidSignature, ValueError):
             return False
         return True
+
+    def knows(self, key_id: str) -> bool:
+        return key_id == self.key_id
+
+
+class KeyRing:
+    """Verifies with whichever of several public keys signed an anchor: one per replica when replicas keep keys
+    of their own, or the old and the new key across a rotation."""
+
+    def __init__(self, keys: list[Ed25519Key]) -> None:
+        self._keys = {k.key_id: k for k in keys}
+        self.key_id = ",".join(self._keys)
+        """Every fingerprint, for messages."""
+
+    def knows(self, key_id: str) -> bool:
+        return key_id in self._keys
+
+    def verify(self, anchor: Anchor) -> bool:
+        key = self._keys.get(anchor.key_id)
+        return key is not None and key.verify(anchor)
 
 
 SigningKey = HmacKey | Ed25519Key

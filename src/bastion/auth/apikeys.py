@@ -4,7 +4,9 @@ Rules:
 - The full key exists once, in the return value of `create()`; only its id, a per-key salt and
   HMAC-SHA256(salt, secret) are stored. The secret has 256 bits of entropy, so a slow hash buys nothing.
 - Verification looks the record up by the id in the key (no scan) and compares digests in constant time.
-- Revoked keys stay listed (for audit) and are refused; expired keys are refused.
+- Revoked keys stay listed (for audit) and are refused; expired keys are refused, and the first refusal of
+  an expired key is marked in its record (`expiry_seen_at`) so its expiry is audited once.
+- Failures of a key Bastion knows carry its public id (`keyId`), never the secret.
 - Nothing here logs, and no error message contains any part of the secret.
 """
 
@@ -131,14 +133,17 @@ class ApiKeyStore:
             expected = str(record["hash"])
             salt = bytes.fromhex(str(record["salt"]))
         except (KeyError, ValueError):
-            raise auth_error(AuthFailure.UNKNOWN_KEY) from None
+            raise auth_error(AuthFailure.UNKNOWN_KEY, key_id=key_id) from None
         if not hmac.compare_digest(_digest(salt, secret), expected):
-            raise auth_error(AuthFailure.UNKNOWN_KEY)
+            raise auth_error(AuthFailure.UNKNOWN_KEY, key_id=key_id)
         info = _info(key_id, record)
         if info.revoked_at is not None:
-            raise auth_error(AuthFailure.REVOKED)
+            raise auth_error(AuthFailure.REVOKED, key_id=key_id)
         if info.expires_at is not None and info.expires_at <= self._clock():
-            raise auth_error(AuthFailure.EXPIRED)
+            first = await self._mark_expiry_seen(key_id, record)
+            raise auth_error(
+                AuthFailure.EXPIRED, key_id=key_id, expired_key=info.to_dict() if first else None
+            )
         return Principal(
             name=info.principal,
             roles=frozenset(info.roles),
@@ -155,6 +160,14 @@ class ApiKeyStore:
             return False
         info = _info(key_id, record)
         return info.revoked_at is None and (info.expires_at is None or info.expires_at > self._clock())
+
+    async def _mark_expiry_seen(self, key_id: str, record: dict[str, Any]) -> bool:
+        """True only for the first caller to observe this key's expiry (across processes sharing the store),
+        so its `api_key` expiry event is recorded once; a lost compare-and-set means another caller did it."""
+        if record.get("expiry_seen_at") is not None:
+            return False
+        marked = {**record, "expiry_seen_at": float(self._clock())}
+        return await self._store.replace_record(NAMESPACE, key_id, marked, expected=record)
 
 
 def _info(key_id: str, record: dict[str, Any]) -> ApiKeyInfo:

@@ -12,9 +12,11 @@ from typing import Any
 
 import anyio
 
+from bastion.audit.admin import cli_user, key_notice, record_offline
 from bastion.auth.apikeys import ApiKeyStore, parse_duration
 from bastion.config.loader import load_config
-from bastion.errors import ConfigError
+from bastion.errors import BastionError, ConfigError
+from bastion.pipeline.notice import Notice
 from bastion.state import StateConfig, open_state_store
 
 
@@ -56,6 +58,11 @@ async def _keys(args: argparse.Namespace, config: StateConfig, expires: float | 
         if args.keys_command == "create":
             roles = [r.strip() for r in args.roles.split(",") if r.strip()]
             key, info = await keys.create(args.principal, roles, expires_in=expires)
+            if not await _audited(
+                args, key_notice("created", info.key_id, by=cli_user(), via="cli", info=info)
+            ):
+                await keys.revoke(info.key_id)  # fail closed: no key exists that the trail does not know of
+                return 1
             print(key)
             print(
                 f"created key {info.key_id} for {info.principal}; store it now, it is not shown again",
@@ -68,6 +75,17 @@ async def _keys(args: argparse.Namespace, config: StateConfig, expires: float | 
             return 0
         if await keys.revoke(args.id):
             print(f"revoked {args.id}")
-            return 0
+            audited = await _audited(args, key_notice("revoked", args.id, by=cli_user(), via="cli"))
+            return 0 if audited else 1
         print(f"no key {args.id}", file=sys.stderr)
         return 1
+
+
+async def _audited(args: argparse.Namespace, notice: Notice) -> bool:
+    """Record a key change in the audit trail; False (and why, on stderr) when it could not be recorded."""
+    try:
+        await record_offline(args.config, notice)
+    except (BastionError, ConfigError) as exc:
+        print(f"error: the audit trail could not record this: {exc}", file=sys.stderr)
+        return False
+    return True

@@ -7,8 +7,13 @@ generic. Neither ever contains the token or any part of it.
 from __future__ import annotations
 
 import enum
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from bastion.errors import AuthError
+
+_KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 class AuthFailure(enum.StrEnum):
@@ -29,10 +34,44 @@ class AuthFailure(enum.StrEnum):
     KEYS_UNAVAILABLE = "keys_unavailable"
 
 
-def auth_error(failure: AuthFailure) -> AuthError:
-    """The error for one failure: a fixed message and the reason in `data`."""
+class FailureHook(Protocol):
+    """Told of every refusal (audit notices): the reason, client address, path and `credential_facts`."""
+
+    def __call__(
+        self, reason: str, client: str, path: str, facts: Mapping[str, Any] | None = None, /
+    ) -> None: ...
+
+
+def auth_error(
+    failure: AuthFailure, *, key_id: str = "", expired_key: Mapping[str, Any] | None = None
+) -> AuthError:
+    """The error for one failure: a fixed message and the reason in `data`.
+
+    Args:
+        failure: Why.
+        key_id: The public id of the API key presented, when Bastion knows that key (never its secret).
+        expired_key: The key's facts (`ApiKeyInfo.to_dict()`), only the first time its expiry is observed.
+    """
     message = "authentication required" if failure is AuthFailure.MISSING else "invalid credentials"
-    return AuthError(message, data={"authFailure": str(failure)})
+    data: dict[str, Any] = {"authFailure": str(failure)}
+    if key_id:
+        data["keyId"] = key_id
+    if expired_key is not None:
+        data["expiredKey"] = dict(expired_key)
+    return AuthError(message, data=data)
+
+
+def credential_facts(error: AuthError) -> dict[str, Any]:
+    """What an audit notice may say about the refused credential: the key id and a first expiry, nothing else."""
+    data = error.data or {}
+    facts: dict[str, Any] = {}
+    key_id = data.get("keyId")
+    if isinstance(key_id, str) and _KEY_ID.fullmatch(key_id):
+        facts["keyId"] = key_id
+    expired = data.get("expiredKey")
+    if isinstance(expired, Mapping) and "keyId" in facts:
+        facts["expiredKey"] = {k: expired.get(k) for k in ("principal", "roles", "created_at", "expires_at")}
+    return facts
 
 
 def failure_of(error: AuthError) -> AuthFailure:

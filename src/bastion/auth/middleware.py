@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.auth.authenticator import Authenticator
 from bastion.auth.config import AuthConfig
-from bastion.auth.failures import AuthFailure, failure_of
+from bastion.auth.failures import AuthFailure, FailureHook, credential_facts, failure_of
 from bastion.auth.metadata import metadata_paths, resource_metadata, resource_metadata_url, www_authenticate
 from bastion.errors import AuthError
 
@@ -28,8 +28,8 @@ logger = logging.getLogger("bastion.auth")
 
 _SLASHES = re.compile(r"/{2,}")
 
-AuthFailureHook = Callable[[str, str, str], None]
-"""Told of every refusal as (failure reason, client address, path); never any credential (audit notices)."""
+AuthFailureHook = FailureHook
+"""Told of every refusal as (failure reason, client address, path, key id facts); never a secret (audit)."""
 
 
 def _normalized(path: str) -> str:
@@ -116,7 +116,7 @@ class AuthMiddleware:
         client = scope.get("client") or ("", 0)
         logger.info("authentication refused: %s (client %s)", failure, client[0])
         if self._on_failure is not None:
-            self._on_failure(str(failure), str(client[0]), str(scope.get("path", "")))
+            self._on_failure(str(failure), str(client[0]), str(scope.get("path", "")), credential_facts(exc))
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from bastion.audit.config import DEFAULT_KEY_FILE
 from bastion.config.model import BastionConfig
 from bastion.errors import ConfigError
 
@@ -82,5 +83,20 @@ def anchor_data_paths(config: BastionConfig, base: Path) -> BastionConfig:
         sink.model_copy(update={"path": anchored(sink.path)}) if hasattr(sink, "path") else sink
         for sink in config.audit.sinks
     ]
-    audit = config.audit.model_copy(update={"sinks": sinks})
+    witnesses = [
+        w.model_copy(update={"path": anchored(w.path)}) if hasattr(w, "path") else w
+        for w in config.audit.witnesses
+    ]
+    key_file = config.audit.signing_key_file
+    if not key_file and config.state.backend == "embedded" and config.state.path != ":memory:":
+        key_file = str(Path(state.path).parent / DEFAULT_KEY_FILE)  # next to the state store
+    elif not key_file and config.state.backend == "redis":
+        key_file = str(Path(".bastion") / DEFAULT_KEY_FILE)
+    audit = config.audit.model_copy(
+        update={
+            "sinks": sinks,
+            "witnesses": witnesses,
+            "signing_key_file": anchored(key_file) if key_file else "",
+        }
+    )
     return config.model_copy(update={"state": state, "audit": audit})

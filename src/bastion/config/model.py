@@ -52,6 +52,10 @@ class ServerConfig(_Model):
     connect_timeout_seconds: float = Field(default=30.0, gt=0)
     tool_timeouts: dict[str, float] = Field(default_factory=dict)
     """Per-tool overrides of `timeout_seconds`, keyed by the upstream's own tool name."""
+    client_capabilities: dict[str, list[Literal["sampling", "elicitation", "roots"]]] = Field(
+        default_factory=dict
+    )
+    """Tools, prompts or resource URIs of this server (its own names) that need these client capabilities."""
     max_concurrent: int = Field(default=256, gt=0)
     """Client calls in flight to this server at once; one more is refused at once with `RateLimited`."""
     health: HealthConfig = Field(default_factory=HealthConfig)
@@ -89,6 +93,8 @@ class RoutingConfig(_Model):
     """Prefix tool and prompt names with `<server>__`. Off only makes sense with exactly one server."""
     list_cache_seconds: float = Field(default=300.0, ge=0)
     """How long an upstream's list results are cached (list_changed refreshes them sooner)."""
+    capability_aware_lists: bool = True
+    """Leave out of a client's lists what needs a client capability it did not declare (`routing/capabilities.py`)."""
 
 
 class LimitsConfig(_Model):
@@ -147,6 +153,9 @@ class BastionConfig(_Model):
     """A separate policy file (its `policy:` section), watched and hot-reloaded."""
     instructions: str | None = None
     """Extra instructions Bastion adds in front of the merged upstream instructions."""
+    refusals: Literal["error", "result"] = "result"
+    """How a guardrail or policy refusal of a visible tool's `tools/call` is answered: an `isError` result the
+    model can read (`result`), or a JSON-RPC error (`error`). Hidden and unknown tools are always errors."""
 
     @field_validator("servers")
     @classmethod

@@ -11,6 +11,7 @@ The whole section is optional; its defaults are the "default guardrails" a secur
 | `poisoning`                  | off                 | off                | block              |
 | `arguments`                  | flag; high+: block  | off                | off                |
 | `schema` (inputSchema, size) | block               | off                | off                |
+| `classifier` (learned model) | off                 | off (opt-in)       | flag               |
 
 Why: a credential must never cross the gateway in either direction, but removing it keeps the workflow going, so
 secrets are redacted rather than refused. Contact data is everyday content, so it is only recorded; identifiers that
@@ -51,7 +52,7 @@ ActionSpec = ActionName | dict[Severity, ActionName]
 """One action, or severity thresholds: `{medium: flag, high: block}` applies the entry with the highest threshold at
 or below the finding's severity; a finding below every threshold is dropped."""
 
-DETECTOR_NAMES = ("secrets", "pii", "injection", "poisoning", "arguments", "schema")
+DETECTOR_NAMES = ("secrets", "pii", "injection", "poisoning", "arguments", "schema", "classifier")
 """The built-in detectors, in the order their findings are reported."""
 
 PII_TYPES = (
@@ -100,6 +101,10 @@ def _default_actions() -> dict[str, ActionEntry]:
             request={Severity.LOW: "flag", Severity.HIGH: "block"}, response="off", tool="off"
         ),
         "schema": DirectionActions(request="block", response="off", tool="off"),
+        # The learned model flags and never blocks by default: on sources it never saw it still fires on benign
+        # prose (non-English especially, docs/guardrails-model.md), so its verdicts are evidence for an operator,
+        # not a refusal. Results are opt-in for the same reason.
+        "classifier": DirectionActions(request="off", response="off", tool={Severity.MEDIUM: "flag"}),
     }
 
 
@@ -130,6 +135,29 @@ class OverrideConfig(_Model):
     @classmethod
     def _check_keys(cls, actions: dict[str, ActionEntry]) -> dict[str, ActionEntry]:
         return _check_action_keys(actions)
+
+
+class AllowEntry(_Model):
+    """Known-benign findings on some servers/tools (see `bastion.guard.allowlist`). Globs; empty means "any"."""
+
+    servers: list[str] = Field(default_factory=list)
+    """Server name globs."""
+    tools: list[str] = Field(default_factory=list)
+    """Tool name globs (the upstream's own tool name)."""
+    findings: list[str] = Field(default_factory=lambda: ["*"])
+    """`detector` or `detector.type` globs, e.g. `injection.*`, `secrets.generic_secret`."""
+    pattern: str | None = None
+    """Python regex searched in the matched text; unset allows every matching finding."""
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regex: {exc}") from None
+        return pattern
 
 
 class CustomPattern(_Model):
@@ -185,8 +213,23 @@ class InjectionConfig(_Model):
     """Decode base64/hex blobs and look for instructions inside them."""
     max_decoded_blobs: int = Field(default=16, ge=0)
     """At most this many blobs are decoded per string (bounds the cost of adversarial input)."""
-    classifier: bool = False
-    """Also run the optional ML classifier (the `bastion[ml]` extra). Off by default; see docs."""
+
+
+class ClassifierConfig(_Model):
+    """The learned injection/poisoning model (`bastion.guard.detectors.classifier`, docs/guardrails-model.md)."""
+
+    enabled: bool = True
+    threshold: float = Field(default=0.7, gt=0, lt=1)
+    """Model probability from which a window of a result or argument is reported (`medium`)."""
+    high_threshold: float = Field(default=0.9, gt=0, lt=1)
+    """Model probability from which the finding is `high` (blocked by default in results and tool definitions)."""
+    tool_threshold: float = Field(default=0.8, gt=0, lt=1)
+    """`threshold` for tool definitions: they are written as instructions to the model by nature, so the bar is
+    higher there (docs/guardrails-model.md has the false-positive rates on real tools at each)."""
+    min_chars: int = Field(default=80, ge=1)
+    """Tool-definition strings shorter than this are not scored by the model (the `poisoning` rules still read
+    them): a one-line imperative such as "Echo the text back." reads like a command to the model, and leaves no
+    room for a second, hidden purpose."""
 
 
 class PoisoningConfig(_Model):
@@ -239,15 +282,22 @@ class GuardrailsConfig(_Model):
     rug_pull: Literal["hold", "flag", "off"] = "hold"
     """A tool whose definition differs from its pin is held back until approved (`hold`), served and reported
     (`flag`), or not pinned at all (`off`). See `bastion.guard.pins`."""
+    normalize: bool = True
+    """Also scan decoded, cleaned and joined views of each payload (`bastion.guard.views`): base64, hex, percent,
+    `\\u` escapes, HTML entities, invisible characters, lookalikes, spaced and l33t letters, split values,
+    credential-named fields and long object keys."""
     actions: dict[str, ActionEntry] = Field(default_factory=_default_actions)
     """Merged over the defaults: set only what you change."""
     overrides: list[OverrideConfig] = Field(default_factory=list)
+    allow: list[AllowEntry] = Field(default_factory=list)
+    """Known-benign findings per server/tool, dropped before actions (`bastion.guard.allowlist`)."""
     secrets: SecretsConfig = Field(default_factory=SecretsConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     injection: InjectionConfig = Field(default_factory=InjectionConfig)
     poisoning: PoisoningConfig = Field(default_factory=PoisoningConfig)
     arguments: ArgumentsConfig = Field(default_factory=ArgumentsConfig)
     validation: SchemaConfig = Field(default_factory=SchemaConfig, alias="schema")
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     """The `schema:` section (inputSchema validation and size/depth limits)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

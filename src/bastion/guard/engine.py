@@ -15,6 +15,9 @@ tool separately so one poisoned tool does not hide the others).
 Rules:
 - `inspect` is pure and synchronous: no I/O, no awaits; safe to call from a worker thread (one Hyperscan scratch per
   thread).
+- Normalised views (`bastion.guard.views`, `normalize: true`) are scanned in the same pass as the raw strings; a view
+  finding is reported at its origin's path, only when the raw scan did not already report it, and redacts the whole
+  origin string. `guardrails.allow` entries drop known-benign findings before actions.
 - Fail closed: a detector that raises turns into a `detector_error` finding whose action is `block` (`flag` with
   `failure_mode: open`); the exception is logged without the payload.
 """
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Final, cast
 
 from bastion.guard.actions import Action, ActionTable, strongest
+from bastion.guard.allowlist import Allowlist
 from bastion.guard.config import GuardrailsConfig
 from bastion.guard.detector import (
     Detector,
@@ -44,6 +48,7 @@ from bastion.guard.detector import (
 from bastion.guard.finding import Finding, Severity
 from bastion.guard.matcher import MultiMatcher, ShiftedMatch, ascii_view
 from bastion.guard.payload import PathPart, Walk, path_parts, redact_string, replace_strings, walk
+from bastion.guard.views import View, derive
 
 logger = logging.getLogger("bastion.guard")
 
@@ -120,6 +125,7 @@ class Guard:
         """
         self.config: GuardrailsConfig = config if config is not None else GuardrailsConfig()
         self.actions = ActionTable(self.config)
+        self.allowlist = Allowlist(self.config.allow)
         self.detectors: tuple[Detector, ...] = tuple(
             detectors if detectors is not None else _default_detectors(self.config)
         )
@@ -187,6 +193,7 @@ class Guard:
         if not self.active(direction):
             return GuardResult(action=Action.ALLOW, findings=(), payload=payload)
         located: list[tuple[int, Finding]] = []
+        views: list[View] = []
         try:
             limit = plan.schema.max_depth if plan.schema is not None else _UNCHECKED_DEPTH
             seen = walk(payload, max_depth=limit)
@@ -195,28 +202,43 @@ class Guard:
                     plan.schema.name, plan.schema.inspect_payload, payload, seen, schema, direction
                 )
                 located.extend((-1, f) for f in checked)
-            located.extend(self._scan_strings(plan, seen, direction, server, tool))
+            if self.config.normalize:
+                views = derive(seen)
+            located.extend(self._scan_strings(plan, seen, direction, server, tool, views))
         except Exception:
             # Anything the per-detector guards did not catch (walk, matcher): never let the payload through.
             logger.exception("guard engine failed; failing closed")
             located.append((-1, self._error_finding("guard")))
             seen = Walk()
-        return self._decide(located, seen, payload, direction, server, tool)
+            views = []
+        return self._decide(located, seen, payload, direction, server, tool, views)
 
     def _scan_strings(
-        self, plan: _Plan, seen: Walk, direction: Direction, server: str | None, tool: str | None
+        self,
+        plan: _Plan,
+        seen: Walk,
+        direction: Direction,
+        server: str | None,
+        tool: str | None,
+        views: list[View],
     ) -> list[tuple[int, Finding]]:
-        strings = seen.strings
+        raw = len(seen.strings)
+        strings = seen.strings + [v.text for v in views] if views else seen.strings
         out: list[tuple[int, Finding]] = []
         if not strings:
             return out
 
         def context(i: int) -> ScanContext:
-            link = seen.links[i]
+            link = seen.links[i] if i < raw else views[i - raw].link
             key = link[0] if link is not None and isinstance(link[0], str) else None
             return ScanContext(direction=direction, key=key, server=server, tool=tool, link=link)
 
-        hits_by_string = self._pattern_hits(plan, strings) if plan.matcher.rules else {}
+        hits_by_string: dict[int, dict[int, list[Hit]]] = {}
+        if plan.matcher.rules:
+            hits_by_string = self._pattern_hits(plan, seen.strings)
+            if views:  # a pass of their own: the raw strings keep their fast single-string path
+                extra = self._pattern_hits(plan, strings[raw:])
+                hits_by_string.update({raw + i: found for i, found in extra.items()})
         wanted = set(hits_by_string)
         if plan.plain or plan.every_string:
             wanted.update(range(len(strings)))
@@ -231,7 +253,7 @@ class Guard:
                 out.extend((i, f) for f in self._guarded(name, check.check, text, ctx))
             for plain in plan.plain:
                 out.extend((i, f) for f in self._guarded(plain.name, plain.scan, text, ctx))
-        return out
+        return _keep_view_findings(out, raw, views) if views else out
 
     @staticmethod
     def _pattern_hits(plan: _Plan, strings: list[str]) -> dict[int, dict[int, list[Hit]]]:
@@ -295,23 +317,36 @@ class Guard:
         direction: Direction,
         server: str | None,
         tool: str | None,
+        views: list[View],
     ) -> GuardResult:
         kept: list[tuple[int, Finding]] = []
+        raw = len(seen.strings)
         for index, finding in located:
             if finding.type == "detector_error" and finding.action:
                 kept.append((index, finding))
+                continue
+            if self.allowlist and self.allowlist.allows(
+                finding, _matched(seen, views, index, finding), server, tool
+            ):
                 continue
             action = self.actions.resolve(
                 finding.detector, finding.type, finding.severity, direction, server=server, tool=tool
             )
             if action is None:
                 continue
+            if index >= raw and action is Action.REDACT and not views[index - raw].origins:
+                action = Action.BLOCK  # found in an object key: a key cannot be redacted in place
             kept.append((index, dataclasses.replace(finding, action=action.value)))
         if not kept:
             return GuardResult(action=Action.ALLOW, findings=(), payload=payload)
         spans: dict[int, list[tuple[int, int, str]]] = {}
         for index, finding in kept:
-            if finding.action == Action.REDACT and index >= 0 and 0 <= finding.start < finding.end:
+            if finding.action != Action.REDACT or index < 0:
+                continue
+            if index >= raw:  # a derived view: its offsets mean nothing in the original, so all of it goes
+                for origin in views[index - raw].origins:
+                    spans.setdefault(origin, []).append((0, len(seen.strings[origin]), finding.type))
+            elif 0 <= finding.start < finding.end:
                 spans.setdefault(index, []).append((finding.start, finding.end, finding.type))
         new_payload = payload
         if spans:
@@ -323,3 +358,30 @@ class Guard:
         return GuardResult(
             action=strongest([Action(f.action) for f in findings]), findings=findings, payload=new_payload
         )
+
+
+def _keep_view_findings(
+    out: list[tuple[int, Finding]], raw: int, views: list[View]
+) -> list[tuple[int, Finding]]:
+    """Drop view findings the raw scan already made, and joined-view findings that do not cross a join."""
+    seen_raw = {(f.detector, f.type, f.path) for i, f in out if i < raw}
+    kept: list[tuple[int, Finding]] = []
+    for i, f in out:
+        if i >= raw:
+            view = views[i - raw]
+            if view.cuts and not any(f.start < cut < f.end for cut in view.cuts):
+                continue
+            if (f.detector, f.type, f.path) in seen_raw:
+                continue
+            seen_raw.add((f.detector, f.type, f.path))
+        kept.append((i, f))
+    return kept
+
+
+def _matched(seen: Walk, views: list[View], index: int, finding: Finding) -> str | None:
+    """The text a finding matched (for allowlist patterns), or None when it has no span."""
+    if index < 0 or finding.start < 0:
+        return None
+    raw = len(seen.strings)
+    text = seen.strings[index] if index < raw else views[index - raw].text
+    return text[finding.start : finding.end]

@@ -172,6 +172,8 @@ def _re2_finder(rule: Rule) -> Any | None:
 def _re2_finder_for(pattern: str, flags: int) -> Any | None:
     """Cached by pattern: the same rule sits in the matcher of every direction (and of detectors' own matchers),
     and each RE2 program costs kilobytes; compiled programs are immutable and thread-safe, so one is shared."""
+    if not pattern.isascii():
+        return None  # the finder runs on the ASCII view, where every non-ASCII letter is DEL: it could never match
     try:
         import re2
     except ImportError:

@@ -16,6 +16,11 @@ from typing import Any, Final
 PathPart = str | int
 """An object key or an array index."""
 
+KEY_MIN_CHARS: Final = 20
+"""Object keys this long are collected for scanning (property names that could carry a sentence or a token)."""
+BIG_NUMBER: Final = 10**8
+"""Integers of nine digits and more are scanned as text: card, account and ID numbers sent as JSON numbers."""
+
 _IDENTIFIER_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
@@ -52,7 +57,7 @@ class Walk:
     """What one pass over a payload saw."""
 
     strings: list[str] = field(default_factory=list)
-    """Every string value (object keys excluded), in document order."""
+    """Every string value, and every big integer as its decimal text (object keys excluded), in document order."""
     links: list[PathLink] = field(default_factory=list)
     """The path of each string in `strings` (see `path_parts`)."""
     nodes: int = 0
@@ -65,6 +70,8 @@ class Walk:
     """Deepest nesting seen (capped at the limit plus one)."""
     too_deep_at: tuple[PathPart, ...] | None = None
     """Path of the first container past the depth limit, if any."""
+    keys: list[tuple[str, PathLink]] = field(default_factory=list)
+    """Object keys of at least `KEY_MIN_CHARS` characters, with the path of their object."""
 
 
 def walk(payload: Any, *, max_depth: int) -> Walk:
@@ -94,7 +101,13 @@ def walk(payload: Any, *, max_depth: int) -> Walk:
                 result.too_deep_at = path_parts(link)
             return
         nodes += len(container)
-        children = iter(container.items()) if isinstance(container, dict) else enumerate(container)
+        if isinstance(container, dict):
+            children: Any = iter(container.items())
+            long_keys = [k for k in container if type(k) is str and len(k) >= KEY_MIN_CHARS]
+            if long_keys:
+                result.keys.extend((k, link) for k in long_keys)
+        else:
+            children = enumerate(container)
         push((children, link, depth))
 
     if isinstance(payload, dict | list | tuple):
@@ -109,6 +122,9 @@ def walk(payload: Any, *, max_depth: int) -> Walk:
             elif kind is dict or kind is list:
                 open_container(child, (key, link), depth + 1)
                 break
+            elif kind is int and (child >= BIG_NUMBER or child <= -BIG_NUMBER):
+                add_string(str(child))
+                add_link((key, link))
             elif kind in _SCALARS or child is None:
                 continue
             elif isinstance(child, str):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from bastion.guard.channels import ChannelGuard
 from bastion.guard.config import GuardrailsConfig
 from bastion.guard.engine import Guard
 from bastion.guard.pins import ToolPins
@@ -75,8 +76,21 @@ class Guardrails:
         return cls(guard=guard, screen=screen, stage=GuardStage(guard, schemas=schema_of), pins=pins)
 
     def attach(self, gateway: Gateway) -> None:
-        """Screen the gateway's tool lists and release held tools when they are approved."""
+        """Screen the gateway's tool lists (releasing held tools when approved) and every other server-to-client
+        channel: errors, relayed requests, notifications, instructions, prompt and resource entries."""
         self.screen.attach(gateway)
+        gateway.channel_guard = ChannelGuard(self.guard)
+
+        async def entries(server: str, method: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            kept: list[dict[str, Any]] = []
+            for item in items:
+                what = f"{method}:{item.get('name') or item.get('uri') or item.get('uriTemplate') or ''}"
+                allowed, screened = await gateway.screen_channel("listing", server, item, what)
+                if allowed and isinstance(screened, dict):
+                    kept.append(screened)
+            return kept
+
+        gateway.catalog.entry_screen = entries
 
 
 def build_guardrails(config: GuardrailsConfig, store: StateStore) -> Guardrails | None:

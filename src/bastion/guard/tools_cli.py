@@ -10,7 +10,6 @@ config or a server that could not be scanned.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 import time
@@ -18,7 +17,9 @@ from typing import Any
 
 import anyio
 
+from bastion.audit.admin import cli_user, pin_notice, record_offline
 from bastion.config.model import BastionConfig
+from bastion.errors import BastionError
 from bastion.guard.pins import ToolPin, ToolPins, diff
 from bastion.state import open_state_store
 
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         command.add_argument("tool", help="the server's own tool name (not namespaced)")
         if name in ("approve", "reject"):
             command.add_argument(
-                "--by", default=_whoami(), help="who decides (recorded; default: your login)"
+                "--by", default=cli_user(), help="who decides (recorded; default: your login)"
             )
         if name == "approve":
             command.add_argument(
@@ -62,14 +63,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     scan.add_argument("--pin", action="store_true", help="pin definitions seen for the first time")
     scan.add_argument("--no-pins", action="store_true", help="do not compare with pins (no state store)")
     scan.add_argument("--verbose", action="store_true", help="list clean tools too")
+    scan.add_argument(
+        "--labels", action="store_true", help="also suggest flow labels (policy.flow.labels) for every tool"
+    )
     scan.set_defaults(handler=run_scan)
-
-
-def _whoami() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name in containers without a passwd entry
-        return "cli"
 
 
 def _load(path: str) -> BastionConfig:
@@ -96,7 +93,7 @@ async def _tools(args: argparse.Namespace, config: BastionConfig) -> int:
         if command == "forget":
             if await pins.forget(args.server, args.tool):
                 print(f"forgot the pin of {args.server}/{args.tool}")
-                return 0
+                return await _audited(args, "forgotten", "")
             return _nothing(f"no pin for {args.server}/{args.tool}")
         pin = await pins.get(args.server, args.tool)
         if pin is None:
@@ -112,10 +109,22 @@ async def _tools(args: argparse.Namespace, config: BastionConfig) -> int:
             if approved is None:
                 return _nothing(f"the pending definition of {args.server}/{args.tool} is not {args.hash}")
             print(f"approved {args.server}/{args.tool}: pinned {approved.hash}")
-            return 0
+            return await _audited(args, "approved", approved.hash)
         await pins.reject(args.server, args.tool, by=args.by)
         print(f"rejected {args.server}/{args.tool}: pending {pin.pending_hash[:12]} stays held")
-        return 0
+        return await _audited(args, "rejected", pin.pending_hash)
+
+
+async def _audited(args: argparse.Namespace, decision: str, digest: str) -> int:
+    """Record the decision in the audit trail: 0, or 1 (and why, on stderr) when it could not be recorded."""
+    by = getattr(args, "by", None) or cli_user()  # `forget` has no --by
+    notice = pin_notice(decision, args.server, args.tool, by=by, via="cli", pending_hash=digest)
+    try:
+        await record_offline(args.config, notice)
+    except BastionError as exc:
+        print(f"error: the audit trail could not record this: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _nothing(message: str) -> int:
@@ -160,8 +169,26 @@ async def _scan(args: argparse.Namespace, config: BastionConfig) -> int:
     else:
         async with open_state_store(config.state) as store:
             results = await scan(config, store=store, servers=args.server, pin=args.pin)
+    if args.labels:
+        return _with_labels(args, config, results)
     if args.format == "json":
         print(render_json(results))
     else:
         print(render_table(results, verbose=args.verbose), end="")
+    return exit_status(results)
+
+
+def _with_labels(args: argparse.Namespace, config: BastionConfig, results: list[Any]) -> int:
+    """The scan report plus suggested flow labels (from the served definition, or the name of a withheld one)."""
+    from bastion.guard.scan import exit_status, render_json, render_table
+    from bastion.policy.labels import render_suggestions, suggestions
+
+    scanned = [(r.server, t.served or {"name": t.name}) for r in results for t in r.tools]
+    entries = suggestions(scanned, config.servers)
+    if args.format == "json":
+        report = json.loads(render_json(results))
+        report["labels"] = entries
+        print(json.dumps(report, indent=2))
+    else:
+        print(render_table(results, verbose=args.verbose) + render_suggestions(entries), end="")
     return exit_status(results)

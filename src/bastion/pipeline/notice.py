@@ -37,6 +37,14 @@ class NoticeKind(enum.StrEnum):
     """Malformed input from a client or an upstream (bad JSON, invalid JSON-RPC, oversize)."""
     APPROVAL = "approval"
     """A human approved or denied a held call."""
+    API_KEY = "api_key"
+    """An API key was created or revoked (CLI or admin API), and by whom."""
+    NOTIFICATION = "notification"
+    """A client notification (`notifications/cancelled` and whether it cancelled anything, `initialized`...)."""
+    SERVER_REQUEST = "server_request"
+    """An upstream's request to the client (sampling, elicitation, roots) and who answered it, how."""
+    GUARDRAIL = "guardrail"
+    """A guardrail found something on a channel outside routed calls (errors, logs, relayed requests, lists)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

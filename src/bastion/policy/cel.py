@@ -20,7 +20,8 @@ logger = logging.getLogger("bastion.policy")
 class Condition:
     """One compiled CEL expression."""
 
-    def __init__(self, source: str, *, path: str) -> None:
+    def __init__(self, source: str, *, path: str, functions: dict[str, Any] | None = None) -> None:
+        """Compile `source`; `functions` are extra CEL functions (e.g. the flow rules' `session.tainted`)."""
         self.source = source
         self.path = path
         import celpy
@@ -28,7 +29,7 @@ class Condition:
 
         env = celpy.Environment()
         try:
-            self._program = env.program(env.compile(source))
+            self._program = env.program(env.compile(source), functions=functions)
         except CELParseError as exc:
             first_line = str(exc).splitlines()[0] if str(exc) else "syntax error"
             raise ConfigError(f"invalid CEL condition: {first_line}", path=path) from None

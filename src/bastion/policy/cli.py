@@ -1,7 +1,8 @@
 """`bastion policy test`: one decision and its explanation as JSON, for CI pipelines of policy repos.
 `bastion policy reload`: every running replica re-reads its policy file now (see `bastion.cluster.cli`).
 
-Exit status of `test`: 0 allowed, 1 denied, 2 the policy or the arguments are invalid.
+Exit status of `test`: 0 allowed, 1 denied (or, with `--history`, refused or held for approval by a flow rule),
+2 the policy, the arguments or the history are invalid.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     target.add_argument("--resource", help="resource URI")
     test.add_argument("--server", default="", help="server of a --resource (default: none)")
     test.add_argument("--args", default="{}", help="tool arguments as a JSON object")
+    test.add_argument(
+        "--history",
+        help="earlier calls of the session (JSON array or JSON Lines; hand-written or `audit export`): "
+        "replayed to judge --tool under `policy.flow` and explain the chain",
+    )
     test.set_defaults(handler=run_test)
     reload = commands.add_parser("reload", help="make every running replica re-read its policy file now")
     reload.add_argument("--config", required=True, help="bastion.yaml (its `state:` reaches the replicas)")
@@ -92,5 +98,17 @@ def run_test(args: argparse.Namespace) -> int:
         "canonical": kind == "resource" or is_canonical(f"{server}__{name}"),
         "visible": engine.visible(principal, kind, server, name),
     }
+    allowed = decision.allowed
+    if args.history is not None and kind == "tool":
+        try:
+            from bastion.policy.flow_cli import explain_flow
+
+            report["flow"] = explain_flow(
+                engine, args.config, args.history, principal, server, name, arguments
+            )
+        except ConfigError as exc:
+            print(f"invalid history: {exc}", file=sys.stderr)
+            return 2
+        allowed = allowed and report["flow"]["action"] in ("allow", "flag")
     print(json.dumps(report, indent=2, sort_keys=True))
-    return 0 if decision.allowed else 1
+    return 0 if allowed else 1

@@ -29,6 +29,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bastion.policy.flow_config import FlowConfig
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -104,3 +106,5 @@ class PolicyConfig(_Model):
     rate_limits: list[RateLimitConfig] = Field(default_factory=list)
     lease_seconds: float = Field(default=600.0, gt=0)
     """Longest a concurrency slot is held if its call never reports back (a crashed replica)."""
+    flow: FlowConfig = Field(default_factory=FlowConfig)
+    """Tool labels, session taint and flow rules (see `flow_config.py`, docs/flow.md)."""

@@ -21,6 +21,7 @@ from typing import Any, Final, Literal
 from bastion.auth.principal import Principal
 from bastion.policy.cel import Condition, activation
 from bastion.policy.config import PolicyConfig, RateLimitConfig, RuleConfig
+from bastion.policy.flow import FlowPolicy
 from bastion.policy.names import allow_matches, deny_matches, uri_allow_matches, uri_deny_matches, uri_problem
 
 Kind = Literal["tool", "prompt", "resource", "server"]
@@ -123,6 +124,8 @@ class PolicyEngine:
             for role, spec in config.roles.items()
         }
         self._principal_roles = {name: frozenset(roles) for name, roles in config.principals.items()}
+        self.flow = FlowPolicy(config.flow)
+        """Tool labels, taint and flow rules (`policy.flow`), applied by the flow stage."""
         self.warnings: list[str] = self._lint()
         """Config that can never match, reported at load time."""
 
@@ -148,6 +151,10 @@ class PolicyEngine:
     def roles_of(self, principal: Principal) -> frozenset[str]:
         """The principal's own roles plus those the policy grants it by name."""
         return principal.roles | self._principal_roles.get(principal.name, frozenset())
+
+    def principal_doc(self, principal: Principal) -> dict[str, Any]:
+        """The `principal` a CEL condition sees (name, roles with policy grants, method, claims)."""
+        return _principal_doc(principal, self.roles_of(principal))
 
     def _rules(self, principal: Principal) -> list[_Rule]:
         roles = self.roles_of(principal)

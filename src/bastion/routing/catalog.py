@@ -74,6 +74,8 @@ class Catalog:
         self.namespace = namespace
         self.ttl = ttl_seconds
         self.tool_screen: ToolScreen | None = None
+        self.entry_screen: Callable[[str, str, list[JsonDict]], Awaitable[list[JsonDict]]] | None = None
+        """(server, method, items) -> the prompt/resource/template entries clients may see (guardrails)."""
         self._cache: dict[tuple[str, str], _Cached] = {}
         self._routes = _Routes()
         self._tasks: dict[str, str] = {}
@@ -125,6 +127,8 @@ class Catalog:
                 break
         if method == "tools/list" and self.tool_screen is not None:
             items = await self.tool_screen(server, items)
+        elif method != "tools/list" and self.entry_screen is not None:
+            items = await self.entry_screen(server, method, items)
         names = frozenset(str(i["name"]) for i in items if "name" in i)
         self._cache[(server, method)] = _Cached(items, time.monotonic(), names)
         return items

@@ -9,7 +9,9 @@ Rules (`basic/transports/streamable-http.mdx` of 2026-07-28):
   the response is the cancellation: the session's call is cancelled, which cancels the upstream call.
 - `subscriptions/listen` is a long-lived SSE response: the acknowledgement first, then only the notification
   kinds the client asked for (each stamped with the subscription id), and a `complete` result when Bastion ends it.
-- Notifications are acknowledged with 202 and dropped (this revision defines none a server acts on over HTTP).
+- Notifications need the same `MCP-Protocol-Version` header as requests (missing -> 400 -32020, not ours -> 400
+  -32022) and are acknowledged with 202. A `notifications/cancelled` naming a call of the same principal in flight
+  cancels it (and so the upstream call), as closing its stream would (`cancels.py`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from bastion.errors import (
     UpstreamUnavailable,
 )
 from bastion.protocol import jsonrpc, versions
+from bastion.protocol.subscriptions import Listen
+from bastion.server.cancels import InFlight, cancel_sessionless
 from bastion.server.reply import Mode, Outlet, Reply, frame, send_sse
 from bastion.server.wire import (
     Rejections,
@@ -49,9 +53,6 @@ if TYPE_CHECKING:
     from bastion.session import DownstreamSession
 
 TRANSPORT: Final = "streamable-http"
-META_SUBSCRIPTION_ID: Final = "io.modelcontextprotocol/subscriptionId"
-MAX_LISTEN_URIS: Final = 100
-"""Resource URIs one `subscriptions/listen` may subscribe to."""
 NAME_PARAMS: Final = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 """Methods whose `Mcp-Name` header mirrors a params member, and which member."""
 ERROR_STATUS: Final = {
@@ -64,11 +65,6 @@ ERROR_STATUS: Final = {
     -32601: 404,
 }
 """HTTP status of a JSON reply carrying these JSON-RPC error codes (the 2026-07-28 transport's table)."""
-_LIST_CHANGED: Final = {
-    "notifications/tools/list_changed": "toolsListChanged",
-    "notifications/prompts/list_changed": "promptsListChanged",
-    "notifications/resources/list_changed": "resourcesListChanged",
-}
 
 
 def is_modern_request(headers: RequestHeaders, message: Any) -> bool:
@@ -144,10 +140,8 @@ class _RequestSink:
 class _ListenSink:
     """`Outbound` of a `subscriptions/listen` stream."""
 
-    def __init__(self, listen_id: RequestId, kinds: set[str], outlet: Outlet) -> None:
-        self.listen_id = listen_id
-        self.kinds = kinds
-        self.uris: set[str] = set()
+    def __init__(self, listen: Listen, outlet: Outlet) -> None:
+        self.listen = listen
         self.outlet = outlet
         self.calls: dict[RequestId, asyncio.Future[JsonDict]] = {}
 
@@ -157,16 +151,9 @@ class _ListenSink:
             if future is not None and not future.done() and "method" not in message:
                 future.set_result(message)
             return
-        method = message.get("method")
-        params = jsonrpc.as_dict(message.get("params"))
-        if method in _LIST_CHANGED:
-            if _LIST_CHANGED[method] not in self.kinds:
-                return
-        elif method != "notifications/resources/updated" or params.get("uri") not in self.uris:
-            return
-        meta = {**jsonrpc.as_dict(params.get("_meta")), META_SUBSCRIPTION_ID: self.listen_id}
-        stamped = {"jsonrpc": "2.0", "method": method, "params": {**params, "_meta": meta}}
-        self.outlet.push(frame(orjson.dumps(stamped)))
+        stamped = self.listen.stamp(str(message.get("method")), jsonrpc.as_dict(message.get("params")))
+        if stamped is not None:
+            self.outlet.push(frame(orjson.dumps(stamped)))
 
     async def call(
         self, session: DownstreamSession, request_id: str, method: str, params: JsonDict
@@ -180,8 +167,7 @@ class _ListenSink:
         """End the subscription gracefully (a `complete` result), e.g. when the gateway shuts down."""
         if self.outlet.finished or self.outlet.dropped:
             return
-        result = {"resultType": "complete", "_meta": {META_SUBSCRIPTION_ID: self.listen_id}}
-        self.outlet.push(frame(orjson.dumps(jsonrpc.result(self.listen_id, result))))
+        self.outlet.push(frame(orjson.dumps(jsonrpc.result(self.listen.listen_id, self.listen.completion()))))
         self.outlet.finish()
 
 
@@ -193,6 +179,8 @@ class ModernEndpoint:
         self._lifecycle = lifecycle
         self._rejections = rejections
         self._listens: dict[DownstreamSession, _ListenSink] = {}
+        self.in_flight = InFlight()
+        """The stateless requests being served, for cancels sent as notifications."""
         gateway.session_listeners.append(self._on_session_event)
 
     def _on_session_event(self, event: str, session: DownstreamSession) -> None:
@@ -213,11 +201,17 @@ class ModernEndpoint:
         kind = jsonrpc.classify(message)
         if kind is jsonrpc.Kind.NOTIFICATION:
             version = headers.protocol_version
-            if version is None or not versions.is_modern(version):
+            if version is None:  # the same error a request without the header gets
+                raise HeaderMismatch("MCP-Protocol-Version header is required")
+            if not versions.is_modern(version):
                 raise UnsupportedVersion(
                     "Unsupported protocol version",
-                    data={"supported": list(versions.MODERN_VERSIONS), "requested": str(version)[:64]},
+                    data={"supported": list(versions.MODERN_VERSIONS), "requested": version[:64]},
                 )
+            if headers.mcp_method is not None and headers.mcp_method != message["method"]:
+                raise HeaderMismatch("Mcp-Method header does not match the notification's method")
+            if message["method"] == "notifications/cancelled":
+                await cancel_sessionless(self._gateway, self.in_flight, principal_of(scope).name, message)
             await send_empty(send, 202)
             return
         if kind is not jsonrpc.Kind.REQUEST:
@@ -242,14 +236,16 @@ class ModernEndpoint:
     async def _request(self, scope: Scope, receive: Receive, send: Send, message: JsonDict) -> None:
         request_id = message["id"]
         reply = Reply(0)
+        principal = principal_of(scope)
         session = await self._gateway.open_session(
             transport=TRANSPORT,
             outbound=_RequestSink(reply, request_id),
-            principal=principal_of(scope),
+            principal=principal,
             remote=remote_of(scope),
             stateless=True,
         )
         watcher = asyncio.ensure_future(self._watch(receive, session, request_id, reply))
+        self.in_flight.add(principal.name, request_id, session)
         try:
             await session.handle(message)
             mode = await reply.decided()
@@ -258,6 +254,7 @@ class ModernEndpoint:
             elif mode is Mode.SSE and reply.outlet is not None:
                 await send_sse(send, receive, reply.outlet, watch=False)
         finally:
+            self.in_flight.discard(principal.name, request_id, session)
             watcher.cancel()
             await session.aclose()
 
@@ -278,12 +275,9 @@ class ModernEndpoint:
     async def _listen(self, scope: Scope, receive: Receive, send: Send, message: JsonDict) -> None:
         request_id = message["id"]
         params = jsonrpc.as_dict(message.get("params"))
-        wanted = jsonrpc.as_dict(params.get("notifications"))
-        kinds = {key for key in _LIST_CHANGED.values() if wanted.get(key) is True}
-        requested = wanted.get("resourceSubscriptions")
-        uris = [u for u in requested if isinstance(u, str)] if isinstance(requested, list) else []
+        listen, uris = Listen.asked(request_id, params)
         outlet = Outlet("listen stream")
-        sink = _ListenSink(request_id, kinds, outlet)
+        sink = _ListenSink(listen, outlet)
         session = await self._gateway.open_session(
             transport=TRANSPORT, outbound=sink, principal=principal_of(scope), remote=remote_of(scope)
         )
@@ -298,22 +292,14 @@ class ModernEndpoint:
         session.restore()  # it takes session-level notifications from now on, like a handshake-era session
         self._listens[session] = sink
         try:
-            honoured: list[str] = []
-            for number, uri in enumerate(uris[:MAX_LISTEN_URIS]):
+            for number, uri in enumerate(uris):
                 # Through the session, so policy decides which resources this principal may watch.
                 answer = await sink.call(
                     session, f"bastion-listen-{number}", "resources/subscribe", {"uri": uri}
                 )
                 if "result" in answer:
-                    honoured.append(uri)
-            sink.uris = set(honoured)
-            filt: JsonDict = {key: True for key in sorted(kinds)}
-            if honoured:
-                filt["resourceSubscriptions"] = honoured
-            ack = jsonrpc.notification(
-                "notifications/subscriptions/acknowledged",
-                {"notifications": filt, "_meta": {META_SUBSCRIPTION_ID: request_id}},
-            )
+                    listen.uris.add(uri)
+            ack = listen.acknowledgement()
             if self._lifecycle.draining:
                 sink.end()
             await send_sse(

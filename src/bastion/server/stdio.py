@@ -83,6 +83,7 @@ async def serve_stdio(
     with contextlib.suppress(asyncio.CancelledError):
         await pump_task
     grace = limits.shutdown_grace_seconds
+    session.end_listen()  # a long-lived subscription is not a call to wait for
     logger.info("shutting down: draining calls in flight for up to %gs", grace)
     if not await session.drain(grace):
         logger.warning("shutdown grace of %gs is over: cancelling the calls still in flight", grace)

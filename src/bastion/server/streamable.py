@@ -35,6 +35,7 @@ from bastion.errors import (
 )
 from bastion.pipeline.notice import NoticeKind
 from bastion.protocol import jsonrpc, versions
+from bastion.server.cancels import cancel_sessionless
 from bastion.server.channel import STANDALONE, HttpChannel, parse_event_id
 from bastion.server.modern import ModernEndpoint, is_modern_request
 from bastion.server.reply import Mode, Reply, send_sse
@@ -147,6 +148,13 @@ class StreamableEndpoint:
         if headers.session_id is None:
             if kind is jsonrpc.Kind.REQUEST and message["method"] == "initialize":
                 await self._initialize(scope, receive, send, message, principal)
+                return
+            if (
+                kind is jsonrpc.Kind.NOTIFICATION
+                and message["method"] == "notifications/cancelled"
+                and await cancel_sessionless(self._gateway, self._modern.in_flight, principal.name, message)
+            ):
+                await send_empty(send, 202)  # a bridge forwarded the cancel without the session: honour it
                 return
             raise InvalidRequest("Bad Request: Mcp-Session-Id header is required")
         session, channel = await self._lookup(scope, headers.session_id, principal)

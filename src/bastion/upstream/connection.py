@@ -108,6 +108,11 @@ class UpstreamConnection:
         self._serving = 0
         self._down_reason = ""
 
+    @property
+    def transport_factory(self) -> Callable[[], ClientTransport]:
+        """How this connection makes its transport (a twin of another era, a scoped connection reuse it)."""
+        return self._factory
+
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -335,11 +340,6 @@ class UpstreamConnection:
         task.add_done_callback(self._background.discard)
 
     @property
-    def factory(self) -> Callable[[], ClientTransport]:
-        """The transport factory (a scoped connection of the same server is built from it)."""
-        return self._factory
-
-    @property
     def ready(self) -> bool:
         """Connected (whatever the circuit says)."""
         return self.state is State.READY
@@ -535,7 +535,7 @@ class UpstreamConnection:
                 )
             else:
                 try:
-                    answer = await owner.relay_request(message, downstream_id)
+                    answer = await owner.relay_request(message, downstream_id, server=self.name)
                 except BastionError as exc:
                     answer = {"error": exc.to_jsonrpc_error()}
                 reply = {"jsonrpc": "2.0", "id": request_id}

@@ -37,8 +37,10 @@ class Owner(Protocol):
         """The principal the session belongs to (association rules)."""
         ...
 
-    async def relay_request(self, message: JsonDict, related: RequestId | None) -> JsonDict:
-        """Forward a server->client request to the client; returns the client's response message."""
+    async def relay_request(
+        self, message: JsonDict, related: RequestId | None, *, server: str = ""
+    ) -> JsonDict:
+        """Forward a server->client request from upstream `server` to the client; returns the client's response."""
         ...
 
     async def relay_notification(self, message: JsonDict, related: RequestId | None) -> None:

@@ -17,6 +17,11 @@ Rules:
 - A scoped connection that cannot connect fails the call with the upstream's reason and is dropped, so the next
   call tries afresh; one that went down later is replaced on its scope's next call. While the server's base
   connection is unavailable (down, circuit open), calls fail fast on it with its reason.
+- Handshake-era twins (`eras.py`) follow the scope: a call that needs the handshake era on a dual-era server whose
+  base connection speaks 2026-07-28 gets the server's one shared twin under `shared`, and under `session` or
+  `principal` a handshake-era connection of its own scope (`protocol: legacy`, keyed apart from the scope's
+  2026-07-28 one), so neither isolation nor the handshake-era features are given up. A server that refuses the
+  handshake era is marked so (`HandshakeTwins.refuse`) and the call keeps its scope's 2026-07-28 connection.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from bastion.upstream.pending import Owner
 
 if TYPE_CHECKING:
     from bastion.routing.catalog import ToolScreen
+    from bastion.upstream.eras import HandshakeTwins
 
 logger = logging.getLogger("bastion.upstream.pool")
 
@@ -64,6 +70,7 @@ class UpstreamPool:
         *,
         on_notification: ConnectionListener,
         tool_screen: Callable[[], ToolScreen | None] = lambda: None,
+        twins: HandshakeTwins | None = None,
     ) -> None:
         """Build the pool.
 
@@ -72,10 +79,12 @@ class UpstreamPool:
                 are built from its base connection's transport factory.
             on_notification: Told of notifications for sessions from any scoped connection.
             tool_screen: The pins check in force (read at each connection's start).
+            twins: The servers' shared handshake-era twins (what a `shared` call needing that era uses).
         """
         self._base = base
         self._on_notification = on_notification
         self._tool_screen = tool_screen
+        self._twins = twins
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Future[Any]] = set()
@@ -100,8 +109,11 @@ class UpstreamPool:
     def count(self, server: str) -> int:
         return sum(1 for key in self._entries if key[0] == server)
 
-    async def acquire(self, server: str, owner: Owner) -> UpstreamConnection:
+    async def acquire(self, server: str, owner: Owner, *, handshake_only: bool = False) -> UpstreamConnection:
         """The connection `owner`'s call to `server` must use (started and screened on first use).
+
+        Args:
+            handshake_only: The call needs a handshake-era upstream session (`eras.py`).
 
         Raises:
             RateLimited: `max_processes` scoped connections of this server are live already.
@@ -109,15 +121,30 @@ class UpstreamPool:
         """
         base = self._base[server]
         isolation = self.isolation(server)
-        if (
-            isolation is Isolation.SHARED
-            or not base.available  # its request() fails fast with the reason (down, circuit open)
-            or (isolation is Isolation.SESSION and base.modern and base.config.transport != "stdio")
-        ):
+        if isolation is Isolation.SHARED and self._twins is not None:
+            return await self._twins.for_client(base, handshake_only=handshake_only)
+        if isolation is Isolation.SHARED or not base.available:
+            return base  # not available: its request() fails fast with the reason (down, circuit open)
+        twins = self._twins
+        if handshake_only and twins is not None and twins.wanted(base) and twins.can_serve(base):
+            try:
+                return await self._scoped(server, owner, isolation, handshake=True)
+            except UpstreamUnavailable as exc:
+                # It does not speak the handshake era (or not now): the scope's 2026-07-28 connection bridges.
+                logger.warning("upstream %s: no handshake-era session (%s); bridging", server, exc.message)
+                twins.refuse(server)
+        if isolation is Isolation.SESSION and base.modern and base.config.transport != "stdio":
             return base
+        return await self._scoped(server, owner, isolation, handshake=False)
+
+    async def _scoped(
+        self, server: str, owner: Owner, isolation: Isolation, *, handshake: bool
+    ) -> UpstreamConnection:
+        base = self._base[server]
         if isolation is Isolation.SESSION and getattr(owner, "stateless", False):
             isolation = Isolation.PRINCIPAL
         key = owner.session_id if isolation is Isolation.SESSION else f"principal:{owner.principal_name}"
+        key += "|handshake" if handshake else ""
         entry = self._entries.get((server, key))
         if entry is not None and entry.ready is not None and entry.ready.done() and not entry.conn.ready:
             await self._close([(server, key)])  # it went down (crash, session lost): start afresh
@@ -132,10 +159,11 @@ class UpstreamPool:
             scope = Scope(isolation=isolation, session=owner.session_id, principal=owner.principal_name)
             if isolation is Isolation.PRINCIPAL:
                 scope = Scope(isolation=isolation, principal=owner.principal_name)
+            config = base.config.model_copy(update={"protocol": "legacy"}) if handshake else base.config
             conn = UpstreamConnection(
                 server,
-                base.config,
-                base.factory,
+                config,
+                base.transport_factory,
                 on_notification=self._on_notification,
                 scope=scope,
                 scope_owner=owner if isolation is Isolation.SESSION else None,

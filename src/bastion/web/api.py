@@ -233,6 +233,10 @@ async def servers(request: Request, service: AdminService) -> Response:
     return _json({"servers": await service.servers()})
 
 
+async def session_taint(request: Request, service: AdminService) -> Response:
+    return _json(await service.session_taint(request.path_params["session_id"]))
+
+
 async def tool_changes(request: Request, service: AdminService) -> Response:
     return _json({"enabled": service.pins is not None, "changes": await service.tool_changes()})
 
@@ -371,6 +375,9 @@ _AUDIT_PARAMS = (
 OPERATIONS: Final = (
     Operation(method="GET", path="/session", handler=session_info, summary="Who is calling", tag="session",
               response="Session"),
+    Operation(method="GET", path="/sessions/{session_id}/taint", handler=session_taint, tag="session",
+              response="SessionTaint", params=(Param(name="session_id", where="path"),),
+              summary="A client session's flow taint: what tainted it (tool, time, finding kinds, event)"),
     Operation(method="GET", path="/overview", handler=overview, tag="overview", response="Overview",
               summary="Calls, denials and findings per minute, top tools and principals, health, alerts"),
     Operation(method="GET", path="/health", handler=health, tag="overview", response="Health",

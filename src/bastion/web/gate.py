@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -27,7 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.auth.apikeys import NAMESPACE as API_KEYS
 from bastion.auth.authenticator import Authenticator
-from bastion.auth.failures import failure_of
+from bastion.auth.failures import FailureHook as AuthFailureHook
+from bastion.auth.failures import credential_facts, failure_of
 from bastion.auth.principal import Principal
 from bastion.errors import AuthError
 from bastion.state.base import StateStore
@@ -50,8 +51,8 @@ SECURITY_HEADERS: Final = (
     (b"cache-control", b"no-store"),
 )
 
-FailureHook = Callable[[str, str, str], None]
-"""(reason, client address, path): audits a refused credential, a non-admin or a cross-site request."""
+FailureHook = AuthFailureHook
+"""(reason, client address, path[, facts]): audits a refused credential, a non-admin or a cross-site request."""
 RolesOf = Callable[[Principal], frozenset[str]]
 """The principal's effective roles (its own plus those the policy in force grants it by name)."""
 
@@ -212,7 +213,7 @@ class AdminGate:
                     }
                 )
             except AuthError as exc:
-                self._report(scope, str(failure_of(exc)))
+                self._report(scope, str(failure_of(exc)), credential_facts(exc))
                 await self._unauthenticated(scope, send, invalid=True)
                 return
         else:
@@ -241,10 +242,10 @@ class AdminGate:
         state["ui_session"] = session
         await self.app(scope, receive, send)
 
-    def _report(self, scope: Scope, reason: str) -> None:
+    def _report(self, scope: Scope, reason: str, facts: Mapping[str, Any] | None = None) -> None:
         if self._on_failure is not None:
             client = scope.get("client") or ("", 0)
-            self._on_failure(reason, str(client[0]), str(scope.get("path", "")))
+            self._on_failure(reason, str(client[0]), str(scope.get("path", "")), facts)
 
     async def live_session(self, token: str | None) -> UISession | None:
         """The session behind a cookie, unless it expired or logged in with a key since revoked or expired."""

@@ -40,6 +40,10 @@ SCHEMAS: Final[dict[str, dict[str, Any]]] = {
     "Error": _object(("error",), error=_STR, error_description=_STR),
     "Session": _object(("principal", "roles", "via"), principal=_STR, roles=_STRS, method=_STR,
                        via={"enum": ["session", "bearer"]}, expires={"type": ["number", "null"]}),
+    "TaintMark": _object(("kind", "tool", "time"), kind={"enum": ["private", "untrusted"]}, tool=_STR, time=_NUM,
+                         findings=_STRS, event=_STR, finding_ids=_STRS, principal=_STR),
+    "SessionTaint": _object(("session_id", "enabled", "kinds", "marks"), session_id=_STR, enabled=_BOOL,
+                            kinds=_STRS, marks=_list_of("TaintMark"), fingerprints=_INT),
     "Finding": _object(detector=_STR, type=_STR, severity=_STR, confidence=_NUM, path=_STR, action=_STR),
     "Decision": _object(stage=_STR, phase=_STR, outcome=_STR, explanation=_STR, findings=_list_of("Finding")),
     "AuditEvent": {

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlencode
 
@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from bastion.auth.authenticator import Authenticator
-from bastion.auth.failures import failure_of
+from bastion.auth.failures import credential_facts, failure_of
 from bastion.auth.principal import Principal
 from bastion.errors import AuthError
 from bastion.web import charts
@@ -147,7 +147,7 @@ class Pages:
         try:
             principal = await self.authenticator.authenticate({"authorization": f"Bearer {credential}"})
         except AuthError as exc:
-            self._report(request, str(failure_of(exc)))
+            self._report(request, str(failure_of(exc)), credential_facts(exc))
             return self._secured(self.render(request, "login.html", 401, next=target, error=refused))
         if self.config.admin_role not in self._roles_of()(principal):
             self._report(request, "not_admin")
@@ -161,9 +161,9 @@ class Pages:
         )  # fmt: skip
         return self._secured(response)
 
-    def _report(self, request: Request, reason: str) -> None:
+    def _report(self, request: Request, reason: str, facts: Mapping[str, Any] | None = None) -> None:
         if self._on_failure is not None:
-            self._on_failure(reason, request.client.host if request.client else "", request.url.path)
+            self._on_failure(reason, request.client.host if request.client else "", request.url.path, facts)
 
     async def logout(self, request: Request) -> Response:
         await self.sessions.end(request.cookies.get(COOKIE_NAME))
@@ -208,6 +208,10 @@ class Pages:
         chain = {k: event.get(k) for k in ("replica", "seq", "prev_hash", "hash") if event.get(k)}
         return self.render(request, "event.html", page="live", event=event, findings=findings,
                            highlights=highlights, chain=chain)  # fmt: skip
+
+    async def session(self, request: Request) -> Response:
+        taint = await self.service.session_taint(request.path_params["session_id"])
+        return self.render(request, "session.html", page="live", taint=taint)
 
     async def overview(self, request: Request) -> Response:
         data = await self.service.overview()
@@ -340,6 +344,7 @@ class Pages:
             ("/", self.home, ["GET"]),
             ("/live", self.live, ["GET"]),
             ("/events/{event_id}", self.event, ["GET"]),
+            ("/sessions/{session_id}", self.session, ["GET"]),
             ("/overview", self.overview, ["GET"]),
             ("/servers", self.servers, ["GET"]),
             ("/servers/{server}/tools/{tool}/{decision}", self.decide_tool, post),

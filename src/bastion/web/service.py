@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 import yaml
 
+from bastion.audit.admin import key_notice, pin_notice
 from bastion.auth.apikeys import ApiKeyInfo, ApiKeyStore
 from bastion.auth.principal import Principal
 from bastion.errors import BastionError
@@ -83,6 +84,23 @@ class AdminService:
         self.pins = pins
         self.keys_store = ApiKeyStore(runtime.store)
 
+    # -- sessions ---------------------------------------------------------------------------------------------
+
+    async def session_taint(self, session_id: str) -> dict[str, Any]:
+        """A client session's flow taint: its marks (tool, time, finding kinds, event) and how many fingerprints."""
+        from bastion.state.taint import TaintStore
+
+        policy = self.runtime.policy
+        flow = policy.engine.flow.config if policy is not None else None
+        taint = await TaintStore(self.runtime.store, ttl=flow.ttl_seconds if flow else 1.0).load(session_id)
+        return {
+            "session_id": session_id,
+            "enabled": bool(flow and flow.enabled),
+            "kinds": taint.kinds,
+            "marks": [m.to_dict() for m in taint.marks],
+            "fingerprints": len(taint.fingerprints),
+        }
+
     # -- overview and servers ---------------------------------------------------------------------------------
 
     async def overview(self) -> dict[str, Any]:
@@ -139,6 +157,11 @@ class AdminService:
             done = await self.pins.reject(server, tool, by=by.name)
         if done:
             logger.info("tool %s__%s %s by %s", server, tool, "approved" if approve else "rejected", by.name)
+            decision = "approved" if approve else "rejected"
+            notice = pin_notice(
+                decision, server, tool, by=by.name, via="admin_api", pending_hash=pending_hash or ""
+            )
+            await self.gateway.emit(notice)
         return done
 
     # -- approvals --------------------------------------------------------------------------------------------
@@ -179,12 +202,14 @@ class AdminService:
             raise InvalidInput("roles must be printable names")
         key, info = await self.keys_store.create(principal, clean_roles, expires_in=expires_in)
         logger.info("API key %s created for %s by %s", info.key_id, principal, by.name)
+        await self.gateway.emit(key_notice("created", info.key_id, by=by.name, via="admin_api", info=info))
         return key, info
 
     async def revoke_key(self, key_id: str, *, by: Principal) -> bool:
         done = await self.keys_store.revoke(key_id)
         if done:
             logger.info("API key %s revoked by %s", key_id, by.name)
+            await self.gateway.emit(key_notice("revoked", key_id, by=by.name, via="admin_api"))
         return done
 
     def policy(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from bastion.guard.detector import Detector
 def build_detectors(config: GuardrailsConfig) -> list[Detector]:
     """The enabled built-in detectors, in report order."""
     from bastion.guard.detectors.arguments import ArgumentsDetector
+    from bastion.guard.detectors.classifier import ClassifierDetector
     from bastion.guard.detectors.injection import InjectionDetector
     from bastion.guard.detectors.pii import PiiDetector
     from bastion.guard.detectors.poisoning import PoisoningDetector
@@ -28,4 +29,6 @@ def build_detectors(config: GuardrailsConfig) -> list[Detector]:
         detectors.append(ArgumentsDetector(config.arguments))
     if config.validation.enabled:
         detectors.append(SchemaDetector(config.validation))
+    if config.classifier.enabled:
+        detectors.append(ClassifierDetector(config.classifier))
     return detectors

@@ -4,8 +4,7 @@ A fast heuristic layer that always runs: the phrase rules of `injection_rules.py
 `obfuscation.py`, all in the engine's single pass. Hidden text is recovered and checked with the same phrases, so
 `aWdub3JlIGFsbCBwcmV2aW91cyBpbnN0cnVjdGlvbnM=` or tag-character smuggling count as the instruction they carry.
 
-The optional ML classifier (`injection.classifier: true`) is not part of this module; see
-`bastion.guard.detectors.classifier`.
+The learned model is a separate detector, `classifier` (`bastion.guard.detectors.classifier`).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import Final
 from bastion.guard.config import InjectionConfig
 from bastion.guard.detector import Hit, Rule, ScanContext
 from bastion.guard.detectors import obfuscation as ob
+from bastion.guard.detectors.discussion import soften
 from bastion.guard.detectors.injection_rules import CORE_RULES, INSTRUCTION_TYPES, OUTPUT_RULES
 from bastion.guard.finding import Finding, Severity
 from bastion.guard.matcher import MultiMatcher
@@ -157,6 +157,10 @@ class InjectionDetector(PhraseDetector):
             decode=self.config.decode,
             max_decoded_blobs=self.config.max_decoded_blobs,
         )
+
+    def confirm(self, text: str, hits: Sequence[Hit], context: ScanContext) -> list[Finding]:
+        """Phrase findings, lowered when the text quotes or discusses the attack (`discussion.soften`)."""
+        return soften(text, super().confirm(text, hits, context))
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:

@@ -14,6 +14,7 @@ import re
 from typing import Final
 
 from bastion.guard.detector import Rule
+from bastion.guard.detectors.multilingual_rules import MULTILINGUAL_CORE_RULES
 from bastion.guard.finding import Severity
 
 _I: Final = re.IGNORECASE
@@ -172,8 +173,25 @@ CORE_RULES: Final[tuple[Rule, ...]] = (
     ),
     _r(
         "secrecy",
-        r"\b(?:keep\s+(?:this|it)\s+(?:secret|hidden|confidential|between\s+us)|the\s+user\s+(?:must|should|will)\s+not\s+(?:know|see|notice|be\s+told)|could\s+upset\s+the\s+user|not\s+(?:an?\s+)?\w+\s+that\s+needs\s+to\s+be\s+discussed\s+with\s+the\s+user)",
+        r"\b(?:keep\s+(?:this|it)\s+(?:secret|hidden|confidential|private|between\s+us)|the\s+user\s+(?:must|should|will|need)\s+"
+        r"(?:not|never)\s+(?:know|see|notice|learn|be\s+told|find\s+out)|(?:hide|conceal|withhold)\s+(?:this|it|that|these|them"
+        r"|the\s+\w+)\s+from\s+(?:the\s+)?(?:user|human|them))",
         _H,
+    ),
+    _r(
+        "secrecy",
+        # Politely worded: "there is no need to bother the user with this", "leave it out of your reply".
+        r"\b(?:no\s+need|not\s+necessary|unnecessary|needless)\s+to\s+(?:tell|inform|mention|notify|bother|alert|ask|involve"
+        r"|confirm\s+with|trouble|update)\s+(?:\w+\s+){0,3}?(?:the\s+)?(?:user|human|person)\b"
+        r"|\b(?:keep|leave)\s+(?:this|it|that|these|them|the\s+\w+)(?:\s+\w+)?\s+(?:out\s+of|off)\s+(?:the|your|any)\s+"
+        r"(?:response|reply|answer|summary|output|conversation|chat|transcript)",
+        _M,
+    ),
+    _r(
+        "secrecy",
+        r"\b(?:silently|quietly|discreetly|covertly|secretly|invisibly|unnoticed|behind\s+the\s+scenes)\s+(?:also\s+)?"
+        r"(?:send|forward|upload|copy|include|read|call|invoke|add|cc|bcc|e-?mail|post|transfer|share|attach|append|collect)\b",
+        _M,
     ),
     # 6. Coercing tool calls and actions on the user's accounts.
     _r(
@@ -183,18 +201,22 @@ CORE_RULES: Final[tuple[Rule, ...]] = (
     ),
     _r(
         "tool_coercion",
-        r"\b(?:send|email|forward|transfer|wire|post|upload|share|leak|exfiltrate)\s+(?:as\s+much\s+money|all\s+(?:the\s+)?(?:messages|emails|files|data|contents?|documents|contacts|money|funds)|the\s+(?:body|contents?)\s+of)\b",
+        r"\b(?:send|email|forward|transfer|wire|post|upload|share|leak|exfiltrate)\s+(?:all\s+(?:of\s+)?(?:the\s+|your\s+|my\s+)?"
+        r"(?:messages|emails|files|data|contents?|documents|contacts|money|funds|conversations?|history|notes|records)"
+        r"|the\s+(?:body|contents?)\s+of)\b",
         _H,
     ),
     _r(
         "tool_coercion",
-        r"\b(?:send|email|forward|post|upload)\s+(?:them|it|this|everything|the\s+text|the\s+result)\s+to\s+(?:the\s+website\s+|the\s+address\s+|the\s+url\s+)?\S+@\S+|\bpost\s+them\s+to\s+the\s+website\b",
+        r"\b(?:send|email|forward|post|upload)\s+(?:them|it|this|everything|the\s+text|the\s+result)\s+to\s+(?:the\s+website\s+|the\s+address\s+|the\s+url\s+)?\S+@\S+",
         _H,
     ),
     _r(
         "tool_coercion",
         r"\b(?:send|make|schedule|initiate)\s+(?:a\s+|the\s+)?(?:transaction|payment|wire\s+transfer|bank\s+transfer)\s+to\b"
         r"|\btransfer\s+\$?[\d,.]+\s*(?:\w+\s+){0,8}?to\s+(?:the\s+)?(?:account|iban)\b"
+        r"|\b(?:send|transfer|wire|pay|move)\s+(?:\w+\s+){0,6}?(?:money|funds|cash|crypto\w*|bitcoin|\$[\d,.]+|[\d,.]+\s*(?:usd|eur"
+        r"|dollars|euros))\s+(?:\w+\s+){0,4}?to\s+(?:the\s+|this\s+|my\s+|an?\s+)?(?:account|iban|wallet|address|recipient)\b"
         r"|\b(?:modify|change|update|replace)\s+the\s+(?:recipient|password|iban|e-?mail\s+address|phone\s+number)\s+(?:of|for)\s+(?:the\s+|a\s+)?(?:user|account|recurring|scheduled)",
         _M,
     ),
@@ -238,8 +260,9 @@ CORE_RULES: Final[tuple[Rule, ...]] = (
         r"\b(?:reveal|print|show|output|repeat|display|leak|dump|disclose|tell\s+me|give\s+me)\s+(?:me\s+)?(?:your|the)\s+(?:full\s+|entire\s+|original\s+|initial\s+|hidden\s+|secret\s+)?(?:system\s+prompt|initial\s+prompt|hidden\s+prompt|system\s+instructions|developer\s+instructions)",
         _H,
     ),
+    *MULTILINGUAL_CORE_RULES,
 )
-"""Rules both detectors use."""
+"""Rules both detectors use (English here, seven more languages in `multilingual_rules`)."""
 
 OUTPUT_RULES: Final[tuple[Rule, ...]] = (
     # Manipulating what the model tells the user (indirect injection into a summary, an e-mail reply, code).
@@ -292,12 +315,6 @@ OUTPUT_RULES: Final[tuple[Rule, ...]] = (
         rf"\b(?:in|into|within|to)\s+(?:your|the\s+code\s+you)\b",
         _M,
     ),
-    _r(
-        "assistant_task",
-        r"\b(?:analy[sz]e|determine|classify|identify|evaluate|assess|detect|rate)\s+the\s+(?:sentiment|mood|tone|emotion|polarity)\s+of\b"
-        r"|\bis\s+this\s+(?:feedback|review|comment|tweet|sentence|statement)\s+positive\s+or\s+negative\b",
-        _L,
-    ),
 )
 """What indirect injection into tool results looks like beyond the core: asks about the model's own output."""
 
@@ -322,14 +339,58 @@ POISONING_RULES: Final[tuple[Rule, ...]] = (
     ),
     _r(
         "tool_shadowing",
-        r"\b(?:when|while|if|whenever)\s+this\s+tool\s+is\s+(?:available|present|loaded|enabled|installed|in\s+use)\b"
-        r"|\bside\s+effects?\s+on\s+(?:the\s+)?(?:also\s+present\s+)?[\w.-]+\s+tool\b|\bignore\s+(?:all\s+)?other\s+tools\b"
-        r"|\b(?:always\s+)?prefer\s+(?:this|the\s+[\w.-]+)\s+tool\b|\b(?:other|those|these)\s+tools?\s+(?:with\s+the\s+same\s+name\s+)?(?:are|is)\s+(?:deprecated|broken|buggy|malicious|compromised)",
+        # One tool speaking about the behaviour of other tools, or asking to be chosen over them.
+        r"\b(?:when|while|if|whenever)\s+this\s+tool\s+is\s+(?:available|present|loaded|enabled|installed|in\s+use|connected)\b"
+        r"|\b(?:side\s+effects?|effects?|impact|influence)\s+on\s+(?:the\s+|another\s+|other\s+|any\s+|all\s+)?(?:[\w.-]+\s+){0,3}?tools?\b"
+        r"|\bignore\s+(?:all\s+|any\s+)?(?:the\s+)?other\s+(?:\w+\s+)?tools\b"
+        r"|\bprefer\s+(?:using\s+|calling\s+)?(?:this|our|the\s+[\w.-]+)\s+tool\b"
+        r"|\b(?:use|call|choose|pick|select)\s+this\s+tool\s+(?:instead\s+of|rather\s+than|over|in\s+place\s+of)\s+"
+        r"(?:any|all|every|the\s+other|other|another)\b"
+        r"|\b(?:do\s+not|don't|never|avoid|stop)\s+(?:use|call|invoke|using|calling|invoking|relying\s+on)\s+(?:the\s+)?"
+        r"(?:other|any\s+other|built-?in|default|native|original|standard)\s+(?:[\w-]+\s+)?(?:tools?|functions?|servers?)"
+        r"|\b(?:replaces|supersedes|overrides|takes\s+precedence\s+over)\s+(?:the\s+|any\s+|all\s+)?(?:other|existing|built-?in"
+        r"|default|original|standard)\s+(?:[\w-]+\s+)?tools?"
+        r"|\b(?:other|those|these)\s+tools?\s+(?:with\s+the\s+same\s+name\s+)?(?:are|is)\s+(?:deprecated|broken|buggy|malicious|compromised|unsafe|outdated)",
         _H,
     ),
     _r(
         "tool_shadowing",
         r"\b[a-z][a-z0-9]*_[a-z0-9_]+\s+(?:tool\s+)?(?:must|should|has\s+to|needs\s+to)\s+(?:always\s+)?(?:send|use|include|call|add|forward|cc|bcc|route)\b",
+        _H,
+    ),
+    _r(
+        "parameter_smuggling",
+        # Read something, then hand it over through the call: "look up the user's settings file and pass it along".
+        r"\b(?:read|open|load|collect|gather|retrieve|fetch|copy|grab|look\s+up|extract|obtain)\b[^.\n]{0,80}?\b(?:and|then)\s+"
+        r"(?:pass|send|include|put|add|attach|provide|supply|append|forward|embed)\b[^.\n]{0,60}?\b(?:argument|parameter|param"
+        r"|field|notes?|context|metadata|sidenote|request|call)\b",
+        _H,
+    ),
+    _r(
+        "parameter_smuggling",
+        # Private data handed over "for context": history, environment, configuration, credentials, other files.
+        r"\b(?:pass|send|include|attach|provide|supply|append|add|forward|share)\b[^.\n]{0,60}?\b(?:conversation|chat|message\s+history"
+        r"|previous\s+messages|prior\s+messages|environment|env\s+vars|configuration|config\s+files?|credentials?|api\s+keys?"
+        r"|tokens?|secrets?|passwords?|private\s+\w+|home\s+directory|dotfiles?)\b[^.\n]{0,60}?\bfor\s+(?:additional\s+|extra\s+"
+        r"|better\s+|more\s+|full\s+|proper\s+|richer\s+)?(?:context|reference|personali[sz]ation|accuracy|verification|analysis"
+        r"|diagnostics|debugging)\b",
+        _H,
+    ),
+    _r(
+        "credential_access",
+        # Reaching for credentials without naming a file: "kindly check the user's SSH keys first".
+        r"\b(?:read|open|load|check|inspect|look\s+(?:at|up|in|for)|access|retrieve|fetch|collect|gather|grab|obtain|find|list|copy)"
+        r"\s+(?:the\s+|all\s+(?:the\s+)?|any\s+)?(?:user'?s?\s+|local\s+|stored\s+|saved\s+|available\s+|current\s+)?(?:ssh|private|secret"
+        r"|signing|cloud|aws|gcp|azure|git(?:hub)?|npm|pypi|browser|keychain)\s+(?:keys?|tokens?|credentials?|passwords?|secrets?"
+        r"|cookies|sessions?)\b",
+        _H,
+    ),
+    _r(
+        "tool_shadowing",
+        # Instructions for what the model does with some *other* tool.
+        r"\bwhen(?:ever)?\s+(?:the\s+user\s+|you\s+|the\s+(?:assistant|agent|model)\s+)?(?:calls?|uses?|invokes?|runs?)\s+(?:the\s+)?"
+        r"[`'\"]?(?!this\b)[a-z][\w.-]*[`'\"]?(?:\s+tool)?\s*,?\s+(?:you\s+must\s+|please\s+)?(?:also|first|always|additionally)\s+"
+        r"(?:send|include|add|pass|cc|bcc|forward|copy|call|attach|set|change|replace|use)\b",
         _H,
     ),
     _r(
@@ -339,7 +400,11 @@ POISONING_RULES: Final[tuple[Rule, ...]] = (
     ),
     _r(
         "hidden_instruction",
-        r"\b(?:otherwise|or\s+else)\s+(?:the|this)\s+tool\s+(?:will\s+not|won't|cannot|can't|fails?\s+to)\s+work\b|\bfor\s+accurate\s+results\s+this\s+tool\s+(?:also\s+)?needs\b",
+        # A tool that claims it needs something it could not need: other data, read first, or it "will not work".
+        r"\b(?:otherwise|or\s+else|if\s+not|failing\s+(?:this|that))\b[^.\n]{0,30}?\b(?:will\s+not|won't|cannot|can't|fails?\s+to"
+        r"|will\s+fail\s+to|does\s+not|doesn't)\s+(?:work|function|run|succeed|respond)\b"
+        r"|\b(?:this\s+tool|it)\s+(?:also\s+)?(?:needs|requires|expects|must\s+(?:receive|be\s+given|get))\s+(?:the\s+)?"
+        r"(?:full\s+|entire\s+|complete\s+|raw\s+)?(?:contents?|text|data|values?)\s+of\b",
         _H,
     ),
 )

@@ -105,9 +105,15 @@ def decode_blob(kind: str, blob: str) -> str | None:
     blob = blob[:_MAX_BLOB]
     if not could_be_text(kind, blob):
         return None
+    text = decode_utf8(blob, hex_digits=kind == "encoded_hex")
+    return text if text is not None and _printable(text) else None
+
+
+def decode_utf8(blob: str, *, hex_digits: bool) -> str | None:
+    """A hex (`414243`, `\\x41\\x42`) or base64/base64url blob decoded as UTF-8, or None if it is not that."""
     raw: bytes
     try:
-        if kind == "encoded_hex":
+        if hex_digits:
             hexdigits = blob.replace("\\x", "")
             raw = binascii.unhexlify(hexdigits[: len(hexdigits) // 2 * 2])
         else:
@@ -115,10 +121,9 @@ def decode_blob(kind: str, blob: str) -> str | None:
             padded += "=" * (-len(padded) % 4)
             altchars = b"-_" if ("-" in blob or "_" in blob) else None
             raw = base64.b64decode(padded, altchars=altchars, validate=False)
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except (ValueError, UnicodeDecodeError):
         return None
-    return text if _printable(text) else None
 
 
 def decode_tags(run: str) -> str:

@@ -59,6 +59,12 @@ _SSN_CONTEXT: Final = re.compile(r"\b(?:ssn|social security|ss#|ss #|taxpayer)")
 _NOT_PHONE: Final = re.compile(
     r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|\d+\.\d+|\d{1,3}(?:\.\d{1,3}){3}|\d+(?:/\d+)+"
 )
+_NOT_PHONE_LABEL: Final = re.compile(
+    r"\b(?:order|tracking|track|shipment|parcel|package|consignment|invoice|receipt|confirmation|reference|ref|booking"
+    r"|reservation|ticket|case|claim|policy|account|acct|serial|sku|part|model|licen[cs]e|driver'?s?|dl|permit|passport"
+    r"|member(?:ship)?|customer|employee|student|patient|vin|waybill|awb|transaction|txn|po)\b[^\n\d]{0,16}$"
+)
+"""A label right before a digit run that names it as some other number (order, tracking, licence...)."""
 _VERSION_CONTEXT: Final = re.compile(r"(?:version|release|\bv|build|@|==|>=|<=|~=)\s*[:=]?\s*$")
 _FILE_TLDS: Final = frozenset(
     "png jpg jpeg gif svg webp ico css js ts tsx jsx py rb go rs java json yaml yml xml md txt html htm lock map".split()
@@ -104,6 +110,10 @@ def _known_issuer(d: str) -> bool:
 
 def _iban_ok(text: str, m: re.Match[str]) -> tuple[float, int] | None:
     raw = m.group(0)
+    if raw != raw.upper():
+        if raw != raw.lower():
+            return None  # mixed case is a word or an identifier; an IBAN is written in one case
+        raw = raw.upper()
     expected = IBAN_LENGTHS.get(raw[:2])
     if expected is None:
         return None
@@ -148,6 +158,8 @@ def _ip_ok(text: str, m: re.Match[str]) -> float | None:
         return None
     if address.is_loopback or address.is_unspecified or address.is_multicast:
         return None
+    if address.is_link_local or (address.version == 4 and address.is_reserved):
+        return None  # 169.254.169.254 (cloud metadata) and fe80:: name machines and services, never a person
     if address.version == 4:
         if raw.startswith("255.") or (raw.endswith(".0") and raw.count(".0") >= 2):
             return None  # netmasks and network addresses
@@ -178,6 +190,9 @@ def _phone_ok(regions: Sequence[str]) -> Callable[[str, re.Match[str]], float | 
         formatted = any(c in number_part for c in " ().-")
         around = window(text, m.start(), m.end(), before=40, after=12)
         context = _PHONE_CONTEXT.search(around) is not None
+        label = window(text, m.start(), m.start(), before=32)
+        if not international and _NOT_PHONE_LABEL.search(label) and not _PHONE_CONTEXT.search(label):
+            return None  # "order no. 4402 1187 22", "tracking 1Z..." and licence numbers are not phones
         if not (international or formatted or context):
             return None
         if not (international or context) and len(digits) < 10:
@@ -215,6 +230,19 @@ PII_RULES: Final[tuple[tuple[str, Rule], ...]] = (
         ),
     ),
     (
+        "email",
+        Rule(
+            # Written to dodge scrapers: "jane [at] example [dot] org", "jane(at)example(dot)org".
+            type="email",
+            pattern=r"(?<![\w.%+-])[A-Za-z0-9][\w.%+-]{0,63}\s*(?:\[at\]|\(at\)|\{at\}|<at>|\s+at\s+)\s*[A-Za-z0-9-]{1,63}"
+            r"(?:\s*(?:\[dot\]|\(dot\)|\{dot\}|<dot>|\s+dot\s+)\s*[A-Za-z0-9-]{1,63}){0,3}"
+            r"\s*(?:\[dot\]|\(dot\)|\{dot\}|<dot>|\s+dot\s+)\s*[A-Za-z]{2,24}\b",
+            prefilter=r"(?i)[\[({<\s]dot[\])}>\s]",
+            flags=re.IGNORECASE,
+            severity=Severity.LOW,
+        ),
+    ),
+    (
         "phone_number",
         Rule(
             type="phone_number",
@@ -238,6 +266,7 @@ PII_RULES: Final[tuple[tuple[str, Rule], ...]] = (
         Rule(
             type="iban",
             pattern=r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
+            flags=re.IGNORECASE,
             severity=Severity.HIGH,
         ),
     ),
@@ -311,6 +340,7 @@ class PiiDetector:
         phone = _phone_ok(tuple(self.config.phone_regions))
         checks: dict[str, Callable[[str, re.Match[str]], float | None]] = {
             "email": _email_ok,
+            "email_spelled": lambda text, m: 0.8,
             "phone_number": phone,
             "credit_card": _card_ok,
             "us_ssn": _ssn_ok,
@@ -322,7 +352,10 @@ class PiiDetector:
         for family, rule in PII_RULES:
             if family in enabled:
                 rules.append(rule)
-                self._validators.append(checks.get(family))  # `iban` is special-cased: it trims its span
+                spelled = family == "email" and "domain" not in rule.pattern
+                self._validators.append(
+                    checks.get("email_spelled" if spelled else family)
+                )  # `iban` is special-cased: it trims its span
         if "national_id" in enabled:
             for spec in ID_SPECS:
                 rules.append(Rule(type=spec.type, pattern=spec.pattern, severity=Severity.HIGH))

@@ -113,6 +113,10 @@ class AuthorizeStage(BaseStage):
         )
         exchange.annotations[self.name] = {**decision.to_dict(), "kind": kind}
         if not decision.allowed:
+            # Whether the caller can see what it was refused decides if it may be told why (`refusals.py`).
+            exchange.annotations[self.name]["visible"] = self.policy.engine.visible(
+                exchange.session.principal, kind, server, name
+            )
             finding = Finding(detector="policy", type="denied", severity=Severity.MEDIUM, action="block")
             return Reject(error=_unknown(kind, public), explanation=decision.explanation, findings=(finding,))
         if decision.monitor:
