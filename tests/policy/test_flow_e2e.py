@@ -165,10 +165,10 @@ async def test_an_ask_rule_asks_the_human_with_the_chain_and_follows_the_answer(
             await client.call_tool("everything__get-env", {})
             await client.call_tool("fetch__fetch", {"url": page, "raw": True})
             call = client.call_tool("mail__send_email", mail("hello"))
+            answer = await call
             if approve:
-                assert text(await call).startswith("sent")
-            else:
-                with pytest.raises(MCPError):
-                    await call
+                assert text(answer).startswith("sent")
+            else:  # refused: an isError result the model can read (refusals: result), and nothing was sent
+                assert answer.is_error and answer.meta["dev.bastion/refusal"]["approval"] == "denied"
     assert len(asked) == 1 and "everything__get-env" in asked[0] and CUSTOMER_EMAIL not in asked[0]
     assert len(sent(tmp_path)) == (1 if approve else 0)
