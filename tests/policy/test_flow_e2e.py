@@ -40,7 +40,10 @@ def text(result: types.CallToolResult) -> str:
 
 async def test_the_classic_chain_is_refused_and_the_refusal_names_it_without_the_data(tmp_path):
     audit = capture_audit()
-    document = flow_config(tmp_path, {"labels": [MAIL_IS_EGRESS], "rules": [EXFILTRATION_RULE]})
+    # `refusals: error`: the JSON-RPC error carries the whole chain (the result form is checked below).
+    document = flow_config(
+        tmp_path, {"labels": [MAIL_IS_EGRESS], "rules": [EXFILTRATION_RULE]}, refusals="error"
+    )
     with injection_page() as page:
         async with flow_gateway(document) as (runtime, recorder):
             runtime.gateway.observers.append(audit)
@@ -113,11 +116,12 @@ async def test_a_private_value_in_any_tools_arguments_is_refused_whatever_its_la
             ("mail__send_email", mail(disguised)),
             ("everything__echo", {"message": disguised}),
         ):
-            with pytest.raises(MCPError) as info:
-                await client.call_tool(tool, args)
-            assert info.value.error.data["rule"] == "data-rule"
-            assert [m["tool"] for m in info.value.error.data["chain"]] == ["everything__get-env"]
-            assert CUSTOMER_EMAIL not in info.value.error.message
+            refused = await client.call_tool(tool, args)  # refusals: result, the default
+            why = refused.meta["dev.bastion/refusal"]
+            assert refused.is_error and why["by"] == "flow" and why["rule"] == "data-rule"
+            assert [m["tool"] for m in why["chain"]] == ["everything__get-env"]
+            assert "everything__get-env" in text(refused)
+            assert CUSTOMER_EMAIL not in text(refused) and CUSTOMER_EMAIL not in json.dumps(why)
     assert sent(tmp_path) == []
 
 
@@ -135,9 +139,9 @@ async def test_the_chain_split_across_two_principals_sessions_is_not_conflated(t
                 assert text(await bob.call_tool("mail__send_email", mail("hello"))).startswith("sent")
                 assert text(await alice.call_tool("mail__send_email", mail("hello"))).startswith("sent")
                 await alice.call_tool("fetch__fetch", {"url": page, "raw": True})
-                with pytest.raises(MCPError) as info:
-                    await alice.call_tool("mail__send_email", mail("hello"))
-                assert {m["tool"] for m in info.value.error.data["chain"]} == {
+                refused = await alice.call_tool("mail__send_email", mail("hello"))
+                assert refused.is_error
+                assert {m["tool"] for m in refused.meta["dev.bastion/refusal"]["chain"]} == {
                     "everything__get-env",
                     "fetch__fetch",
                 }
