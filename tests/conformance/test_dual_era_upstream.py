@@ -56,7 +56,9 @@ def _compare(
             f"  fails directly: {name}: {[c.get('errorMessage', '')[:160] for c in failed_checks(out, name)]}"
         )
     for name in sorted(passing_directly - passing_through):
-        print(f"  lost: {name}: {[c.get('errorMessage', '')[:300] for c in failed_checks(out_through, name)]}")
+        print(
+            f"  lost: {name}: {[c.get('errorMessage', '')[:300] for c in failed_checks(out_through, name)]}"
+        )
     return passing_directly, passing_through
 
 
