@@ -732,12 +732,16 @@ class DownstreamSession:
         method = message.get("method")
         params = message.get("params")
         if method in ("notifications/message", "notifications/progress") and isinstance(params, dict):
-            allowed, params = await self._gateway.screen_channel(
-                "notification", self._server_of(related), params, str(method)
-            )
-            if not allowed:
-                return
-            message = {**message, "params": params}
+            # Progress: only its `message` is content; the token and numbers are protocol fields, and a token
+            # that looks like a secret must never be redacted, or the client can no longer match it to its call.
+            content = {"message": params.get("message")} if method == "notifications/progress" else params
+            if content.get("message") is not None or method == "notifications/message":
+                allowed, content = await self._gateway.screen_channel(
+                    "notification", self._server_of(related), content, str(method)
+                )
+                if not allowed:
+                    return
+                message = {**message, "params": {**params, **content}}
         await self._send(message, related)
 
     def _server_of(self, related: RequestId | None) -> str | None:

@@ -55,6 +55,10 @@ def _compare(
         print(
             f"  fails directly: {name}: {[c.get('errorMessage', '')[:160] for c in failed_checks(out, name)]}"
         )
+    for name in sorted(passing_directly - passing_through):
+        print(
+            f"  lost: {name}: {[c.get('errorMessage', '')[:300] for c in failed_checks(out_through, name)]}"
+        )
     return passing_directly, passing_through
 
 

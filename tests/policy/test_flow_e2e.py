@@ -41,7 +41,10 @@ def text(result: types.CallToolResult) -> str:
 
 async def test_the_classic_chain_is_refused_and_the_refusal_names_it_without_the_data(tmp_path):
     audit = capture_audit()
-    document = flow_config(tmp_path, {"labels": [MAIL_IS_EGRESS], "rules": [EXFILTRATION_RULE]})
+    # `refusals: error`: the JSON-RPC error carries the whole chain (the result form is checked below).
+    document = flow_config(
+        tmp_path, {"labels": [MAIL_IS_EGRESS], "rules": [EXFILTRATION_RULE]}, refusals="error"
+    )
     with injection_page() as page:
         async with flow_gateway(document) as (runtime, recorder):
             runtime.gateway.observers.append(audit)
@@ -114,11 +117,12 @@ async def test_a_private_value_in_any_tools_arguments_is_refused_whatever_its_la
             ("mail__send_email", mail(disguised)),
             ("everything__echo", {"message": disguised}),
         ):
-            with pytest.raises(MCPError) as info:
-                await client.call_tool(tool, args)
-            assert info.value.error.data["rule"] == "data-rule"
-            assert [m["tool"] for m in info.value.error.data["chain"]] == ["everything__get-env"]
-            assert CUSTOMER_EMAIL not in info.value.error.message
+            refused = await client.call_tool(tool, args)  # refusals: result, the default
+            why = refused.meta["dev.bastion/refusal"]
+            assert refused.is_error and why["by"] == "flow" and why["rule"] == "data-rule"
+            assert [m["tool"] for m in why["chain"]] == ["everything__get-env"]
+            assert "everything__get-env" in text(refused)
+            assert CUSTOMER_EMAIL not in text(refused) and CUSTOMER_EMAIL not in json.dumps(why)
     assert sent(tmp_path) == []
 
 
@@ -136,9 +140,9 @@ async def test_the_chain_split_across_two_principals_sessions_is_not_conflated(t
                 assert text(await bob.call_tool("mail__send_email", mail("hello"))).startswith("sent")
                 assert text(await alice.call_tool("mail__send_email", mail("hello"))).startswith("sent")
                 await alice.call_tool("fetch__fetch", {"url": page, "raw": True})
-                with pytest.raises(MCPError) as info:
-                    await alice.call_tool("mail__send_email", mail("hello"))
-                assert {m["tool"] for m in info.value.error.data["chain"]} == {
+                refused = await alice.call_tool("mail__send_email", mail("hello"))
+                assert refused.is_error
+                assert {m["tool"] for m in refused.meta["dev.bastion/refusal"]["chain"]} == {
                     "everything__get-env",
                     "fetch__fetch",
                 }
@@ -157,7 +161,7 @@ async def test_an_ask_rule_asks_an_operator_with_the_chain_and_follows_the_answe
     document = flow_config(
         tmp_path, {"labels": [MAIL_IS_EGRESS], "rules": [{**EXFILTRATION_RULE, "action": "ask"}]}
     )
-    outcome: list[str] = []
+    answers: list[types.CallToolResult] = []
     with injection_page() as page:
         async with (
             flow_gateway(document) as (runtime, _recorder),
@@ -169,8 +173,7 @@ async def test_an_ask_rule_asks_an_operator_with_the_chain_and_follows_the_answe
             await client.call_tool("fetch__fetch", {"url": page, "raw": True})
 
             async def call() -> None:
-                result = await client.call_tool("mail__send_email", mail("hello"))
-                outcome.append(("refused: " if result.is_error else "") + text(result))
+                answers.append(await client.call_tool("mail__send_email", mail("hello")))
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(call)
@@ -181,9 +184,9 @@ async def test_an_ask_rule_asks_an_operator_with_the_chain_and_follows_the_answe
     question = pending[0].question
     assert "everything__get-env" in question and CUSTOMER_EMAIL not in question
     assert asked == []
-    # A refusal is an `isError` result (`refusals: result`) that says approval was not given.
-    assert (
-        outcome[0].startswith("sent" if approve else "refused: ")
-        and ("not approved" in outcome[0]) != approve
-    )
+    (answer,) = answers
+    if approve:
+        assert text(answer).startswith("sent")
+    else:  # refused: an isError result the model can read (refusals: result), and nothing was sent
+        assert answer.is_error and answer.meta["dev.bastion/refusal"]["approval"] == "denied"
     assert len(sent(tmp_path)) == (1 if approve else 0)

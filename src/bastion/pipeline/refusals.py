@@ -5,7 +5,7 @@ refused. A tool execution error is what the spec recommends for a call the model
 changelog), so the model reads who refused and what it may do instead.
 
 Rules:
-- Only `tools/call`, only guardrail blocks and policy denials, and only of a tool the caller can see: a tool that
+- Only `tools/call`, only guardrail blocks, policy denials and flow-rule denials, and only of a tool the caller can see: a tool that
   policy hides, and a name that does not exist, keep failing with the very same JSON-RPC error.
 - The text names the detector/type (and where) or the policy rule, never a matched value or an argument.
 - With `refusals: error`, every refusal stays a JSON-RPC error, as before.
@@ -33,6 +33,10 @@ def refusal_result(exchange: Exchange, error: BastionError, mode: str) -> JsonDi
     if error.reason is Reason.GUARDRAIL_BLOCKED:
         not_approved = any(d.outcome == "denied" for d in exchange.decisions)
         return _guardrail(tool, error.data or {}, not_approved=not_approved)
+    if error.reason is Reason.POLICY_DENIED and isinstance(error.data, dict) and "chain" in error.data:
+        return _flow(
+            error
+        )  # a flow rule: the tool is visible (authorize let it through), the chain refused it
     authorize = exchange.annotations.get("authorize")
     if isinstance(authorize, dict) and authorize.get("visible") and not authorize.get("allowed", True):
         return _policy(tool, str(authorize.get("rule") or "default"))
@@ -73,6 +77,15 @@ def _policy(tool: str, rule: str) -> JsonDict:
         "change the policy."
     )
     return _result(text, {"by": "policy", "rule": rule})
+
+
+def _flow(error: BastionError) -> JsonDict:
+    data = error.data or {}
+    text = (
+        f"{error.message}. Do not retry this call in this session; ask the user to have an operator approve it, "
+        "or finish the task without sending this data out."
+    )
+    return _result(text, {"by": "flow", "rule": data.get("rule"), "chain": data.get("chain")})
 
 
 def _result(text: str, why: JsonDict) -> JsonDict:
