@@ -8,6 +8,13 @@ is the median across rounds. Every child process is killed at the end, also on C
 
 Run: .venv/bin/python bench/proxy_bench.py [--calls 2000] [--seconds 10] [--sessions 16] [--rounds 3]
                                            [--targets direct,bastion-http,...] [--json-out [PATH]]
+                                           [--isolation shared|session|principal] [--principals N]
+
+Isolation cost: `--isolation` sets the upstream's `servers.<name>.isolation` for the Bastion targets and
+`--principals N` spreads the throughput sessions over N API keys (one principal each). Each throughput run then
+reports the memory of the target with every process it spawned (`tree RSS`) and how many there are, measured while
+all sessions are open: with `principal` on stdio that is one upstream process per principal, with `session` on
+HTTP one upstream MCP session per client session.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from targets import (
     cpu_seconds,
     rss_mb,
     start_target,
+    tree_rss_mb,
 )
 
 ECHO_TEXT: Final = ("bastion-bench-" * 8)[:100]
@@ -157,6 +165,10 @@ class Sample:
     """CPU time of the target process per call in the throughput run (a stdio upstream it spawns not included)."""
     timed_calls: int = 0
     """Sequential calls timed: fewer than asked when the time budget ran out."""
+    tree_rss_mb: float | None = None
+    """Resident memory of the target and every process it spawned, while the throughput sessions were open."""
+    children: int = 0
+    """Processes the target had spawned then (stdio upstreams: one per principal with `isolation: principal`)."""
     error: str | None = None
 
 
@@ -191,15 +203,20 @@ def _percentile(sorted_ns: list[int], pct: float) -> float:
     return float(sorted_ns[min(rank, len(sorted_ns)) - 1])
 
 
-async def throughput(target: Target, case: Case, sessions: int) -> tuple[float, float | None]:
+async def throughput(
+    target: Target, case: Case, sessions: int, sample: Sample | None = None
+) -> tuple[float, float | None]:
     """Calls per second over `sessions` concurrent sessions, and the target process's CPU ms per call meanwhile
-    (CPU time is what a busy shared machine distorts least)."""
-    opened = [McpSession(target.url, target.headers) for _ in range(sessions)]
+    (CPU time is what a busy shared machine distorts least). Sessions take turns over the target's principals."""
+    credentials = target.principal_headers or [target.headers]
+    opened = [McpSession(target.url, credentials[i % len(credentials)]) for i in range(sessions)]
     tool = target.tools[case.tool]
     try:
         await asyncio.gather(*(s.open() for s in opened))
         for s in opened:  # warm every connection and session before the clock starts
             await s.call_tool(tool, case.arguments, case.expect_len)
+        if sample is not None:  # every scope's upstream process or session exists now
+            sample.tree_rss_mb, sample.children = tree_rss_mb(target.pid)
         counts = [0] * sessions
         cpu_before = cpu_seconds(target.pid)
         start = time.perf_counter()
@@ -231,7 +248,7 @@ async def measure(target: Target, case: Case, args: argparse.Namespace) -> Sampl
             target, case, args.warmup, args.seq_budget
         )
         phase = "throughput"
-        sample.calls_per_s, sample.cpu_ms_per_call = await throughput(target, case, args.sessions)
+        sample.calls_per_s, sample.cpu_ms_per_call = await throughput(target, case, args.sessions, sample)
     except (BenchError, httpx.HTTPError, TimeoutError, KeyError, ValueError) as exc:
         sample.error = f"{phase} run failed: {type(exc).__name__}: {str(exc) or repr(exc)}"[:500]
     return sample
@@ -298,6 +315,8 @@ def _summarise(runs: list[Sample], direct: dict[str, Any]) -> dict[str, Any]:
                 "timed_calls": s.timed_calls,
                 "calls_per_s": s.calls_per_s,
                 "cpu_ms_per_call": s.cpu_ms_per_call,
+                "tree_rss_mb": s.tree_rss_mb,
+                "children": s.children,
                 "error": s.error,
             }
             for s in runs
@@ -398,13 +417,15 @@ def _verdict(echo: dict[str, Any], targets: dict[str, Any]) -> dict[str, Any]:
     return verdict
 
 
-def start_targets(launcher: Launcher, names: list[str]) -> tuple[list[Target], dict[str, str]]:
+def start_targets(
+    launcher: Launcher, names: list[str], *, isolation: str | None = None, principals: int = 1
+) -> tuple[list[Target], dict[str, str]]:
     """Start every target at once (ContextForge's migrations and Bastion's pattern compilation are slow);
     return those that came up, in the order asked, and why the others did not."""
 
     def start(name: str) -> Target:
         t0 = time.monotonic()
-        target = start_target(launcher, name)
+        target = start_target(launcher, name, isolation=isolation, principals=principals)
         target.start_seconds = time.monotonic() - t0
         print(f"  {name} ready in {target.start_seconds:.1f}s", flush=True)
         return target
@@ -449,7 +470,8 @@ async def run(
                 samples.setdefault((target.name, case.name), []).append(sample)
                 status = sample.error or (
                     f"p50 {_fmt(sample.p50_ms, '.2f')} ms, p99 {_fmt(sample.p99_ms, '.2f')} ms,"
-                    f" {_fmt(sample.calls_per_s, '.0f')} calls/s, {_fmt(sample.cpu_ms_per_call, '.2f')} CPU ms/call"
+                    f" {_fmt(sample.calls_per_s, '.0f')} calls/s, {_fmt(sample.cpu_ms_per_call, '.2f')} CPU ms/call,"
+                    f" tree RSS {_fmt(sample.tree_rss_mb, '.0f')} MiB over {sample.children} child process(es)"
                 )
                 print(
                     f"  round {round_no}/{args.rounds} {target.name:<18}{case.name:<10}{status}", flush=True
@@ -499,6 +521,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--start-timeout", type=float, default=START_TIMEOUT, help="seconds each target may take to start"
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (configs, logs)")
+    parser.add_argument(
+        "--isolation",
+        choices=("shared", "session", "principal"),
+        default=None,
+        help="servers.<name>.isolation of the Bastion targets (default: the transport's own default)",
+    )
+    parser.add_argument(
+        "--principals",
+        type=int,
+        default=1,
+        help="API keys (principals) the throughput sessions take turns over",
+    )
     args = parser.parse_args(argv)
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if "direct" not in args.targets:
@@ -545,7 +579,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         try:
-            targets, failed = start_targets(launcher, args.targets)
+            targets, failed = start_targets(
+                launcher, args.targets, isolation=args.isolation, principals=args.principals
+            )
             summary = _run_loop(run(args, conditions, targets, failed))
         except KeyboardInterrupt:
             print("\ninterrupted: stopping every target", file=sys.stderr)

@@ -60,6 +60,8 @@ class Target:
     pid: int | None = None
     """The proxy process whose peak RSS is reported (its children, e.g. a stdio upstream, are not counted)."""
     notes: list[str] = field(default_factory=list)
+    principal_headers: list[dict[str, str]] = field(default_factory=list)
+    """One credential per principal (`--principals`): throughput session i uses entry i modulo their number."""
     start_seconds: float = 0.0
     """Wall time from spawn to ready (configuration through admin APIs included)."""
 
@@ -82,6 +84,27 @@ def rss_mb(pid: int | None, field: str = "VmHWM") -> float | None:
     except OSError:
         return None
     return None
+
+
+def tree_rss_mb(pid: int | None) -> tuple[float | None, int]:
+    """Resident memory of a process and all its descendants in MiB (a gateway and the upstream processes it
+    spawned, e.g. one per principal), and how many descendants there are."""
+    if pid is None:
+        return None, 0
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent and child not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    sizes = [rss_mb(p, "VmRSS") for p in tree]
+    return sum(s for s in sizes if s is not None), len(tree) - 1
 
 
 def cpu_seconds(pid: int | None) -> float | None:
@@ -297,7 +320,17 @@ def _bastion_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "bastion.cli"]
 
 
-def start_bastion(launcher: Launcher, name: str, upstream: str, *, full: bool = True) -> Target:
+def start_bastion(
+    launcher: Launcher,
+    name: str,
+    upstream: str,
+    *,
+    full: bool = True,
+    isolation: str | None = None,
+    principals: int = 1,
+) -> Target:
+    """`bastion serve` in front of the bench upstream; `isolation` sets `servers.up.isolation` (None: the
+    transport's default), and `principals` API keys are made (one principal each) when auth is on."""
     if not (ROOT / "src" / "bastion" / "server" / "app.py").exists():
         raise TargetError("src/bastion/server/app.py does not exist yet: `bastion serve` cannot start")
     if upstream == "stdio":
@@ -309,6 +342,8 @@ def start_bastion(launcher: Launcher, name: str, upstream: str, *, full: bool = 
     else:
         url, _ = start_upstream_http(launcher, name)
         server = {"transport": "streamable-http", "url": url}
+    if isolation is not None:
+        server["isolation"] = isolation
     config, missing = bastion_config(launcher.workdir, name, server, full=full)
     from bastion.config import parse_config
     from bastion.errors import ConfigError
@@ -320,7 +355,8 @@ def start_bastion(launcher: Launcher, name: str, upstream: str, *, full: bool = 
     path = launcher.workdir / f"{name}.yaml"
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     headers: dict[str, str] = {}
-    if config.get("auth", {}).get("enabled"):
+    principal_headers: list[dict[str, str]] = []
+    for index in range(principals if config.get("auth", {}).get("enabled") else 0):
         cmd = [
             *_bastion_command(),
             "keys",
@@ -328,7 +364,7 @@ def start_bastion(launcher: Launcher, name: str, upstream: str, *, full: bool = 
             "--config",
             str(path),
             "--principal",
-            "bench",
+            "bench" if index == 0 else f"bench-{index}",
             "--roles",
             "bench",
         ]
@@ -340,7 +376,8 @@ def start_bastion(launcher: Launcher, name: str, upstream: str, *, full: bool = 
             raise TargetError(
                 f"`bastion keys create` failed ({done.returncode}): {done.stderr.strip()[-500:]}"
             )
-        headers["Authorization"] = f"Bearer {key}"
+        principal_headers.append({"Authorization": f"Bearer {key}"})
+    headers = principal_headers[0] if principal_headers else {}
     port = free_port()
     argv: list[str | Path] = [
         *_bastion_command(),
@@ -367,7 +404,10 @@ def start_bastion(launcher: Launcher, name: str, upstream: str, *, full: bool = 
         f"bastion serve [{stages}] -> upstream {upstream}",
         headers=headers,
         pid=proc.pid,
+        principal_headers=principal_headers,
     )
+    if isolation is not None or principals > 1:
+        target.description += f" (isolation {isolation or 'default'}, {principals} principal(s))"
     if missing:
         target.notes.append(
             f"config sections not in BastionConfig yet, so not measured: {', '.join(missing)}"
@@ -465,16 +505,18 @@ def _ok(response: httpx.Response) -> Any:
     return response.json()
 
 
-def start_target(launcher: Launcher, name: str) -> Target:
-    """Start one named target (see ALL_TARGETS and EXTRA_TARGETS)."""
+def start_target(
+    launcher: Launcher, name: str, *, isolation: str | None = None, principals: int = 1
+) -> Target:
+    """Start one named target (see ALL_TARGETS and EXTRA_TARGETS); `isolation` and `principals` apply to Bastion."""
     if name == "direct":
         return start_direct(launcher)
     if name == "bastion-stdio":
-        return start_bastion(launcher, name, "stdio")
+        return start_bastion(launcher, name, "stdio", isolation=isolation, principals=principals)
     if name == "bastion-http":
-        return start_bastion(launcher, name, "http")
+        return start_bastion(launcher, name, "http", isolation=isolation, principals=principals)
     if name == "bastion-bare-http":
-        return start_bastion(launcher, name, "http", full=False)
+        return start_bastion(launcher, name, "http", full=False, isolation=isolation, principals=principals)
     if name == "fastmcp":
         return start_fastmcp(launcher)
     if name == "mcp-proxy":

@@ -14,9 +14,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from bastion.auth.principal import ANONYMOUS, Principal
+from bastion.auth.principal import ANONYMOUS, Principal, binding_of
 from bastion.config.model import BastionConfig
 from bastion.errors import BastionError, RateLimited
+from bastion.fair_limits import FairLimits
 from bastion.pipeline.approvals import ApprovalQueue
 from bastion.pipeline.chain import Pipeline
 from bastion.pipeline.exchange import Asker, Exchange, SessionInfo
@@ -29,10 +30,12 @@ from bastion.routing.parked import ParkingLot
 from bastion.session import DownstreamSession
 from bastion.session_seal import SealedState, SessionSealer
 from bastion.transports.base import ClientTransport, JsonDict, Outbound
+from bastion.upstream.association import RULES, Call, Isolation, Kind, Listener, audience, kind_of
 from bastion.upstream.connection import State, UpstreamConnection
 from bastion.upstream.eras import HandshakeTwins
 from bastion.upstream.factory import transport_factory
 from bastion.upstream.health import ProtocolErrorReporter
+from bastion.upstream.pool import UpstreamPool
 
 if TYPE_CHECKING:
     from bastion.cluster.member import ClusterMember
@@ -74,11 +77,15 @@ class Gateway:
         self.pipeline = Pipeline(stages)
         self.observers: list[ExchangeObserver] = list(observers)
         self.upstreams: dict[str, UpstreamConnection] = {}
+        self._http_clients: list[Any] = []
         for name, server in config.servers.items():
             if not server.enabled:
                 continue
             factory = (transports or {}).get(name) or transport_factory(
-                name, server, on_invalid=ProtocolErrorReporter(name, self.emit)
+                name,
+                server,
+                on_invalid=ProtocolErrorReporter(name, self.emit),
+                http_client=self._pooled_http_client(server),
             )
             self.upstreams[name] = UpstreamConnection(
                 name,
@@ -92,6 +99,13 @@ class Gateway:
         self.catalog = Catalog(
             self.upstreams, namespace=config.routing.namespace, ttl_seconds=config.routing.list_cache_seconds
         )
+        self.pool = UpstreamPool(
+            self.upstreams,
+            on_notification=self._on_upstream_notice,
+            tool_screen=lambda: self.catalog.tool_screen,
+            twins=self.twins,
+        )
+        """Connections scoped to a session or a principal (`servers.<name>.isolation`)."""
         self.needs = CapabilityNeeds({n: s.client_capabilities for n, s in config.servers.items()})
         """What needs which client capability, for capability-aware lists."""
         self.sessions: dict[str, DownstreamSession] = {}
@@ -102,6 +116,8 @@ class Gateway:
             else None
         )
         self.parking = ParkingLot()
+        self.fair = FairLimits(config.limits)
+        """Per-principal session caps and session-opening rates (per principal, per client address)."""
         self.approvals = ApprovalQueue()
         self.cluster: ClusterMember | None = None
         """This replica's part in a cluster: the session registry (who holds which session, terminated ids)."""
@@ -131,17 +147,23 @@ class Gateway:
             await hook()
         for conn in self.upstreams.values():
             await conn.start()
-        if wait and self.upstreams:
-            timeout = max(c.config.connect_timeout_seconds for c in self.upstreams.values())
-            await asyncio.gather(*(c.wait_ready(timeout) for c in self.upstreams.values()))
-            for name, conn in self.upstreams.items():
-                if conn.state is not State.READY:
-                    logger.warning(
-                        "upstream %s is not ready yet (%s); it will join when it connects",
-                        name,
-                        conn.last_error or conn.state,
-                    )
         self._reaper = asyncio.create_task(self._reap_idle_sessions())
+        if wait:
+            await self.wait_upstreams()
+
+    async def wait_upstreams(self) -> None:
+        """Wait until every upstream connected or its connect timeout passed (warning about the ones that did not)."""
+        if not self.upstreams:
+            return
+        timeout = max(c.config.connect_timeout_seconds for c in self.upstreams.values())
+        await asyncio.gather(*(c.wait_ready(timeout) for c in self.upstreams.values()))
+        for name, conn in self.upstreams.items():
+            if conn.state is not State.READY:
+                logger.warning(
+                    "upstream %s is not ready yet (%s); it will join when it connects",
+                    name,
+                    conn.last_error or conn.state,
+                )
 
     async def aclose(self) -> None:
         """Close every session, then every upstream (child processes are terminated)."""
@@ -152,7 +174,10 @@ class Gateway:
         for session in list(self.sessions.values()):
             await session.aclose()
         self.parking.close()
+        await self.pool.aclose()
         await asyncio.gather(*(c.aclose() for c in self.upstreams.values()), return_exceptions=True)
+        for client in self._http_clients:
+            await client.aclose()
         await self.twins.aclose()
         if self._notice_tasks:
             await asyncio.gather(*self._notice_tasks, return_exceptions=True)
@@ -161,6 +186,18 @@ class Gateway:
                 await closer()
             except Exception:  # shutdown continues whatever one resource does
                 logger.exception("closing a gateway resource failed")
+
+    def _pooled_http_client(self, server: Any) -> Any:
+        """One HTTP client per HTTP server, shared by all its upstream sessions (connections are pooled)."""
+        if server.transport == "stdio":
+            return None
+        from bastion.transports.http_common import build_client
+
+        client = build_client(
+            {k: v.get_secret_value() for k, v in server.headers.items()}, server.timeout_seconds
+        )
+        self._http_clients.append(client)
+        return client
 
     def is_ready(self) -> bool:
         """True when every enabled upstream is connected and its circuit closed."""
@@ -172,8 +209,17 @@ class Gateway:
             "ready": self.is_ready(),
             "sessions": len(self.sessions),
             **({"cluster": self.cluster.snapshot()} if self.cluster is not None else {}),
-            "upstreams": {n: c.describe() for n, c in self.upstreams.items()},
+            "upstreams": {n: self._describe(n, c) for n, c in self.upstreams.items()},
         }
+
+    def _describe(self, name: str, conn: UpstreamConnection) -> JsonDict:
+        """One upstream's state, its isolated connections' calls in flight included."""
+        scoped = [c for c in self.pool.connections() if c.name == name]
+        out = conn.describe()
+        out["inFlight"] += sum(c.describe()["inFlight"] for c in scoped)
+        out["isolation"] = str(self.pool.isolation(name))
+        out["isolatedConnections"] = len(scoped)
+        return out
 
     # -- sessions ----------------------------------------------------------------------------------------------
 
@@ -189,12 +235,15 @@ class Gateway:
         """Create a client session; raises `RateLimited` when `limits.max_sessions` is reached."""
         if not stateless and len(self.sessions) >= self.config.limits.max_sessions:
             raise RateLimited("too many sessions", data={"retryAfter": 5})
+        if not stateless:
+            self.fair.admit(principal.name, remote)
         info = SessionInfo(
             session_id=secrets.token_urlsafe(24), transport=transport, principal=principal, remote=remote
         )
         session = DownstreamSession(self, info, outbound, stateless=stateless)
         if not stateless:
             self.sessions[session.session_id] = session
+            self.fair.opened(principal.name)
         return session
 
     def get_session(self, session_id: str) -> DownstreamSession | None:
@@ -212,7 +261,7 @@ class Gateway:
             return None
         if await self._revoked(session_id):
             return None
-        if state.principal != principal.name or len(self.sessions) >= self.config.limits.max_sessions:
+        if state.credential != binding_of(principal) or len(self.sessions) >= self.config.limits.max_sessions:
             return None
         info = SessionInfo(
             session_id=session_id,
@@ -226,6 +275,7 @@ class Gateway:
         session = DownstreamSession(self, info, outbound)
         session.restore()
         self.sessions[session_id] = session
+        self.fair.opened(principal.name)
         logger.info("session %s restored from its sealed id", session_id[:12])
         for listener in self.session_listeners:
             listener("restore", session)
@@ -260,6 +310,7 @@ class Gateway:
                     client_name=info.client_name,
                     client_version=info.client_version,
                     created=time.time(),
+                    credential=binding_of(info.principal),
                 )
             )
             self.sessions.pop(session.session_id, None)
@@ -271,13 +322,21 @@ class Gateway:
 
     async def session_ended(self, session: DownstreamSession) -> None:
         """Called by a session when it closes: release what it held upstream."""
-        self.sessions.pop(session.session_id, None)
+        if self.sessions.pop(session.session_id, None) is not None:
+            self.fair.closed(session.principal_name)
+        await self.pool.release_session(session.session_id)
         for uri in session.subscriptions:
             if not any(uri in s.subscriptions for s in self.sessions.values()):
                 with contextlib.suppress(BastionError):
                     server = await self.catalog.resolve_uri(uri)
-                    conn = await self.twins.for_client(self.upstreams[server], handshake_only=True)
-                    await conn.request("resources/unsubscribe", {"uri": uri})
+                    # Where it was subscribed: the shared connection (its handshake-era twin), or the
+                    # principal's own (the session's own ones are closed with it).
+                    if self.pool.isolation(server) is Isolation.SHARED:
+                        conns = [await self.twins.for_client(self.upstreams[server], handshake_only=True)]
+                    else:
+                        conns = [c for c in self.pool.connections_of(session) if c.name == server]
+                    for conn in conns:
+                        await conn.request("resources/unsubscribe", {"uri": uri})
         # A stateless (2026-07-28 HTTP) session is one request: it had no start notice, so no end notice either.
         if not session.stateless and (session.initialized or session.info.protocol_version):
             await self.emit(self.session_notice(NoticeKind.SESSION_END, session))
@@ -302,6 +361,11 @@ class Gateway:
 
     # -- what sessions ask of the gateway ----------------------------------------------------------------------
 
+    def warm_twins(self) -> None:
+        """A handshake-era client arrived: start the shared handshake-era twins it may need (scoped ones are
+        opened with their scope, on first need: `upstream/pool.py`)."""
+        self.twins.warm([c for n, c in self.upstreams.items() if self.pool.isolation(n) is Isolation.SHARED])
+
     def merged_capabilities(self, *, modern: bool = False) -> JsonDict:
         """Server capabilities to advertise: the union over upstreams, with list_changed always on (2026-07-28
         clients hear it on `subscriptions/listen`, which every transport serves)."""
@@ -316,6 +380,7 @@ class Gateway:
         # Subscriptions and logging are handshake-era methods (a 2026-07-28 listen subscribes through them too):
         # only an upstream that can serve them in that era counts, so nothing is advertised that cannot be kept.
         handshake = [c for c in ready if self.twins.can_serve(c)] + self.twins.live()
+        handshake += [c for c in self.pool.connections() if c.state is State.READY and not c.modern]
         if any((c.capabilities.get("resources") or {}).get("subscribe") for c in handshake):
             caps["resources"]["subscribe"] = True
         if any("completions" in c.capabilities for c in ready):
@@ -413,7 +478,7 @@ class Gateway:
         )
 
     def approval_asker(self, session: DownstreamSession, exchange: Exchange) -> Asker | None:
-        """How to ask a human when the client cannot: the approvals queue (dashboard and admin API)."""
+        """How to ask an operator: the approvals queue (dashboard, admin API; the alert webhook is told)."""
 
         async def ask(question: str) -> bool:
             return await self.approvals.ask(
@@ -427,26 +492,44 @@ class Gateway:
 
         return ask
 
-    async def broadcast_upstream(self, method: str, params: JsonDict) -> None:
-        """Send a notification to every ready upstream."""
-        for conn in [*self.upstreams.values(), *self.twins.live()]:
+    async def broadcast_upstream(
+        self, method: str, params: JsonDict, session: DownstreamSession | None = None
+    ) -> None:
+        """Send a notification to every ready upstream and handshake-era twin (and `session`'s scoped ones)."""
+        conns = [*self.upstreams.values(), *self.twins.live()]
+        if session is not None:
+            conns += self.pool.connections_of(session)
+        for conn in conns:
             await conn.notify(method, params)
 
-    async def broadcast_upstream_request(self, method: str, params: JsonDict, *, capability: str) -> None:
-        """Send a request to every ready upstream that advertises `capability`; failures are logged only."""
-        # Handshake-era requests (logging/setLevel): a dual-era upstream hears them on its handshake-era twin.
-        for conn in list(self.upstreams.values()):
-            if self.twins.wanted(conn):
-                await self.twins.for_client(conn, handshake_only=True)
-        targets = [
-            c
-            for c in [*self.upstreams.values(), *self.twins.live()]
-            if c.state is State.READY and capability in c.capabilities and not c.modern
+    async def set_log_level(self, session: DownstreamSession, level: str) -> None:
+        """Apply one session's `logging/setLevel` upstream without changing what other sessions get.
+
+        Scoped connections of the session (its own upstream session, its principal's process) get its level;
+        a `shared` connection gets the least severe level any session asked for, and Bastion filters per session.
+        """
+        from bastion.session import LOG_LEVELS
+
+        wanted = [s.log_level for s in self.sessions.values() if s.wants_logs] or [level]
+        lowest = min(wanted, key=LOG_LEVELS.index)
+        # A dual-era `shared` upstream hears it on its handshake-era twin (2026-07-28 has no `logging/setLevel`).
+        shared = [
+            await self.twins.for_client(c, handshake_only=True)
+            for n, c in self.upstreams.items()
+            if self.pool.isolation(n) is Isolation.SHARED
         ]
-        results = await asyncio.gather(*(c.request(method, params) for c in targets), return_exceptions=True)
-        for conn, result in zip(targets, results, strict=True):
+        targets = [(c, lowest) for c in shared] + [(c, level) for c in self.pool.connections_of(session)]
+        targets = [
+            (c, lv)
+            for c, lv in targets
+            if c.state is State.READY and "logging" in c.capabilities and not c.modern
+        ]
+        results = await asyncio.gather(
+            *(c.request("logging/setLevel", {"level": lv}) for c, lv in targets), return_exceptions=True
+        )
+        for (conn, _level), result in zip(targets, results, strict=True):
             if isinstance(result, BaseException):
-                logger.warning("upstream %s failed %s: %s", conn.name, method, type(result).__name__)
+                logger.warning("upstream %s failed logging/setLevel: %s", conn.name, type(result).__name__)
 
     async def notify_sessions(
         self, method: str, params: JsonDict | None = None, sessions: Iterable[DownstreamSession] | None = None
@@ -457,25 +540,56 @@ class Gateway:
 
     # -- upstream events ---------------------------------------------------------------------------------------
 
-    async def _on_upstream_notice(self, conn: UpstreamConnection, message: JsonDict) -> None:
+    async def _on_upstream_notice(
+        self, conn: UpstreamConnection, message: JsonDict, related: Call | None = None
+    ) -> None:
+        """Deliver an upstream notification to exactly the audience the association rules name."""
         method = message["method"]
         params = message.get("params") or {}
+        kind = kind_of(method)
+        if kind is None:
+            logger.debug("upstream %s sent %s with no client to route it to", conn.name, method)
+            return
         if method in LIST_CHANGED:
             self.catalog.invalidate(conn.name, LIST_CHANGED[method])
-            await self.notify_sessions(method)
-        elif method == "notifications/resources/updated":
-            uri = params.get("uri")
-            await self.notify_sessions(
-                method, params, [s for s in self.sessions.values() if uri in s.subscriptions]
+        sessions = [s for s in self.sessions.values() if not s.closed]
+        listeners = [
+            Listener(
+                session=s.session_id,
+                principal=s.principal_name,
+                wants_logs=s.wants_logs,
+                subscriptions=frozenset(s.subscriptions),
             )
-        elif method == "notifications/message":
-            allowed, params = await self.screen_channel("notification", conn.name, params, method)
-            if allowed:
-                await self.notify_sessions(
-                    method, params, [s for s in self.sessions.values() if s.wants_logs]
-                )
-        else:
-            logger.debug("upstream %s sent %s with no client to route it to", conn.name, method)
+            for s in sessions
+        ]
+        uri = params.get("uri")
+        targets = audience(
+            RULES[(conn.config.transport, conn.scope.isolation, kind)],
+            scope=conn.scope,
+            related=related,
+            in_flight=conn.calls(),
+            listeners=listeners,
+            uri=uri if isinstance(uri, str) else None,
+        )
+        by_id: dict[str, Any] = {**conn.owners(), **{s.session_id: s for s in sessions}}
+        screened: tuple[bool, Any] | None = None
+        for target in targets:
+            session = by_id.get(target.session)
+            if session is None or (kind is Kind.LOG and not session.accepts_log(params)):
+                continue
+            if target.related is None:
+                # A log is a channel to the model: screened once here (a related one when it is relayed).
+                if kind is Kind.LOG:
+                    screened = screened or await self.screen_channel(
+                        "notification", conn.name, params, method
+                    )
+                    if not screened[0]:
+                        return
+                    await session.notify(method, screened[1])
+                    continue
+                await session.notify(method, params)
+            else:
+                await session.relay_notification(message, target.related)
 
     async def _on_upstream_state(self, conn: UpstreamConnection) -> None:
         # Also called when the circuit opens or closes: either way its tools leave or rejoin the lists.

@@ -109,6 +109,13 @@ def build_runtime(config: BastionConfig, *, config_path: str | None = None) -> R
     gateway.startup.append(_opener(store))
     gateway.closers.append(store.aclose)
     gateway.closers.append(authenticator.aclose)
+    from bastion.auth.apikeys import ApiKeyStore
+    from bastion.auth.sweep import CredentialSweeper
+
+    # Revoked keys and expired tokens end their sessions on every replica (the store is shared).
+    sweeper = CredentialSweeper(gateway, ApiKeyStore(store) if config.auth.api_keys.enabled else None)
+    gateway.startup.append(sweeper.start)
+    gateway.closers.append(sweeper.aclose)
     if guardrails is not None:
         guardrails.attach(gateway)  # screens tool lists (poisoning, pins) before the catalogue caches them
         runtime.extras[GUARDRAILS_KEY] = guardrails
@@ -236,4 +243,32 @@ def build_http_app(runtime: Runtime, *, host: str, port: int) -> Any:
             on_failure=auth_failure_hook(runtime.gateway),
         )
 
-    return create_app(runtime.gateway, extra_routes=routes, wrap=wrap, listen_host=host)
+    return create_app(
+        runtime.gateway,
+        extra_routes=routes,
+        wrap=wrap,
+        listen_host=host,
+        readiness_detail=readiness_detail(runtime),
+    )
+
+
+def readiness_detail(runtime: Runtime) -> Any:
+    """`/readyz` detail (upstream names, states, last errors) only for the admin role; with authentication off
+    (loopback only, where every caller may already use every tool) for everyone."""
+    from bastion.errors import AuthError
+
+    config = runtime.config
+
+    async def allowed(scope: Any) -> bool:
+        if not config.auth.enabled:
+            return True
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        try:
+            principal = await runtime.authenticator.authenticate(headers)
+        except AuthError:
+            return False
+        policy = runtime.policy
+        roles = policy.engine.roles_of(principal) if policy is not None else principal.roles
+        return config.ui.admin_role in roles
+
+    return allowed

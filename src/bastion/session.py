@@ -9,6 +9,10 @@ Rules:
   every exchange is observed (audit, metrics) before its response is released, rejections included.
 - A client's `notifications/cancelled` cancels the task serving that request, which cancels the upstream call.
 - Server->client requests from upstreams are relayed only if this client declared the capability.
+- Each call uses the upstream connection of its isolation scope (`gateway.pool`); who receives what an upstream
+  sends is decided by `upstream/association.py`, never here.
+- `logging/setLevel` sets this session's own level: Bastion filters log notifications per session and tells the
+  session's own scoped upstream connections; it never changes the level other sessions get.
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ HANDSHAKE_ONLY_METHODS: Final = frozenset(
 )
 """Handshake-era methods a 2026-07-28 upstream session cannot serve."""
 _MODERN_ONLY_RESULT_KEYS: Final = ("resultType", "ttlMs", "cacheScope")
+LOG_LEVELS: Final = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+"""RFC 5424 severities in MCP's `logging/setLevel`, least severe first."""
 
 
 class DownstreamSession:
@@ -90,6 +96,8 @@ class DownstreamSession:
         self._relays: dict[RequestId, asyncio.Future[JsonDict]] = {}
         self.subscriptions: set[str] = set()
         self.wants_logs = False
+        self.log_level = "info"
+        """The least severe log level this client asked for (`logging/setLevel`)."""
         self._input_slots: dict[RequestId, asyncio.Queue[AskItem]] = {}
         self._listen: Listen | None = None
         self._targets: dict[RequestId, tuple[str, str]] = {}
@@ -102,6 +110,18 @@ class DownstreamSession:
     @property
     def principal(self) -> Any:
         return self.info.principal
+
+    @property
+    def principal_name(self) -> str:
+        """The name of the principal this session belongs to (association rules)."""
+        return str(self.info.principal.name)
+
+    def accepts_log(self, params: JsonDict) -> bool:
+        """Whether a `notifications/message` with these params is at or above this session's level."""
+        level = params.get("level")
+        if not self.wants_logs or level not in LOG_LEVELS:
+            return False
+        return LOG_LEVELS.index(level) >= LOG_LEVELS.index(self.log_level)
 
     @property
     def busy(self) -> bool:
@@ -183,7 +203,7 @@ class DownstreamSession:
             if task is not None:
                 task.cancel()
         elif method == "notifications/roots/list_changed":
-            await self._gateway.broadcast_upstream(method, params)
+            await self._gateway.broadcast_upstream(method, params, self)
         await self._gateway.emit(notification_notice(self._gateway, self, method, params))
 
     async def _send(self, message: JsonDict, related: RequestId | None) -> None:
@@ -249,9 +269,7 @@ class DownstreamSession:
         if route is None or route is Route.LOCAL:
             raise MethodNotFound(f"Method not found: {method}")
         if route is Route.BROADCAST:
-            self.wants_logs = True
-            await self._gateway.broadcast_upstream_request(method, params, capability="logging")
-            return {"result": {}}
+            return await self._set_log_level(params, request_id)
         if route is Route.LIST:
             reply = await self._list(method, params, request_id)
         else:
@@ -305,7 +323,7 @@ class DownstreamSession:
         if instructions := self._gateway.merged_instructions():
             result["instructions"] = instructions
         if self._needs_handshake_era("", modern=False):
-            self._gateway.twins.warm(list(self._gateway.upstreams.values()))
+            self._gateway.warm_twins()
         self._gateway.session_started(self)
         return result
 
@@ -393,10 +411,14 @@ class DownstreamSession:
             if error is not None:
                 return self._refused(exchange, error)
             upstream_params = self._upstream_params(route, exchange.params, target, modern)
-            conn = await self._gateway.twins.for_client(
-                self._gateway.upstreams[server], handshake_only=self._needs_handshake_era(method, modern)
+            conn = await self._gateway.pool.acquire(
+                server, self, handshake_only=self._needs_handshake_era(method, modern)
             )
+            if route is Route.TOOL and conn.allowed_tools is not None and target not in conn.allowed_tools:
+                # This scope's own process serves another definition, held by the pins check: no oracle.
+                raise InvalidParams(f"Unknown tool: {params.get('name')}")
             started = time.perf_counter()
+            self._gateway.pool.using(conn, 1)
             try:
                 if modern and not conn.modern:
                     reply = await self._call_for_modern_client(
@@ -416,6 +438,7 @@ class DownstreamSession:
                         conn, method, upstream_params, reply, request_id
                     )
             finally:
+                self._gateway.pool.using(conn, -1)
                 exchange.upstream_seconds = time.perf_counter() - started
             if "error" in reply:
                 allowed, error = await self._gateway.screen_channel("error", server, reply["error"], method)
@@ -441,6 +464,24 @@ class DownstreamSession:
                 result = {**result, "_meta": {**result["_meta"], versions.META_SERVER_INFO: SERVER_INFO}}
             self._after_call(method, server, params, result)
             return {"result": result}
+
+        return await self._observed(exchange, work)
+
+    async def _set_log_level(self, params: JsonDict, request_id: RequestId) -> JsonDict:
+        """`logging/setLevel` for this session only: through the pipeline (policy, audit), then its own scopes."""
+        level = params.get("level")
+        if level not in LOG_LEVELS:
+            raise InvalidParams("params.level must be a logging level")
+        exchange = self._exchange("logging/setLevel", params, request_id)
+
+        async def work() -> JsonDict:
+            error = await self._gateway.pipeline.run_request(exchange)
+            if error is not None:
+                raise error
+            self.wants_logs, self.log_level = True, str(level)
+            await self._gateway.set_log_level(self, str(level))
+            exchange.result = {}
+            return {"result": {}}
 
         return await self._observed(exchange, work)
 
@@ -723,9 +764,14 @@ class DownstreamSession:
             await self._send(jsonrpc.notification(method, params), None)
 
     async def _ask(self, exchange: Exchange, question: str) -> bool:
-        """Ask a human: through the client's form elicitation when it has it, else through the approvals queue."""
+        """Ask a human: an operator (the approvals queue) unless the rule opted into asking this client's user.
+
+        The client is the agent under check: its answer is user consent, never operator approval, so it is asked
+        only where a rule says so (`ask_client`) and it can show a form; otherwise an operator decides.
+        """
         elicitation = self.info.client_capabilities.get("elicitation")
-        if self.stateless or not isinstance(elicitation, dict) or (elicitation and "form" not in elicitation):
+        can_elicit = isinstance(elicitation, dict) and (not elicitation or "form" in elicitation)
+        if not exchange.ask_client or self.stateless or not can_elicit:
             queue = self._gateway.approval_asker(self, exchange)
             return queue is not None and await queue(question)
         schema = {

@@ -37,6 +37,8 @@ class SealedState:
     client_name: str
     client_version: str
     created: float
+    credential: str = ""
+    """`auth.principal.binding_of` of the credential that opened the session: only it may use the id."""
 
 
 class SessionSealer:
@@ -65,6 +67,7 @@ class SessionSealer:
                 state.client_name,
                 state.client_version,
                 state.created,
+                state.credential,
             ]
         )
         nonce = os.urandom(_NONCE_BYTES)
@@ -91,6 +94,7 @@ class SessionSealer:
                 client_name=fields[5],
                 client_version=fields[6],
                 created=float(fields[7]),
+                credential=str(fields[8]),
             )
         except (ValueError, InvalidTag, IndexError, TypeError, orjson.JSONDecodeError):
             return None

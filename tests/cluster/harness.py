@@ -132,7 +132,14 @@ class Cluster:
             "auth": {"enabled": True, "api_keys": {"enabled": True}},
             "servers": {
                 "calc": calc_stdio(),
-                "shifty": {"transport": "stdio", "command": sys.executable, "args": [str(SHIFTY)]},
+                # One shared process per replica: its `rug` must change the definition the catalogue lists
+                # (with a process per principal it changes only the caller's own: tests/upstream covers that).
+                "shifty": {
+                    "transport": "stdio",
+                    "command": sys.executable,
+                    "args": [str(SHIFTY)],
+                    "isolation": "shared",
+                },
             },
             "guardrails": self.guardrails,
             "policy_file": str(self.policy_file),

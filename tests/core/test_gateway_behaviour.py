@@ -25,15 +25,19 @@ async def test_client_cancellation_cancels_the_upstream_call():
         running_gateway({"calc": calc.build()}) as gw,
         Client(client_transport(gw), mode="legacy") as client,
     ):
-        conn = gw.upstreams["calc"]
+
+        def in_flight() -> int:
+            conns = [*gw.upstreams.values(), *gw.pool.connections()]
+            return sum(c.describe()["inFlight"] for c in conns)
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.call_tool, "calc__sleep", {"seconds": 30})
             with anyio.fail_after(5):
-                while not conn.describe()["inFlight"]:
+                while not in_flight():
                     await anyio.sleep(0.01)
             tg.cancel_scope.cancel()
         with anyio.fail_after(5):
-            while conn.describe()["inFlight"]:
+            while in_flight():
                 await anyio.sleep(0.01)
 
 
@@ -53,7 +57,9 @@ async def test_timeout_gives_a_clear_error_and_the_session_keeps_working():
 
 @pytest.mark.integration
 async def test_crashed_stdio_upstream_fails_fast_leaves_the_list_and_comes_back():
-    config = parse_config({"servers": {"calc": calc_stdio(), "other": calc_stdio("other")}})
+    # A shared connection: this is about supervising the one process everybody uses.
+    shared = {"isolation": "shared"}
+    config = parse_config({"servers": {"calc": {**calc_stdio(), **shared}, "other": calc_stdio("other")}})
     gateway = Gateway(config)
     await gateway.start()
     changed = anyio.Event()

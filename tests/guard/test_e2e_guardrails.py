@@ -144,7 +144,7 @@ async def test_a_poisoned_definition_is_hidden_refused_and_noticed_or_only_flagg
 
 
 @pytest.mark.parametrize("approve", [True, False])
-async def test_ask_is_answered_through_the_clients_elicitation(tmp_path, approve):
+async def test_ask_opted_into_user_consent_is_answered_through_the_clients_elicitation(tmp_path, approve):
     asked: list[str] = []
 
     async def elicitation(ctx: Any, params: Any) -> types.ElicitResult:
@@ -152,7 +152,11 @@ async def test_ask_is_answered_through_the_clients_elicitation(tmp_path, approve
         return types.ElicitResult(action="accept", content={"approve": approve})
 
     async with (
-        gateway(write_config(tmp_path, {"overrides": [ASK_ON_EMAIL]})) as (runtime, recorder, _audit),
+        gateway(write_config(tmp_path, {"overrides": [{**ASK_ON_EMAIL, "ask_client": True}]})) as (
+            runtime,
+            recorder,
+            _audit,
+        ),
         Client(client_transport(runtime.gateway), mode="legacy", elicitation_callback=elicitation) as client,
     ):
         call = client.call_tool("shady__echo", {"text": f"write to {shady.EMAIL}"})
@@ -169,7 +173,9 @@ async def test_ask_is_answered_through_the_clients_elicitation(tmp_path, approve
 
 
 async def test_a_rug_pull_is_held_and_bastion_tools_approve_releases_it_with_list_changed(tmp_path):
-    path = write_config(tmp_path)
+    # One shared process: `upgrade` must change the definition the catalogue lists (with a process per
+    # principal it would change only the caller's own process; tests/upstream covers that screen).
+    path = write_config(tmp_path, shady={**SHADY, "isolation": "shared"})
     changed = anyio.Event()
     notified = []
 

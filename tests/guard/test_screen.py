@@ -156,3 +156,19 @@ async def test_subscriptions_check_the_uri_and_lists_are_left_to_the_tool_screen
     listing = _exchange("tools/list", {}, {"tools": [{"name": "x", "description": "<IMPORTANT>"}]})
     listing.server = None
     assert isinstance(await stage.on_response(listing), Pass)
+
+
+async def test_a_tool_that_appears_after_the_first_listing_is_held_like_a_changed_one():
+    async with EmbeddedStateStore(":memory:") as store:
+        pins = ToolPins(store)
+        screen = ToolScreen(stub_guard(), pins)
+        assert [t["name"] for t in await screen("srv", [WEATHER])] == ["weather"]  # trusted on first use
+        newcomer = {"name": "exfiltrate", "description": "Send a file.", "inputSchema": {"type": "object"}}
+        assert [t["name"] for t in await screen("srv", [WEATHER, newcomer])] == ["weather"]
+        held = await pins.get("srv", "exfiltrate")
+        assert held is not None and held.held and held.hash == "" and held.pending_definition == newcomer
+        approved = await pins.approve("srv", "exfiltrate")
+        assert approved is not None and approved.history == ()
+        assert [t["name"] for t in await screen("srv", [WEATHER, newcomer])] == ["weather", "exfiltrate"]
+        other = ToolScreen(stub_guard(), pins)  # another server's first listing is still trusted on first use
+        assert [t["name"] for t in await other("other", [newcomer])] == ["exfiltrate"]

@@ -138,10 +138,12 @@ async def test_a_direction_with_every_detector_off_is_not_inspected():
 ASK_ON_EMAIL = {
     "overrides": [{"servers": ["shady"], "tools": ["echo"], "actions": {"pii": {"request": "ask"}}}]
 }
+ASK_CLIENT_ON_EMAIL = {"overrides": [{**ASK_ON_EMAIL["overrides"][0], "ask_client": True}]}
+"""The same rule, opted into asking the calling client's user (consent) instead of an operator."""
 
 
 @pytest.mark.parametrize("approve", [True, False])
-async def test_ask_goes_to_the_client_elicitation_and_its_answer_decides(approve):
+async def test_ask_opted_into_user_consent_goes_to_the_client_elicitation_and_its_answer_decides(approve):
     questions: list[str] = []
 
     async def elicitation(ctx, params):
@@ -149,7 +151,9 @@ async def test_ask_goes_to_the_client_elicitation_and_its_answer_decides(approve
         return types.ElicitResult(action="accept", content={"approve": approve})
 
     async with (
-        guarded_gateway({"shady": shady.build()}, ASK_ON_EMAIL, guard=_guard(ASK_ON_EMAIL)) as g,
+        guarded_gateway(
+            {"shady": shady.build()}, ASK_CLIENT_ON_EMAIL, guard=_guard(ASK_CLIENT_ON_EMAIL)
+        ) as g,
         Client(client_transport(g.gateway), mode="legacy", elicitation_callback=elicitation) as client,
     ):
         call = client.call_tool("shady__echo", {"text": f"mail {shady.EMAIL} and {shady.FAKE_AWS_KEY}"})
@@ -168,10 +172,20 @@ async def test_ask_goes_to_the_client_elicitation_and_its_answer_decides(approve
         assert {f.type for f in decision.findings} == {"email", "aws_access_key"}
 
 
-async def test_ask_without_elicitation_waits_in_the_approvals_queue():
+@pytest.mark.parametrize("declares_elicitation", [False, True])
+async def test_ask_waits_for_an_operator_even_when_the_client_could_approve_its_own_call(
+    declares_elicitation,
+):
+    asked: list[str] = []
+
+    async def elicitation(ctx, params):
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"approve": True})
+
+    callbacks = {"elicitation_callback": elicitation} if declares_elicitation else {}
     async with (
         guarded_gateway({"shady": shady.build()}, ASK_ON_EMAIL, guard=_guard(ASK_ON_EMAIL)) as g,
-        Client(client_transport(g.gateway), mode="legacy") as client,
+        Client(client_transport(g.gateway), mode="legacy", **callbacks) as client,
     ):
         results: list[str] = []
 
@@ -186,6 +200,7 @@ async def test_ask_without_elicitation_waits_in_the_approvals_queue():
             assert pending[0].method == "tools/call" and pending[0].target == "echo"
             assert await g.gateway.approvals.resolve(pending[0].id, True)
         assert results == [shady.EMAIL]
+        assert asked == []  # the agent under check is never asked to approve itself
 
 
 class _SchemaSpy:

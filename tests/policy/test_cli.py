@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bastion.auth import cli as keys_cli
+from bastion.config.loader import load_config
 from bastion.policy import cli as policy_cli
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
@@ -84,3 +85,22 @@ def test_keys_create_list_revoke_round_trip(tmp_path: Path, capsys: pytest.Captu
     assert key.split("_", 2)[2] not in json.dumps(listed)
     assert run(["keys", "revoke", "--config", str(config), listed["id"]]) == 0
     assert run(["keys", "revoke", "--config", str(config), "ffffffffffffffff"]) == 1
+
+
+def test_keys_anchors_a_relative_state_path_at_the_configs_folder_like_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "examples"
+    folder.mkdir()
+    config = folder / "secure.yaml"
+    config.write_text("state:\n  path: .bastion/state.db\n")
+    elsewhere = tmp_path / "repo-root"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # run from another folder, as from the repository root
+    assert run(["keys", "create", "--config", "../examples/secure.yaml", "--principal", "ci"]) == 0
+    capsys.readouterr()
+    assert (folder / ".bastion/state.db").exists() and not (elsewhere / ".bastion").exists()
+    assert load_config(config).state.path == str(folder.resolve() / ".bastion/state.db")  # what serve opens
+    assert run(["keys", "list", "--config", str(config)]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert run(["keys", "revoke", "--config", "../examples/secure.yaml", listed["id"]]) == 0

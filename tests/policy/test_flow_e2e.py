@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client, types
 from mcp.shared.exceptions import MCPError
@@ -149,16 +150,18 @@ async def test_the_chain_split_across_two_principals_sessions_is_not_conflated(t
 
 
 @pytest.mark.parametrize("approve", [True, False])
-async def test_an_ask_rule_asks_the_human_with_the_chain_and_follows_the_answer(tmp_path, approve):
+async def test_an_ask_rule_asks_an_operator_with_the_chain_and_follows_the_answer(tmp_path, approve):
+    # Approvals go to operators (the dashboard, the admin API): the agent under check is never asked.
     asked: list[str] = []
 
     async def elicitation(ctx: Any, params: Any) -> types.ElicitResult:
         asked.append(params.message)
-        return types.ElicitResult(action="accept", content={"approve": approve})
+        return types.ElicitResult(action="accept", content={"approve": True})
 
     document = flow_config(
         tmp_path, {"labels": [MAIL_IS_EGRESS], "rules": [{**EXFILTRATION_RULE, "action": "ask"}]}
     )
+    answers: list[types.CallToolResult] = []
     with injection_page() as page:
         async with (
             flow_gateway(document) as (runtime, _recorder),
@@ -168,11 +171,22 @@ async def test_an_ask_rule_asks_the_human_with_the_chain_and_follows_the_answer(
         ):
             await client.call_tool("everything__get-env", {})
             await client.call_tool("fetch__fetch", {"url": page, "raw": True})
-            call = client.call_tool("mail__send_email", mail("hello"))
-            answer = await call
-            if approve:
-                assert text(answer).startswith("sent")
-            else:  # refused: an isError result the model can read (refusals: result), and nothing was sent
-                assert answer.is_error and answer.meta["dev.bastion/refusal"]["approval"] == "denied"
-    assert len(asked) == 1 and "everything__get-env" in asked[0] and CUSTOMER_EMAIL not in asked[0]
+
+            async def call() -> None:
+                answers.append(await client.call_tool("mail__send_email", mail("hello")))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call)
+                with anyio.fail_after(10):
+                    while not (pending := await runtime.gateway.approvals.pending()):
+                        await anyio.sleep(0.01)
+                assert await runtime.gateway.approvals.resolve(pending[0].id, approve)
+    question = pending[0].question
+    assert "everything__get-env" in question and CUSTOMER_EMAIL not in question
+    assert asked == []
+    (answer,) = answers
+    if approve:
+        assert text(answer).startswith("sent")
+    else:  # refused: an isError result the model can read (refusals: result), and nothing was sent
+        assert answer.is_error and answer.meta["dev.bastion/refusal"]["approval"] == "denied"
     assert len(sent(tmp_path)) == (1 if approve else 0)

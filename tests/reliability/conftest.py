@@ -29,7 +29,9 @@ QUIET: dict[str, Any] = {"guardrails": {"enabled": False}}
 def faulty_stdio(record: Path | None = None, **extra: Any) -> dict[str, Any]:
     """Config of tests/servers/faulty.py as a stdio upstream, recording its events to `record`."""
     args = [str(FAULTY), "stdio"] + (["--record", str(record)] if record is not None else [])
-    return {"transport": "stdio", "command": PYTHON, "args": args, "connect_timeout_seconds": 20, **extra}
+    # One shared connection: these tests are about supervising it (isolation has its own tests in tests/upstream).
+    config = {"transport": "stdio", "command": PYTHON, "args": args, "connect_timeout_seconds": 20}
+    return {**config, "isolation": "shared", **extra}
 
 
 def events(record: Path) -> list[dict[str, Any]]:

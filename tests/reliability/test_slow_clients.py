@@ -103,8 +103,7 @@ async def test_a_client_that_never_reads_its_sse_stream_is_dropped_and_others_ar
                 f"Mcp-Session-Id: {sid}\r\nMcp-Protocol-Version: 2025-11-25\r\nContent-Length: {len(payload)}\r\n\r\n"
             )
             await loop.sock_sendall(sock, head.encode() + payload)  # and never read a byte of the answer
-            conn = app.gateway.upstreams["calc"]
-            await wait_for(lambda: conn.describe()["inFlight"])
+            await wait_for(lambda: app.gateway.health()["upstreams"]["calc"]["inFlight"])
             with anyio.fail_after(60):
                 pings = 0
                 while "not reading" not in caplog.text:
@@ -115,7 +114,9 @@ async def test_a_client_that_never_reads_its_sse_stream_is_dropped_and_others_ar
                         headers=post_headers(sid, "2025-11-25"),
                     )
                     assert ok.json()["result"] == {}  # everyone else is served while the stream backs up
-            await wait_for(lambda: not conn.describe()["inFlight"], 60)  # the call itself finished upstream
+            await wait_for(
+                lambda: not app.gateway.health()["upstreams"]["calc"]["inFlight"], 60
+            )  # the call itself finished upstream
         finally:
             sock.close()
 

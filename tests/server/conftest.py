@@ -247,6 +247,8 @@ async def bastion_serve(config: dict[str, Any], workdir: Path) -> AsyncIterator[
                         if (await http.get(f"{url}/healthz")).status_code == 200:
                             break
                     await anyio.sleep(0.1)  # polling a child process: nothing else tells us it listens
+                # /healthz answers at once; MCP paths wait until the upstreams connected (or timed out).
+                await http.get(f"{url}/mcp", timeout=90)
         yield Served(url=url, process=process)
     finally:
         if process.poll() is None:

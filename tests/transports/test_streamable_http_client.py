@@ -69,8 +69,11 @@ async def test_configured_headers_and_the_callers_traceparent_reach_the_upstream
             assert seen["mcp-protocol-version"] == "2026-07-28"
             assert "mcp-session-id" not in seen
         else:
-            assert seen["mcp-protocol-version"] == gateway.upstreams["calc"].protocol_version
-            assert seen["mcp-session-id"] == gateway.upstreams["calc"]._transport.session_id
+            # The call went over this client session's own upstream session, not the catalogue's.
+            (own,) = gateway.pool.connections()
+            assert seen["mcp-protocol-version"] == own.protocol_version
+            assert seen["mcp-session-id"] == own._transport.session_id
+            assert own._transport.session_id != gateway.upstreams["calc"]._transport.session_id
 
 
 async def test_a_non_ascii_tool_name_travels_base64_encoded_in_mcp_name(calc_http: Peer):

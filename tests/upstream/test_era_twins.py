@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from mcp import Client, types
 
+from bastion.auth.principal import Principal
 from bastion.testing import client_transport, memory_config, running_gateway
 from tests.servers import conformance_fixture, dual
 
@@ -91,3 +92,34 @@ async def test_nothing_handshake_only_is_advertised_for_a_modern_only_upstream()
             assert gw.twins.live() == []
             capabilities = client.server_capabilities
             assert capabilities.resources.subscribe is None and capabilities.logging is None
+
+
+async def test_each_principal_gets_a_handshake_era_session_of_its_own_and_no_shared_twin_is_made():
+    # stdio isolates per principal: a shared twin would hand one principal's sampling to another's client.
+    async with running_gateway({"dual": dual.build()}) as gw:
+        for name in ("alice", "bob"):
+            principal = Principal(name=name, method="api_key")
+            async with Client(
+                client_transport(gw, principal=principal), mode="legacy", sampling_callback=_sample
+            ) as client:
+                sampled = await client.call_tool("dual__ask_model", {"question": "meaning?"})
+            assert (sampled.is_error, _text(sampled)) == (False, "model said: forty-two")
+        handshake_era = [c for c in gw.pool.connections() if not c.modern]
+        assert sorted(c.scope.principal for c in handshake_era) == ["alice", "bob"]
+        assert gw.twins.live() == []
+
+
+async def test_a_shared_dual_era_upstream_serves_handshake_era_clients_on_its_one_twin_not_on_scoped_ones():
+    config = memory_config(
+        [], servers={"dual": {"transport": "stdio", "command": "x", "isolation": "shared"}}
+    )
+    async with running_gateway({"dual": dual.build()}, config=config) as gw:
+        for name in ("alice", "bob"):
+            principal = Principal(name=name, method="api_key")
+            async with Client(
+                client_transport(gw, principal=principal), mode="legacy", sampling_callback=_sample
+            ) as client:
+                result = await client.call_tool("dual__chatty", {})
+            assert (result.is_error, _text(result)) == (False, "done")
+        assert [t.name for t in gw.twins.live()] == ["dual"]
+        assert gw.pool.connections() == []

@@ -108,7 +108,14 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
     # server still importing its SDK on a loaded machine can miss; the initialize handshake waits as configured.
     upstreams = {
         "calc": {**calc_stdio(), "protocol": "legacy", "connect_timeout_seconds": 60},
-        "shifty": {**shifty_stdio(), "protocol": "legacy", "connect_timeout_seconds": 60},
+        # Shared: its `rug` tool changes the one process whose list the catalogue shows (with a process per
+        # principal it would change only the caller's own; tests/upstream covers that).
+        "shifty": {
+            **shifty_stdio(),
+            "protocol": "legacy",
+            "connect_timeout_seconds": 60,
+            "isolation": "shared",
+        },
     }
     data = config_data(tmp_path, stdio=upstreams)
     # No list cache: over stdio in the handshake era, a list_changed sent while a call is in flight is relayed to

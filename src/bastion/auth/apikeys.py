@@ -144,7 +144,22 @@ class ApiKeyStore:
             raise auth_error(
                 AuthFailure.EXPIRED, key_id=key_id, expired_key=info.to_dict() if first else None
             )
-        return Principal(name=info.principal, roles=frozenset(info.roles), method="api_key", key_id=key_id)
+        return Principal(
+            name=info.principal,
+            roles=frozenset(info.roles),
+            method="api_key",
+            key_id=key_id,
+            credential=f"api_key:{key_id}",
+            expires_at=info.expires_at,
+        )
+
+    async def usable(self, key_id: str) -> bool:
+        """Whether the key still exists, is not revoked and has not expired (live sessions are swept with it)."""
+        record = await self._store.get_record(NAMESPACE, key_id)
+        if record is None:
+            return False
+        info = _info(key_id, record)
+        return info.revoked_at is None and (info.expires_at is None or info.expires_at > self._clock())
 
     async def _mark_expiry_seen(self, key_id: str, record: dict[str, Any]) -> bool:
         """True only for the first caller to observe this key's expiry (across processes sharing the store),

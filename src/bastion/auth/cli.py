@@ -8,15 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import anyio
-import yaml
-from pydantic import ValidationError
 
 from bastion.audit.admin import cli_user, key_notice, record_offline
 from bastion.auth.apikeys import ApiKeyStore, parse_duration
+from bastion.config.loader import load_config
 from bastion.errors import BastionError, ConfigError
 from bastion.pipeline.notice import Notice
 from bastion.state import StateConfig, open_state_store
@@ -41,24 +39,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     revoke.set_defaults(handler=run_keys)
 
 
-def load_state_config(path: str | Path) -> StateConfig:
-    """The `state:` section of a YAML config (defaults when absent)."""
-    try:
-        document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot load {path}: {type(exc).__name__}", path="state") from None
-    section = document.get("state") if isinstance(document, dict) else None
-    try:
-        return StateConfig.model_validate(section or {})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(first["msg"], path=".".join(["state", *(str(p) for p in first["loc"])])) from None
-
-
 def run_keys(args: argparse.Namespace) -> int:
     """Handler of `bastion keys ...`."""
     try:
-        config = load_state_config(args.config)
+        # The one config loader every command uses: relative paths are anchored at the config file's folder.
+        config = load_config(args.config).state
         expires = parse_duration(args.expires) if getattr(args, "expires", None) else None
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

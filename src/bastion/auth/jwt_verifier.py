@@ -238,7 +238,14 @@ class JwtVerifier:
             raise auth_error(AuthFailure.UNSUPPORTED_ALGORITHM)  # e.g. an ES256 header naming an RSA key
         claims = self._decode(token, key, alg)
         principal = self._principal(claims, kid)
-        return dataclasses.replace(principal, token_digest=token_digest(token))
+        digest = token_digest(token)
+        exp = claims.get("exp")
+        return dataclasses.replace(
+            principal,
+            credential=f"jwt:{claims.get('iss', '')}|{claims.get('sub', principal.name)}|{digest}",
+            token_digest=digest,
+            expires_at=float(exp) if isinstance(exp, int | float) else None,
+        )
 
     def _decode(self, token: str, key: Any, alg: str) -> dict[str, Any]:
         try:

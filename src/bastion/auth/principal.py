@@ -21,13 +21,24 @@ class Principal:
     """Public id of the API key or the JWT `jti`/`kid`, never the secret."""
     claims: dict[str, Any] = field(default_factory=dict)
     """Selected non-secret token claims (iss, aud, groups) for policy conditions."""
+    credential: str = ""
+    """The credential actually presented, safe to log and audit: `api_key:<key id>` or
+    `jwt:<iss>|<sub>|<token digest>`; empty for `local` and `none`. A session is bound to it (`binding_of`)."""
     token_digest: str = ""
     """For a bearer token (JWT): `token_digest(token)`, so the audit trail names the exact token presented."""
+    expires_at: float | None = None
+    """When the presented credential stops being valid (JWT `exp`, the key's expiry), Unix seconds."""
 
 
 def token_digest(token: str) -> str:
     """A short sha256 of a presented token: tells tokens apart in the audit trail, reveals nothing of them."""
     return hashlib.sha256(b"bastion-token\n" + token.encode()).hexdigest()[:32]
+
+
+def binding_of(principal: Principal) -> str:
+    """What a session remembers of the credential that opened it: any other credential gets the unknown-session
+    answer, same principal or not."""
+    return principal.credential or f"{principal.method}:{principal.name}"
 
 
 ANONYMOUS = Principal(name="anonymous", method="none")

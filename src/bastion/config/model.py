@@ -62,6 +62,13 @@ class ServerConfig(_Model):
     """Periodic health checks (ping, or server/discover for 2026-07-28 servers)."""
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     """The circuit breaker: failed calls in a row make further calls fail fast until a probe succeeds."""
+    isolation: Literal["session", "principal", "shared"] | None = None
+    """Who shares an upstream connection: one upstream session per client session (`session`, the HTTP default),
+    one process per principal (`principal`, the stdio default) or everyone (`shared`; see upstream/association)."""
+    idle_seconds: float = Field(default=300.0, gt=0)
+    """A `session`/`principal`-scoped connection without calls for this long is closed (a process is reaped)."""
+    max_processes: int = Field(default=64, gt=0)
+    """Scoped connections (processes, upstream sessions) of this server open at once; beyond: `RateLimited`."""
     enabled: bool = True
 
     @model_validator(mode="after")
@@ -94,6 +101,12 @@ class LimitsConfig(_Model):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     max_depth: int = Field(default=64, gt=0)
     max_sessions: int = Field(default=10_000, gt=0)
+    max_sessions_per_principal: int = Field(default=256, gt=0)
+    """Sessions one principal may hold at once on a replica, so no key can take `max_sessions` from others."""
+    initialize_per_minute_per_principal: int = Field(default=120, gt=0)
+    """Sessions one principal may open per minute (also the burst), per replica."""
+    initialize_per_minute_per_address: int = Field(default=240, gt=0)
+    """Sessions one client address may open per minute (also the burst), whoever authenticates, per replica."""
     max_concurrent_per_session: int = Field(default=64, gt=0)
     session_idle_seconds: float = Field(default=3600.0, gt=0)
     event_buffer: int = Field(default=256, gt=0)

@@ -127,6 +127,9 @@ class OverrideConfig(_Model):
     """Tool name globs (the upstream's own tool name, not namespaced)."""
     actions: dict[str, ActionEntry] = Field(default_factory=dict)
     """Same keys as `guardrails.actions`; only what is set here overrides."""
+    ask_client: bool = False
+    """For `ask` on these servers/tools: ask the calling client's user through elicitation (user consent) instead
+    of waiting for an operator. Off by default: the agent under check never approves its own call."""
 
     @field_validator("actions")
     @classmethod

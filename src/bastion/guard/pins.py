@@ -11,6 +11,9 @@ decisions are shared by every replica.
 
 Rules:
 - One record per (server, tool) in the `tool-pins` namespace, id `<server>/<tool>` (server names never hold `/`).
+- Trust on first use is per server: the tools of a server's first complete listing are pinned as they are (the
+  server is then marked pinned, record `<server>` in `tool-pin-servers`). A tool that appears later is held like a
+  changed one: a pin with no approved definition (`hash` empty) and the new definition pending.
 - `status` is `pinned` (serve the pinned definition's hash), `changed` (a pending definition waits for a decision)
   or `rejected` (an operator refused the pending definition; it stays held, without a new notice).
 - An upstream that goes back to the pinned definition clears the pending one (status `pinned` again).
@@ -37,6 +40,8 @@ from bastion.state.base import StateStore
 
 NAMESPACE: Final = "tool-pins"
 """StateStore record namespace of the pins."""
+SERVERS_NAMESPACE: Final = "tool-pin-servers"
+"""StateStore record namespace of the servers whose first listing was pinned."""
 
 
 def canonical_json(definition: Mapping[str, Any]) -> str:
@@ -211,6 +216,7 @@ class ToolPins:
         *,
         digest: str | None = None,
         record: bool = True,
+        first_listing: bool = True,
     ) -> tuple[PinCheck, ToolPin]:
         """Compare a definition with its pin; pin it when new, record it as pending when it differs.
 
@@ -219,6 +225,7 @@ class ToolPins:
             definition: one tool definition as the upstream listed it (with its `name`).
             digest: its `definition_hash`, when the caller computed it already.
             record: write what was found (False: only report it, e.g. `bastion scan` without `--pin`).
+            first_listing: the server's first listing is being pinned (False: a new tool is held as changed).
 
         Returns:
             What was found, and the pin as stored afterwards (as it would be, with `record=False`).
@@ -228,6 +235,21 @@ class ToolPins:
         for _attempt in range(CAS_ATTEMPTS):
             now = self._clock()
             stored, pin = await self._load(server, tool)
+            if pin is None and not first_listing:
+                pin = ToolPin(
+                    server=server,
+                    tool=tool,
+                    hash="",
+                    definition={},
+                    pinned_at=0.0,
+                    status=PinStatus.CHANGED,
+                    pending_hash=digest,
+                    pending_definition=dict(definition),
+                    changed_at=now,
+                )
+                if record and not await self._swap(stored, pin):
+                    continue
+                return PinCheck.CHANGED, pin
             if pin is None:
                 pin = ToolPin(
                     server=server, tool=tool, hash=digest, definition=dict(definition), pinned_at=now
@@ -284,7 +306,7 @@ class ToolPins:
                 pending_definition=None,
                 decided_by=by,
                 decided_at=now,
-                history=(*pin.history, pin.hash)[-HISTORY_LIMIT:],
+                history=((*pin.history, pin.hash) if pin.hash else pin.history)[-HISTORY_LIMIT:],
             )
             if await self._swap(stored, approved):
                 self._announce("approved", approved)
@@ -302,6 +324,13 @@ class ToolPins:
                 self._announce("rejected", rejected)
                 return rejected
         raise _contended(server, tool)
+
+    async def server_pinned(self, server: str) -> bool:
+        """Whether the server's first listing was pinned already (later new tools are then held)."""
+        return await self.store.get_record(SERVERS_NAMESPACE, server) is not None
+
+    async def mark_server_pinned(self, server: str) -> None:
+        await self.store.put_record(SERVERS_NAMESPACE, server, {"pinned_at": self._clock()})
 
     async def forget(self, server: str, tool: str) -> bool:
         """Drop a pin entirely (the next definition seen is pinned afresh); True when it existed."""

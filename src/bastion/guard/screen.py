@@ -7,8 +7,9 @@ tool gets. `bastion scan` uses the same screen, without a gateway, through `scre
 Rules:
 - Each definition is inspected alone (guard direction `tool`): `block` and `ask` withhold it (nobody can be asked
   while a list is built), `redact` serves the redacted definition, `flag` serves it and reports it.
-- With `rug_pull` other than `off`, each definition is compared with its pin (`ToolPins.observe`): the first one
-  seen is pinned, a different one is held back (`hold`) or served and reported (`flag`).
+- With `rug_pull` other than `off`, each definition is compared with its pin (`ToolPins.observe`): the server's
+  first listing is pinned, a different definition is held back (`hold`) or served and reported (`flag`), and so
+  is a tool that appears after that first listing.
 - Notices (`tool_poisoned`, `tool_changed`) are emitted once per server, tool and definition hash.
 - A held tool is released without a restart: decisions taken in this process release it at once, decisions taken
   elsewhere (CLI, another replica) are picked up by a poll of the store every `RELEASE_POLL_SECONDS`; then the
@@ -131,18 +132,39 @@ class ToolScreen:
     async def __call__(self, server: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The catalogue hook: the definitions clients may see, in their original order."""
         served: list[dict[str, Any]] = []
+        first = await self._first_listing(server)
         for item in items:
             name = item.get("name")
             if not isinstance(name, str):
                 continue  # routing needs a name; a nameless tool can never be called anyway
-            verdict = await self.screen_one(server, item)
+            verdict = await self.screen_one(server, item, first_listing=first)
             await self._report(verdict)
             if verdict.served is not None:
                 served.append(verdict.served)
+        if first and self.pins is not None:
+            with contextlib.suppress(
+                Exception
+            ):  # unmarked, the next listing is trusted once more: logged below
+                await self.pins.mark_server_pinned(server)
         return served
 
+    async def _first_listing(self, server: str) -> bool:
+        """Whether this listing is the server's first (trusted on first use); a store failure says no (held)."""
+        if self.pins is None:
+            return True
+        try:
+            return not await self.pins.server_pinned(server)
+        except Exception:
+            logger.exception("reading whether %s was pinned failed; new tools are held", server)
+            return False
+
     async def screen_one(
-        self, server: str, definition: Mapping[str, Any], *, record: bool = True
+        self,
+        server: str,
+        definition: Mapping[str, Any],
+        *,
+        record: bool = True,
+        first_listing: bool = True,
     ) -> ScreenedTool:
         """Judge one definition: guard findings first, then its pin.
 
@@ -150,6 +172,7 @@ class ToolScreen:
             server: upstream server name.
             definition: the tool definition as the upstream listed it.
             record: write pins (False: compare only, as `bastion scan` does without `--pin`).
+            first_listing: part of the server's first listing (False: a tool without a pin is held as new).
         """
         name = str(definition.get("name", ""))
         key = (server, name)
@@ -168,7 +191,9 @@ class ToolScreen:
         pinned = ""
         if self.pins is not None:
             try:
-                check, pinned = await self._check_pin(server, definition, digest, record=record)
+                check, pinned = await self._check_pin(
+                    server, definition, digest, record=record, first_listing=first_listing
+                )
             except Exception:  # the store failed: fail closed by default (a pin that cannot be checked)
                 logger.exception("checking the pin of %s/%s failed", server, name)
                 if self.fail_closed and served is not None:
@@ -192,13 +217,15 @@ class ToolScreen:
         )
 
     async def _check_pin(
-        self, server: str, definition: Mapping[str, Any], digest: str, *, record: bool
+        self, server: str, definition: Mapping[str, Any], digest: str, *, record: bool, first_listing: bool
     ) -> tuple[PinCheck, str]:
         assert self.pins is not None
         key = (server, str(definition.get("name", "")))
         if self._matched.get(key) == digest:
             return PinCheck.MATCH, digest  # known good: no store round trip on every refresh
-        check, pin = await self.pins.observe(server, definition, digest=digest, record=record)
+        check, pin = await self.pins.observe(
+            server, definition, digest=digest, record=record, first_listing=first_listing
+        )
         if check in (PinCheck.NEW, PinCheck.MATCH) and record:
             self._matched[key] = digest
         else:

@@ -150,6 +150,7 @@ class Pipeline:
 
     async def _ask(self, name: str, phase: str, exchange: Exchange, verdict: Ask) -> BastionError | None:
         approved = False
+        exchange.ask_client = verdict.ask_client
         if exchange.asker is not None:
             try:
                 approved = await exchange.asker(verdict.question)

@@ -76,6 +76,8 @@ class Exchange:
     """Final decision for audit: `allow`, `deny`, `error`, `flag`, `redact`."""
     asker: Asker | None = None
     """How to ask a human; None when nobody can be asked (then `Ask` means reject)."""
+    ask_client: bool = False
+    """The pending `Ask` opted into asking the calling client's user (see `Ask.ask_client`)."""
     annotations: dict[str, Any] = field(default_factory=dict)
     """Scratch space for stages, keyed by stage name (e.g. the matched policy rule)."""
 

@@ -65,6 +65,9 @@ class Ask:
     """What the human is asked; must not contain secrets."""
     findings: tuple[Finding, ...] = ()
     explanation: str = ""
+    ask_client: bool = False
+    """Ask the calling client's user (elicitation) instead of an operator: user consent, opted into per rule.
+    False (the default): the call waits for an operator (dashboard, admin API), never for the agent under check."""
 
 
 Verdict = Pass | Mutate | Reject | Flag | Ask

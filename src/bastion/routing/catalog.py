@@ -49,6 +49,8 @@ class _Routes:
 
     uris: dict[str, str] = field(default_factory=dict)
     templates: list[tuple[re.Pattern[str], str, str]] = field(default_factory=list)
+    loaded: set[str] = field(default_factory=set)
+    """The list methods aggregated at least once (each is fetched on its own, whatever clients listed)."""
 
 
 def _template_regex(template: str) -> re.Pattern[str]:
@@ -169,6 +171,7 @@ class Catalog:
         return list(items)
 
     def _merge_routes(self, method: str, routes: _Routes) -> None:
+        self._routes.loaded.add(method)
         if method == "resources/list":
             self._routes.uris = routes.uris
         else:
@@ -192,9 +195,9 @@ class Catalog:
 
     async def resolve_uri(self, uri: str) -> str:
         """The upstream serving a resource URI (exact listing first, then templates)."""
-        if not self._routes.uris and not self._routes.templates:
-            await self.aggregate("resources/list")
-            await self.aggregate("resources/templates/list")
+        for method in ("resources/list", "resources/templates/list"):
+            if method not in self._routes.loaded:
+                await self.aggregate(method)
         server = self._routes.uris.get(uri)
         if server is None:
             for pattern, _template, candidate in self._routes.templates:

@@ -5,6 +5,11 @@ Layers, outermost first (each knows nothing of the ones inside it):
 Routing sends the MCP and health paths straight to their endpoints (a dict lookup, no Starlette request objects);
 everything else (colleagues' `/metrics`, `/api`, `/ui`) goes to a Starlette router that also owns the lifespan.
 
+Startup: the lifespan opens the gateway (stores, upstream supervision) and returns at once, so `/healthz` answers
+within moments of start whatever the upstreams do; every other path waits (at most the upstreams' connect timeout)
+until the upstreams connected or timed out, so the first clients still find them, and `/readyz` says not ready
+until then.
+
 Shutdown: the lifespan starts the gateway and closes it last. When the server is told to stop (SIGTERM/SIGINT,
 seen by chaining uvicorn's handler), Bastion drains: `/readyz` turns 503, new work is refused with 503, idle
 long-lived streams (GET streams, `subscriptions/listen`, idle legacy streams) end at once, and calls in flight get
@@ -18,7 +23,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -44,12 +49,18 @@ logger = logging.getLogger("bastion.server")
 DRAIN_GRACE_SECONDS: Final = 10.0
 """The default of `limits.shutdown_grace_seconds`: how long calls in flight may take once shutdown begins."""
 _DRAIN_POLL_SECONDS: Final = 0.05
+PROBE_PATHS: Final = frozenset({"/healthz", "/readyz"})
+"""Answered from the first moment, while the upstreams may still be connecting."""
 
 
 class Lifecycle:
-    """Shutdown state shared by the endpoints."""
+    """Startup and shutdown state shared by the endpoints."""
 
     def __init__(self) -> None:
+        self.started = asyncio.Event()
+        """The upstreams connected or timed out: MCP and dashboard requests are served from then on. Set from
+        the start: only a running lifespan clears it while it waits (an app driven without one never waits)."""
+        self.started.set()
         self.draining = False
         """Shutdown has begun: refuse new work, let calls in flight finish."""
         self.long_lived: set[Outlet] = set()
@@ -108,22 +119,31 @@ def _chain_exit_signals(callback: Callable[[], None]) -> Callable[[], None]:
 async def _settle(gateway: Gateway, deadline: float) -> None:
     """Wait (until loop time `deadline` at most) until no upstream call made for a client is in flight."""
     loop = asyncio.get_running_loop()
+
     # Polled: upstream connections publish no "idle" event, and this runs once, at shutdown.
-    while loop.time() < deadline and any(c.describe()["inFlight"] for c in gateway.upstreams.values()):  # noqa: ASYNC110
+    def busy() -> bool:
+        conns = [*gateway.upstreams.values(), *gateway.pool.connections()]
+        return any(c.describe()["inFlight"] for c in conns)
+
+    while loop.time() < deadline and busy():  # noqa: ASYNC110
         await asyncio.sleep(_DRAIN_POLL_SECONDS)
 
 
 class _Router:
     """Exact-path dispatch for the hot endpoints; anything else goes to the Starlette fallback."""
 
-    __slots__ = ("_fallback", "_paths")
+    __slots__ = ("_fallback", "_paths", "_started")
 
-    def __init__(self, paths: dict[str, ASGIApp], fallback: ASGIApp) -> None:
+    def __init__(self, paths: dict[str, ASGIApp], fallback: ASGIApp, started: asyncio.Event) -> None:
         self._paths = paths
         self._fallback = fallback
+        self._started = started
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (endpoint := self._paths.get(scope["path"])) is not None:
+        path = scope.get("path")
+        if scope["type"] == "http" and path not in PROBE_PATHS and not self._started.is_set():
+            await self._started.wait()  # bounded: the startup wait ends at the upstreams' connect timeout
+        if scope["type"] == "http" and (endpoint := self._paths.get(path)) is not None:  # type: ignore[arg-type]
             await endpoint(scope, receive, send)
             return
         await self._fallback(scope, receive, send)
@@ -136,12 +156,15 @@ def create_app(
     wrap: Callable[[ASGIApp], ASGIApp] | None = None,
     listen_host: str | None = None,
     drain_grace_seconds: float | None = None,
+    readiness_detail: Callable[[Scope], Awaitable[bool]] | None = None,
 ) -> ASGIApp:
     """Build Bastion's ASGI app around `gateway`.
 
     Args:
         gateway: The gateway; the app's lifespan starts it and closes it.
         extra_routes: More Starlette routes (`/metrics`, `/api`, `/ui`), served behind the same security layers.
+        readiness_detail: Whether a `/readyz` request may see the per-upstream detail (None: everyone may);
+            the others get `{"ready": bool}` only.
         wrap: Wraps the routed app (authentication, telemetry), inside the security layers.
         listen_host: The address the server listens on (default `listen.host`); it is an accepted `Host`.
         drain_grace_seconds: How long calls in flight may run once shutdown begins (default:
@@ -157,11 +180,15 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        await gateway.start()
+        lifecycle.started.clear()
+        await gateway.start(wait=False)
+        waiting = asyncio.create_task(gateway.wait_upstreams(), name="bastion-startup")
+        waiting.add_done_callback(lambda _t: lifecycle.started.set())
         restore = _chain_exit_signals(lifecycle.start_drain)
         try:
             yield
         finally:
+            waiting.cancel()
             restore()
             lifecycle.start_drain()
             assert lifecycle.drain_started is not None
@@ -177,7 +204,11 @@ def create_app(
             await send_empty(send, 405, [(b"allow", b"GET, HEAD")])
             return
         health = gateway.health()
-        ready = bool(health.get("ready")) and not lifecycle.draining
+        ready = bool(health.get("ready")) and lifecycle.started.is_set() and not lifecycle.draining
+        # Anyone (a load balancer) learns whether to send traffic; only an admin learns upstream names and errors.
+        if readiness_detail is not None and not await readiness_detail(scope):
+            await send_json(send, 200 if ready else 503, orjson.dumps({"ready": ready}))
+            return
         await send_json(send, 200 if ready else 503, orjson.dumps({**health, "draining": lifecycle.draining}))
 
     async def bastion_error(_request: Request, exc: Exception) -> Response:
@@ -200,7 +231,7 @@ def create_app(
         "/healthz": healthz,
         "/readyz": readyz,
     }
-    app: ASGIApp = _Router(paths, fallback)
+    app: ASGIApp = _Router(paths, fallback, lifecycle.started)
     if wrap is not None:
         app = wrap(app)
     rejections = Rejections(gateway, "http")
@@ -210,6 +241,7 @@ def create_app(
         listen_host=listen_host or config.listen.host,
         allowed_hosts=config.listen.allowed_hosts,
         allowed_origins=config.listen.allowed_origins,
+        ui_origins=config.ui.allowed_origins,
         rejections=rejections,
     )
     return CatchAllMiddleware(app, rejections=rejections)

@@ -4,7 +4,7 @@ POSTs each message to `/messages?sessionId=...`.
 Rules:
 - The first event is `endpoint`, naming the POST URI. Every server message follows as a `message` event.
 - The `sessionId` in that URI is a random routing token of this replica (the stream lives here), bound to the
-  principal that opened the stream: the same token with other credentials is a 404, like an unknown one.
+  credential that opened the stream: the same token with any other credential is a 404, like an unknown one.
 - A POST is accepted with 202 once the session has taken the message; answers travel on the stream.
 - Batches are refused (-32600): this transport predates JSON-RPC batching in MCP.
 - The session ends when the stream does (client gone, dropped as too slow, or shutdown once idle).
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from bastion.auth.principal import binding_of
 from bastion.errors import BastionError, InvalidRequest, SessionNotFound, UpstreamUnavailable
 from bastion.pipeline.notice import NoticeKind
 from bastion.protocol import jsonrpc
@@ -99,7 +100,7 @@ class LegacySse:
             await self._rejections.reject(scope, send, UpstreamUnavailable("the gateway is shutting down"))
             return
         principal = principal_of(scope)
-        channel = _LegacyChannel(principal.name, self._lifecycle)
+        channel = _LegacyChannel(binding_of(principal), self._lifecycle)
         try:
             session = await self._gateway.open_session(
                 transport=TRANSPORT, outbound=channel, principal=principal, remote=remote_of(scope)
@@ -138,14 +139,15 @@ class LegacySse:
             raise SessionNotFound("Session not found")
         session, channel = entry
         principal = principal_of(scope)
-        if channel.owner != principal.name:
+        if channel.owner != binding_of(principal):
             await self._rejections.emit(
                 scope,
                 NoticeKind.AUTH_FAILURE,
                 {"reason": "session_principal_mismatch", "status": 404, "session": token[:8]},
             )
-            logger.warning("legacy SSE session %s presented by principal %r", token[:8], principal.name)
+            logger.warning("legacy SSE session %s presented with another credential", token[:8])
             raise SessionNotFound("Session not found")
+        session.info.principal = principal  # the same credential, re-authenticated: its roles as of now
         message = parse(await read_body(receive, self._limits.max_body_bytes), self._limits.max_depth)
         if isinstance(message, list):
             raise InvalidRequest("JSON-RPC batches are not accepted on the HTTP+SSE transport")

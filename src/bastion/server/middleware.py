@@ -5,7 +5,9 @@ Rules:
   to the log only); a `BastionError` that escaped (an oversize streamed body) becomes its own status.
 - `HostOriginMiddleware`: the `Host` must name this gateway (the listen address, loopback names with any port, or
   `listen.allowed_hosts`), else 421 (400 when missing). A present `Origin` must be loopback, same-origin or in
-  `listen.allowed_origins`, else 403. Cross-origin requests from an allowed origin get CORS headers, and their
+  `listen.allowed_origins`, else 403. On the dashboard and admin API (`/ui`, `/api`: cookie-authenticated), a
+  cross-origin request is allowed only from `ui.allowed_origins` (none by default; loopback origins are not
+  implied there), else 403. Cross-origin requests from an allowed origin get CORS headers, and their
   preflight is answered here, before authentication. `/healthz` and `/readyz` are exempt (probes send pod IPs).
 - `BodyLimitMiddleware`: a declared `Content-Length` over `limits.max_body_bytes` is refused at once (413); a body
   without one is counted while it streams and refused the moment it passes the limit, never buffered whole.
@@ -98,6 +100,12 @@ def _host_name(host: str) -> str | None:
     return f"[{host}]" if address.version == 6 else host
 
 
+def _is_ui(path: str) -> bool:
+    """The cookie-authenticated surface (`/ui`, `/api`), compared like the auth middleware compares paths."""
+    first = path.lstrip("/").split("/", 1)[0].casefold()
+    return first in ("ui", "api")
+
+
 class HostOriginMiddleware:
     """DNS-rebinding defence: refuse requests whose Host or Origin does not belong here."""
 
@@ -108,6 +116,7 @@ class HostOriginMiddleware:
         listen_host: str,
         allowed_hosts: Iterable[str] = (),
         allowed_origins: Iterable[str] = (),
+        ui_origins: Iterable[str] = (),
         rejections: Rejections,
     ) -> None:
         self.app = app
@@ -131,6 +140,7 @@ class HostOriginMiddleware:
         self._origins = {o.strip().lower().rstrip("/") for o in allowed_origins}
         self._seen: dict[str, bool] = {}
         self._any_origin = "*" in self._origins
+        self._ui_origins = {o.strip().lower().rstrip("/") for o in ui_origins}
 
     def _host_ok(self, host: str) -> bool:
         known = self._seen.get(host)
@@ -187,6 +197,8 @@ class HostOriginMiddleware:
             await self.app(scope, receive, send)
             return
         allowed, cross = self._origin_verdict(origin, host)
+        if cross and _is_ui(scope["path"]):
+            allowed = origin.strip().lower().rstrip("/") in self._ui_origins
         if not allowed:
             await self._rejections.reject(
                 scope, send, Forbidden("Forbidden: invalid Origin header"), detail={"origin": origin[:100]}

@@ -7,8 +7,10 @@ Rules:
 - Handshake sessions: `initialize` without `Mcp-Session-Id` opens one; after that the header is required (400
   without it) and an unknown, terminated or foreign session is a 404 (one answer for all three: no oracle).
   A sealed id from another replica is restored here before answering 404.
-- A session belongs to the principal that opened it; its id presented with other credentials is refused exactly
-  like an unknown id, logged, and emitted as an `AUTH_FAILURE` notice.
+- A session is bound to the credential that opened it (API key id; JWT issuer, subject and token digest): its id
+  presented with any other credential, of the same principal or not, is refused exactly like an unknown id,
+  logged, and emitted as an `AUTH_FAILURE` notice. Every request re-authenticates, and the roles in force are
+  always those of the credential on that request.
 - Notifications and responses are accepted with 202; requests are answered by `Reply` (JSON or SSE).
 - JSON-RPC batches only on a session that negotiated 2025-03-26; each element goes through the session like a lone
   message (the same pipeline), and the reply is an array.
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from starlette.types import Receive, Scope, Send
 
+from bastion.auth.principal import binding_of
 from bastion.errors import (
     BastionError,
     InvalidRequest,
@@ -178,7 +181,7 @@ class StreamableEndpoint:
         if self._lifecycle.draining:
             await self._rejections.reject(scope, send, _draining(), request_id=message["id"])
             return
-        channel = HttpChannel(owner=principal.name, buffer_size=self._limits.event_buffer)
+        channel = HttpChannel(owner=binding_of(principal), buffer_size=self._limits.event_buffer)
         session = await self._gateway.open_session(
             transport=TRANSPORT, outbound=channel, principal=principal, remote=remote_of(scope)
         )
@@ -324,7 +327,7 @@ class StreamableEndpoint:
         session = self._gateway.get_session(session_id)
         channel = self._channels.get(session) if session is not None else None
         if session is None and self._gateway.sealer is not None and session_id not in self._tombstones:
-            channel = HttpChannel(owner=principal.name, buffer_size=self._limits.event_buffer)
+            channel = HttpChannel(owner=binding_of(principal), buffer_size=self._limits.event_buffer)
             session = await self._gateway.restore_session(
                 session_id, transport=TRANSPORT, outbound=channel, principal=principal
             )
@@ -333,18 +336,19 @@ class StreamableEndpoint:
                 self._channels[session] = channel
         if session is None or channel is None:
             raise await self._not_found(session_id, principal)
-        if channel.owner != principal.name:
+        if channel.owner != binding_of(principal):
             await self._rejections.emit(
                 scope,
                 NoticeKind.AUTH_FAILURE,
                 {"reason": "session_principal_mismatch", "status": 404, "session": session_id[:8]},
             )
             logger.warning(
-                "session %s presented by principal %r; it belongs to another principal",
+                "session %s presented by principal %r with a credential other than the one that opened it",
                 session_id[:8],
                 principal.name,
             )
             raise SessionNotFound("Session not found")
+        session.info.principal = principal  # the same credential, re-authenticated: its roles as of now
         self._touch(session)
         return session, channel
 

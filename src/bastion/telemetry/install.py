@@ -93,6 +93,8 @@ class Telemetry:
             anomaly = AnomalyDetector(config.anomaly, store, gateway.emit, clock=clock)
             gateway.observers.append(anomaly)
             gateway.closers.append(anomaly.aclose)
+            if anomaly.webhook is not None:
+                gateway.approvals.listeners.append(_page_operators(anomaly.webhook))
         return cls(config, metrics=metrics, tracer=tracer, anomaly=anomaly)
 
     def routes(self, authenticator: Authenticator | None = None) -> list[BaseRoute]:
@@ -131,3 +133,24 @@ def telemetry_routes(runtime: Runtime) -> list[BaseRoute]:
 def wrap_http_app(runtime: Runtime, app: Any) -> Any:
     """The HTTP app with telemetry's ASGI middleware (the `traceparent` header reader when tracing is on)."""
     return _installed(runtime).wrap_app(app)
+
+
+def _page_operators(webhook: Any) -> Any:
+    """An approvals listener: every call held for an operator is also POSTed to the alert webhook."""
+    from bastion.pipeline.notice import Notice, NoticeKind
+
+    def listener(event: str, item: Any) -> None:
+        if event == "pending":
+            webhook.send(
+                Notice(
+                    kind=NoticeKind.APPROVAL,
+                    severity="warning",
+                    principal=item.principal,
+                    server=item.server or "",
+                    target=item.target or "",
+                    session_id=item.session_id,
+                    detail={"approval": item.id, "event": "pending", "question": item.question},
+                )
+            )
+
+    return listener

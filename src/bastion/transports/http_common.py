@@ -239,6 +239,7 @@ class HttpClientBase:
         timeout: float = 60.0,
         name: str = "http",
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        client: httpx.AsyncClient | None = None,
     ) -> None:
         """Prepare a transport; no I/O happens here.
 
@@ -249,6 +250,8 @@ class HttpClientBase:
                 request's answer is bounded by the upstream connection's per-request timer instead.
             name: The server's name, for log lines and errors.
             max_message_bytes: The largest JSON body or SSE event accepted.
+            client: A pooled HTTP client shared with the server's other upstream sessions (its owner closes it);
+                without one the transport builds and closes its own.
         """
         self._url = httpx.URL(url)
         self._headers = dict(headers or {})
@@ -256,6 +259,7 @@ class HttpClientBase:
         self._name = name
         self._limit = max_message_bytes
         self._client: httpx.AsyncClient | None = None
+        self._pooled = client
         self._inbox = Inbox()
         self._closed = False
         self._init_state()
@@ -265,6 +269,14 @@ class HttpClientBase:
 
     def receive(self) -> AsyncIterator[Incoming]:
         return self._inbox.__aiter__()
+
+    def _open_client(self) -> httpx.AsyncClient:
+        """The pooled client when one was given, else a client of this transport's own."""
+        return self._pooled or build_client(self._headers, self._timeout)
+
+    async def _close_client(self, client: httpx.AsyncClient) -> None:
+        if client is not self._pooled:
+            await client.aclose()
 
 
 def build_client(headers: Mapping[str, str], timeout: float) -> httpx.AsyncClient:

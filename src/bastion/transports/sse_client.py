@@ -25,7 +25,6 @@ from bastion.transports.http_common import (
     MAX_ERROR_BODY_BYTES,
     HttpClientBase,
     SseParser,
-    build_client,
     http_error_response,
     parse_messages,
     read_bounded,
@@ -49,7 +48,7 @@ class SseClientTransport(HttpClientBase):
         return str(self._endpoint) if self._endpoint is not None else None
 
     async def start(self) -> None:
-        self._client = build_client(self._headers, self._timeout)
+        self._client = self._open_client()
         ready: asyncio.Future[httpx.URL] = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read(ready), name=f"sse-{self._name}")
         try:
@@ -176,5 +175,5 @@ class SseClientTransport(HttpClientBase):
                 await reader
         client, self._client = self._client, None
         if client is not None:
-            await client.aclose()
+            await self._close_client(client)
         self._inbox.end()

@@ -35,7 +35,6 @@ from bastion.transports.http_common import (
     MAX_ERROR_BODY_BYTES,
     HttpClientBase,
     SseParser,
-    build_client,
     encode_header_value,
     http_error_response,
     param_header_map,
@@ -88,7 +87,7 @@ class StreamableHttpClientTransport(HttpClientBase):
         return self._session_id
 
     async def start(self) -> None:
-        self._client = build_client(self._headers, self._timeout)
+        self._client = self._open_client()
 
     def set_protocol_version(self, version: str) -> None:
         self._version = version
@@ -423,7 +422,7 @@ class StreamableHttpClientTransport(HttpClientBase):
                     await client.delete(
                         self._url, headers=self._session_headers(_ACCEPT_BOTH), timeout=CLOSE_TIMEOUT_SECONDS
                     )
-            await client.aclose()
+            await self._close_client(client)
         self._inbox.end()
 
 

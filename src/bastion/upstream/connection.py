@@ -5,8 +5,9 @@ Rules:
   Bastion's own integers, so ids from different clients can never collide; each in-flight request remembers its
   owner (the downstream session and that session's request id) for routing everything that relates to it.
 - Progress tokens are rewritten to connection-unique tokens and mapped back on `notifications/progress`.
-- A server->client request is routed to the owner of the request it relates to (HTTP tells us), else to the only
-  session with calls in flight here, else to the newest one; with no candidate it is refused.
+- A connection serves one scope (`association.Scope`: a session, a principal, or everyone). Server->client
+  requests, logs and resource updates reach only the audience `association.RULES` names for the connection's
+  transport, isolation and message kind; a request with no audience is refused to the upstream, never guessed.
 - When the transport ends, every in-flight request fails fast with `UpstreamUnavailable`, the owner hears about it,
   and the supervisor restarts the connection with exponential backoff and jitter.
 - Every request is bounded by its timer, the send included (a child that stops reading its stdin cannot hold a
@@ -31,6 +32,7 @@ from bastion.errors import BastionError, RateLimited, UpstreamError, UpstreamTim
 from bastion.protocol import jsonrpc, versions
 from bastion.transports.base import ClientTransport, Incoming, JsonDict, RequestId
 from bastion.upstream import negotiate
+from bastion.upstream.association import RULES, Call, Isolation, Kind, Scope, audience
 from bastion.upstream.breaker import BACKOFF_MAX, Backoff, CircuitBreaker
 from bastion.upstream.health import HealthMonitor
 from bastion.upstream.pending import Owner, Pending, State, expire, transport_failure
@@ -40,7 +42,11 @@ __all__ = ["Owner", "Pending", "State", "UpstreamConnection"]
 if TYPE_CHECKING:
     from bastion.telemetry.tracing import Tracer
 
-ConnectionListener = Callable[["UpstreamConnection", JsonDict], Awaitable[None]]
+ConnectionListener = Callable[["UpstreamConnection", JsonDict, "Call | None"], Awaitable[None]]
+"""Told of a notification for sessions: (connection, message, the call it relates to when the transport says)."""
+
+SHARED_SCOPE: Final = Scope(isolation=Isolation.SHARED)
+"""The scope of a connection every session may use."""
 
 logger = logging.getLogger("bastion.upstream")
 
@@ -61,8 +67,16 @@ class UpstreamConnection:
         *,
         on_notification: ConnectionListener | None = None,
         on_state: Callable[[UpstreamConnection], Awaitable[None]] | None = None,
+        scope: Scope = SHARED_SCOPE,
+        scope_owner: Owner | None = None,
     ) -> None:
         self.name = name
+        self.scope = scope
+        """Whom this connection serves (`servers.<name>.isolation`)."""
+        self.scope_owner = scope_owner
+        """The downstream session of a `session`-scoped connection."""
+        self.allowed_tools: frozenset[str] | None = None
+        """Set on a scoped connection once its own tool list passed the pins check: only these may be called."""
         self.config = config
         self._factory = transport_factory
         self._transport: ClientTransport | None = None
@@ -96,7 +110,7 @@ class UpstreamConnection:
 
     @property
     def transport_factory(self) -> Callable[[], ClientTransport]:
-        """How this connection makes its transport (a twin of another era reuses it: `eras.py`)."""
+        """How this connection makes its transport (a twin of another era, a scoped connection reuse it)."""
         return self._factory
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -473,14 +487,29 @@ class UpstreamConnection:
         if not pending.future.done():
             pending.future.set_result(message)
 
+    def calls(self) -> list[Call]:
+        """The client calls in flight here, as association data."""
+        return [c for p in self._pending.values() if (c := _call_of(p)) is not None]
+
+    def owners(self) -> dict[str, Owner]:
+        """The sessions with calls in flight here (and a `session` scope's own session), by session id."""
+        owners = {p.owner.session_id: p.owner for p in self._pending.values() if p.owner is not None}
+        if self.scope_owner is not None:
+            owners[self.scope_owner.session_id] = self.scope_owner
+        return owners
+
+    def call_for(self, related: RequestId | None) -> Call | None:
+        """The client call an upstream message relates to (the transport's `related`), if it is one."""
+        pending = self._pending.get(related) if related is not None else None
+        return _call_of(pending) if pending is not None else None
+
     def _owner_of(self, related: RequestId | None) -> tuple[Owner | None, RequestId | None]:
-        if related is not None and (pending := self._pending.get(related)) is not None:
-            return pending.owner, pending.downstream_id
-        owners = [p for p in self._pending.values() if p.owner is not None]
-        if not owners:
+        owners = self.owners()
+        rule = RULES[(self.config.transport, self.scope.isolation, Kind.REQUEST)]
+        targets = audience(rule, scope=self.scope, related=self.call_for(related), in_flight=self.calls())
+        if len(targets) != 1 or (owner := owners.get(targets[0].session)) is None:
             return None, None
-        newest = max(owners, key=lambda p: p.started)
-        return newest.owner, newest.downstream_id
+        return owner, targets[0].related
 
     async def _serve_request(self, incoming: Incoming) -> None:
         try:
@@ -496,7 +525,14 @@ class UpstreamConnection:
         else:
             owner, downstream_id = self._owner_of(incoming.related)
             if owner is None:
-                reply = jsonrpc.error(request_id, -32601, "no client session to relay this request to")
+                logger.warning(
+                    "upstream %s sent %s that no single client call can be tied to; refused",
+                    self.name,
+                    message.get("method"),
+                )
+                reply = jsonrpc.error(
+                    request_id, -32601, "no client session to relay this request to (association unknown)"
+                )
             else:
                 try:
                     answer = await owner.relay_request(message, downstream_id, server=self.name)
@@ -526,19 +562,8 @@ class UpstreamConnection:
             return
         if method == "notifications/cancelled":
             return  # a server cancelling its own request to us: our relay simply finishes unanswered
-        session_level = method.endswith("/list_changed") or method == "notifications/resources/updated"
-        # List changes and resource updates concern every client (and the list caches), even when a server sends
-        # them on the stream of one call; only request-scoped traffic (logs of that call) goes to its owner.
-        if (
-            not session_level
-            and incoming.related is not None
-            and (pending := self._pending.get(incoming.related)) is not None
-        ):
-            if pending.owner is not None:
-                await pending.owner.relay_notification(message, pending.downstream_id)
-                return
         if self._on_notification is not None:
-            await self._on_notification(self, message)
+            await self._on_notification(self, message, self.call_for(incoming.related))
 
     def describe(self) -> JsonDict:
         """State for /readyz and the dashboard (no secrets: no URL credentials, no headers, no env)."""
@@ -556,3 +581,10 @@ class UpstreamConnection:
             "circuit": self.breaker.describe(time.monotonic()),
             "healthChecks": self.monitor.checks,
         }
+
+
+def _call_of(pending: Pending) -> Call | None:
+    owner = pending.owner
+    if owner is None or pending.downstream_id is None:
+        return None
+    return Call(session=owner.session_id, principal=owner.principal_name, request_id=pending.downstream_id)

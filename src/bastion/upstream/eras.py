@@ -25,16 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Final
 
 from bastion.protocol.methods import LIST_CHANGED
 from bastion.transports.base import JsonDict
-from bastion.upstream.connection import State, UpstreamConnection
+from bastion.upstream.association import Call
+from bastion.upstream.connection import ConnectionListener, State, UpstreamConnection
 
 logger = logging.getLogger("bastion.upstream.eras")
-
-Relay = Callable[[UpstreamConnection, JsonDict], Awaitable[None]]
 
 TWIN_READY_SECONDS: Final = 30.0
 """Upper bound on waiting for a twin's handshake at a first call (its own `connect_timeout_seconds` if lower)."""
@@ -43,7 +41,7 @@ TWIN_READY_SECONDS: Final = 30.0
 class HandshakeTwins:
     """The handshake-era twins of dual-era upstreams, made on demand."""
 
-    def __init__(self, relay: Relay) -> None:
+    def __init__(self, relay: ConnectionListener) -> None:
         self._relay = relay
         self._twins: dict[str, UpstreamConnection] = {}
         self._refused: set[str] = set()
@@ -58,6 +56,10 @@ class HandshakeTwins:
     def can_serve(self, conn: UpstreamConnection) -> bool:
         """Whether handshake-era clients get handshake-era features from `conn` (itself, or a twin that may work)."""
         return not conn.modern or (self.wanted(conn) and conn.name not in self._refused)
+
+    def refuse(self, name: str) -> None:
+        """Upstream `name` does not speak the handshake era: its handshake-era clients are bridged from now on."""
+        self._refused.add(name)
 
     def live(self) -> list[UpstreamConnection]:
         """The twins that are ready now (for broadcasts a handshake-era client triggers)."""
@@ -90,7 +92,7 @@ class HandshakeTwins:
             conn.name,
             twin.last_error or twin.state,
         )
-        self._refused.add(conn.name)
+        self.refuse(conn.name)
         if self._twins.pop(conn.name, None) is twin:
             await twin.aclose()
         return conn
@@ -108,9 +110,9 @@ class HandshakeTwins:
                 await twin.start()
             return twin
 
-    async def _notice(self, conn: UpstreamConnection, message: JsonDict) -> None:
+    async def _notice(self, conn: UpstreamConnection, message: JsonDict, related: Call | None = None) -> None:
         if message.get("method") not in LIST_CHANGED:  # the primary's listen stream reports list changes
-            await self._relay(conn, message)
+            await self._relay(conn, message, related)
 
     async def aclose(self) -> None:
         """Close every twin (their child processes end)."""

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from bastion.config.model import ServerConfig
 from bastion.errors import BastionError
 from bastion.transports.base import ClientTransport
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def transport_factory(
@@ -14,6 +18,7 @@ def transport_factory(
     config: ServerConfig,
     *,
     on_invalid: Callable[[BastionError], Awaitable[None]] | None = None,
+    http_client: httpx.AsyncClient | None = None,
 ) -> Callable[[], ClientTransport]:
     """A zero-argument factory: supervision calls it again for every reconnect.
 
@@ -21,6 +26,7 @@ def transport_factory(
         name: The server's name (log lines, errors).
         config: Its configuration.
         on_invalid: Told about each line of a stdio server's output that is not a JSON-RPC message.
+        http_client: The pooled client every upstream session of an HTTP server shares (`isolation: session`).
     """
     if config.transport == "stdio":
         from bastion.transports.stdio import StdioClientTransport
@@ -37,7 +43,11 @@ def transport_factory(
     if config.transport == "streamable-http":
         from bastion.transports.streamable_http_client import StreamableHttpClientTransport
 
-        return lambda: StreamableHttpClientTransport(url, headers, timeout=config.timeout_seconds, name=name)
+        return lambda: StreamableHttpClientTransport(
+            url, headers, timeout=config.timeout_seconds, name=name, client=http_client
+        )
     from bastion.transports.sse_client import SseClientTransport
 
-    return lambda: SseClientTransport(url, headers, timeout=config.timeout_seconds, name=name)
+    return lambda: SseClientTransport(
+        url, headers, timeout=config.timeout_seconds, name=name, client=http_client
+    )

@@ -32,6 +32,11 @@ class Owner(Protocol):
 
     session_id: str
 
+    @property
+    def principal_name(self) -> str:
+        """The principal the session belongs to (association rules)."""
+        ...
+
     async def relay_request(
         self, message: JsonDict, related: RequestId | None, *, server: str = ""
     ) -> JsonDict:

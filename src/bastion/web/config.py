@@ -32,3 +32,7 @@ class UIConfig(BaseModel):
     """Events a live-feed subscriber may fall behind before it is dropped (it reconnects and resyncs)."""
     export_limit: int = Field(default=10_000, ge=1, le=1_000_000)
     """Most audit events one export returns."""
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Browser origins (`https://ops.example.com`) that may call `/ui` and `/api` cross-origin, with the
+    dashboard's cookie (credentialed CORS). None by default: every other origin, loopback ones included, is
+    refused there (403), so a page on another local port cannot read keys, audit or the CSRF token."""

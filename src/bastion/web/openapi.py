@@ -60,7 +60,7 @@ SCHEMAS: Final[dict[str, dict[str, Any]]] = {
                         severity=_STR, findings=_INT, finding_types=_STRS, latency_ms=_NUM),
     "FeedPage": _object(("items",), items=_list_of("FeedItem")),
     "Upstream": _object(("state",), state=_STR, transport=_STR, protocol=_STR, modern=_BOOL, server=_STR,
-                        restarts=_INT, lastError=_STR, inFlight=_INT),
+                        restarts=_INT, lastError=_STR, inFlight=_INT, isolation=_STR, isolatedConnections=_INT),
     "Health": _object(("ready", "upstreams"), ready=_BOOL, sessions=_INT,
                       upstreams={"type": "object", "additionalProperties": _ref("Upstream")},
                       cluster=_object(replica=_STR, replicas=_INT, sessions=_INT, policy=_STR)),

@@ -95,7 +95,7 @@ def build_dashboard(runtime: Runtime) -> Dashboard | None:
             return _own_roles
         return holder.engine.roles_of  # read on every request: a reload applies at once
 
-    origins = tuple(runtime.config.listen.allowed_origins)
+    origins = tuple(runtime.config.ui.allowed_origins)
     from bastion.audit.install import auth_failure_hook
 
     on_failure = auth_failure_hook(runtime.gateway)

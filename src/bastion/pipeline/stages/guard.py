@@ -23,6 +23,7 @@ Rules:
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -155,8 +156,23 @@ class GuardStage(BaseStage):
                 f"Bastion guardrails ask before they {where} {_public_name(exchange)}: {_summary(result)}. "
                 "Approve?"
             )
-            return Ask(question=question, findings=findings, explanation=explanation)
+            return Ask(
+                question=question,
+                findings=findings,
+                explanation=explanation,
+                ask_client=self._asks_client(exchange),
+            )
         return Flag(findings=findings, explanation=explanation)
+
+    def _asks_client(self, exchange: Exchange) -> bool:
+        """Whether an override naming this call's server and tool opted into asking the client's user."""
+        server, tool = exchange.server or "", exchange.target or ""
+        return any(
+            rule.ask_client
+            and (not rule.servers or any(fnmatch.fnmatchcase(server, g) for g in rule.servers))
+            and (not rule.tools or any(fnmatch.fnmatchcase(tool, g) for g in rule.tools))
+            for rule in self.guard.config.overrides
+        )
 
     @staticmethod
     def _apply(
