@@ -34,7 +34,7 @@ class Policy(BaseStage):
         if exchange.target == "slow_count":
             return Reject(error=Denied("not allowed"), explanation="denied")
         if exchange.target == "echo":
-            return Ask(question="Run echo?")
+            return Ask(question="Run echo?", ask_client=True)  # user consent, opted in (#14)
         return PASS
 
 
