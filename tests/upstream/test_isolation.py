@@ -120,6 +120,23 @@ async def test_a_principal_beyond_max_processes_gets_a_clear_error_and_the_first
             assert alice.answered() == 2 and bob.texts == []
 
 
+async def test_one_principal_with_many_sessions_cannot_take_a_servers_whole_connection_budget() -> None:
+    server = probe_stdio(isolation="session", max_processes=3, max_processes_per_principal=1)
+    async with gateway_with(server) as gateway:
+        alice, alice_again, bob = Seen("alice"), Seen("alice"), Seen("bob")
+        async with (
+            principal_client(gateway, alice) as first,
+            principal_client(gateway, alice_again) as second,
+            principal_client(gateway, bob) as third,
+        ):
+            await probe(first, alice, "alice-0")
+            with pytest.raises(MCPError) as info:
+                await second.call_tool("probe__probe", {"tag": "alice-1"})
+            assert info.value.error.code == -31002 and info.value.error.data["limit"] == 1
+            await probe(third, bob, "bob-0")  # the server's budget is still there for others
+            assert alice.answered() == 1 and bob.answered() == 1 and alice_again.texts == []
+
+
 async def test_idle_principal_processes_are_reaped_and_started_again_on_next_use() -> None:
     async with gateway_with(probe_stdio(idle_seconds=0.2)) as gateway:
         alice = Seen("alice")

@@ -31,6 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bastion.policy.flow_config import FlowConfig
 
+LogLevel = Literal["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
+"""MCP's `logging/setLevel` levels (RFC 5424), least severe first."""
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -65,6 +68,8 @@ class RuleConfig(_Model):
 class RoleConfig(_Model):
     rules: list[RuleConfig] = Field(default_factory=list)
     description: str = ""
+    log_level: LogLevel | None = None
+    """The most verbose `logging/setLevel` this role may ask for (beyond `policy.log_level`)."""
 
 
 class RateLimitConfig(_Model):
@@ -107,4 +112,7 @@ class PolicyConfig(_Model):
     lease_seconds: float = Field(default=600.0, gt=0)
     """Longest a concurrency slot is held if its call never reports back (a crashed replica)."""
     flow: FlowConfig = Field(default_factory=FlowConfig)
+    log_level: LogLevel = "debug"
+    """The most verbose `logging/setLevel` any caller may ask for; roles may allow more (`roles.<r>.log_level`).
+    Upstream logs can carry request data, so a deployment may keep debug logs for operators' roles only."""
     """Tool labels, session taint and flow rules (see `flow_config.py`, docs/flow.md)."""

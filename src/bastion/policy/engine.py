@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from bastion.auth.principal import Principal
 from bastion.policy.cel import Condition, activation
-from bastion.policy.config import PolicyConfig, RateLimitConfig, RuleConfig
+from bastion.policy.config import LogLevel, PolicyConfig, RateLimitConfig, RuleConfig
 from bastion.policy.flow import FlowPolicy
 from bastion.policy.names import allow_matches, deny_matches, uri_allow_matches, uri_deny_matches, uri_problem
 
@@ -151,6 +151,25 @@ class PolicyEngine:
     def roles_of(self, principal: Principal) -> frozenset[str]:
         """The principal's own roles plus those the policy grants it by name."""
         return principal.roles | self._principal_roles.get(principal.name, frozenset())
+
+    def may_set_log_level(self, principal: Principal, level: str) -> Decision:
+        """Whether `principal` may ask for log messages from `level` up (`logging/setLevel`).
+
+        The most verbose level allowed is `policy.log_level` or, if more verbose, any of the principal's roles'
+        `log_level`; a less verbose request is always fine (it only asks for fewer messages).
+        """
+        if not self.config.enabled:
+            return Decision(allowed=True, rule="", explanation="policy disabled")
+        levels = get_args(LogLevel)
+        allowed = [self.config.log_level] + [
+            role.log_level
+            for name, role in self.config.roles.items()
+            if name in self.roles_of(principal) and role.log_level is not None
+        ]
+        floor = min(levels.index(a) for a in allowed)
+        if level in levels and levels.index(level) >= floor:
+            return Decision(allowed=True, rule="log-level", explanation=f"log level {level} allowed")
+        return self._deny("log-level", f"log level {level} is more verbose than allowed ({levels[floor]})")
 
     def principal_doc(self, principal: Principal) -> dict[str, Any]:
         """The `principal` a CEL condition sees (name, roles with policy grants, method, claims)."""

@@ -156,6 +156,18 @@ class UpstreamPool:
                     f"server {server} has {limit} isolated connections open; try again later",
                     data={"server": server, "limit": limit, "retryAfter": 5, "isolation": str(isolation)},
                 )
+            share = base.config.max_processes_per_principal
+            held = sum(
+                1
+                for k, e in self._entries.items()
+                if k[0] == server and e.scope.principal == owner.principal_name
+            )
+            if held >= share:
+                raise RateLimited(
+                    f"server {server}: this principal holds {share} isolated connections already; "
+                    "close a session or try again later",
+                    data={"server": server, "limit": share, "retryAfter": 5, "isolation": str(isolation)},
+                )
             scope = Scope(isolation=isolation, session=owner.session_id, principal=owner.principal_name)
             if isolation is Isolation.PRINCIPAL:
                 scope = Scope(isolation=isolation, principal=owner.principal_name)

@@ -7,6 +7,8 @@ Rules:
 - Calls routed to a server without a named target (tasks) are refused with `Denied` (-31001).
 - Monitor decisions are `Flag`s with a `policy` finding; the call proceeds.
 - Lists are filtered by `PolicyEngine.visible`: what a caller may not use is absent from its lists.
+- `logging/setLevel` more verbose than the caller's roles allow (`policy.log_level`, `roles.<r>.log_level`) is
+  refused with `Denied` (-31001); the session keeps its level.
 """
 
 from __future__ import annotations
@@ -103,6 +105,8 @@ class AuthorizeStage(BaseStage):
         self.policy = policy
 
     async def on_request(self, exchange: Exchange) -> Verdict:
+        if exchange.method == "logging/setLevel":
+            return self._log_level(exchange)
         target = _target(exchange)
         if target is None:
             return PASS
@@ -119,6 +123,20 @@ class AuthorizeStage(BaseStage):
             )
             finding = Finding(detector="policy", type="denied", severity=Severity.MEDIUM, action="block")
             return Reject(error=_unknown(kind, public), explanation=decision.explanation, findings=(finding,))
+        if decision.monitor:
+            finding = Finding(detector="policy", type="would_deny", severity=Severity.LOW, action="flag")
+            return Flag(findings=(finding,), explanation=decision.explanation)
+        return PASS
+
+    def _log_level(self, exchange: Exchange) -> Verdict:
+        """`logging/setLevel`: upstream logs can carry request data, so policy decides who may raise them."""
+        level = str(exchange.params.get("level"))
+        decision = self.policy.engine.may_set_log_level(exchange.session.principal, level)
+        exchange.annotations[self.name] = {**decision.to_dict(), "kind": "logging"}
+        if not decision.allowed:
+            finding = Finding(detector="policy", type="denied", severity=Severity.MEDIUM, action="block")
+            error = Denied(decision.explanation, reason=Reason.POLICY_DENIED)
+            return Reject(error=error, explanation=decision.explanation, findings=(finding,))
         if decision.monitor:
             finding = Finding(detector="policy", type="would_deny", severity=Severity.LOW, action="flag")
             return Flag(findings=(finding,), explanation=decision.explanation)
