@@ -69,9 +69,10 @@ class ServerConfig(_Model):
     """A `session`/`principal`-scoped connection without calls for this long is closed (a process is reaped)."""
     max_processes: int = Field(default=64, gt=0)
     """Scoped connections (processes, upstream sessions) of this server open at once; beyond: `RateLimited`."""
-    max_processes_per_principal: int = Field(default=16, gt=0)
+    max_processes_per_principal: int | None = Field(default=None, gt=0)
     """Of those, how many one principal may hold (its sessions' upstream sessions), so that no principal takes
-    the server's whole `max_processes` from the others; beyond: `RateLimited` for that principal only."""
+    the server's whole `max_processes` from the others; beyond: `RateLimited` for that principal only. Unset: no
+    share (with auth off every client is the one anonymous principal, and a per-principal share would cap them all)."""
     enabled: bool = True
 
     @model_validator(mode="after")

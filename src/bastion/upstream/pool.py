@@ -162,7 +162,7 @@ class UpstreamPool:
                 for k, e in self._entries.items()
                 if k[0] == server and e.scope.principal == owner.principal_name
             )
-            if held >= share:
+            if share is not None and held >= share:
                 raise RateLimited(
                     f"server {server}: this principal holds {share} isolated connections already; "
                     "close a session or try again later",
