@@ -34,7 +34,7 @@ from bastion.audit.signing import Ed25519Key
 from bastion.audit.sinks import build_sink
 from bastion.audit.sinks.sqlite import SqliteAuditSink
 from bastion.audit.witness import StateWitness
-from bastion.gateway import Gateway
+from bastion.core.gateway import Gateway
 from bastion.state import EmbeddedStateStore
 from micro_session import ECHO_CALL, InstantUpstream, initialized_session, instant_config
 

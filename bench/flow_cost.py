@@ -21,7 +21,7 @@ import uuid
 from typing import Any
 
 from bastion.config import parse_config
-from bastion.gateway import Gateway
+from bastion.core.gateway import Gateway
 from bastion.pipeline.stages.flow import FlowStage
 from bastion.policy.flow import TaintMark
 from bastion.policy.holder import PolicyHolder

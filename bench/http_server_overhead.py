@@ -54,7 +54,7 @@ def _serve(kind: str, sock: socket.socket) -> None:
     if kind == "baseline":
         app: Any = baseline
     else:
-        from bastion.gateway import Gateway
+        from bastion.core.gateway import Gateway
         from bastion.server.app import create_app
         from micro_session import InstantUpstream, instant_config  # bench/ is on the child's sys.path too
 

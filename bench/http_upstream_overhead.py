@@ -27,7 +27,7 @@ import httpx
 import orjson
 
 from bastion.config import parse_config
-from bastion.gateway import Gateway
+from bastion.core.gateway import Gateway
 from bastion.protocol import jsonrpc
 from bastion.transports.streamable_http_client import StreamableHttpClientTransport
 from micro_session import Out  # bench/ is on sys.path when a bench script runs

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 from bastion.config import BastionConfig, parse_config
-from bastion.gateway import Gateway
+from bastion.core.gateway import Gateway
 from bastion.transports.base import Incoming
 
 

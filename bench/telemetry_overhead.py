@@ -17,10 +17,11 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-from bastion.gateway import Gateway
+from bastion.core.contribution import Contribution, Resource
+from bastion.core.gateway import Gateway
 from bastion.pipeline.stage import BaseStage
 from bastion.telemetry.config import TelemetryConfig
-from bastion.telemetry.install import Telemetry
+from bastion.telemetry.install import build_telemetry
 from bastion.telemetry.tracing import Tracer
 from micro_session import ECHO_CALL, InstantUpstream, initialized_session, instant_config
 
@@ -43,16 +44,14 @@ async def run(variant: str, n: int) -> float:
     gw = Gateway(instant_config(), stages=stages(), transports={"up": InstantUpstream})
     if variant != "off":
         anomaly = variant == "metrics+anomaly"
-        Telemetry.attach(gw, TelemetryConfig.model_validate({"anomaly": {"enabled": anomaly}}))
+        telemetry = build_telemetry(TelemetryConfig.model_validate({"anomaly": {"enabled": anomaly}}), gw)
+        gw.use(telemetry.contribution)
     if variant.startswith("metrics+tracing"):
         ratio = 0.0 if variant.endswith("sampled-out") else 1.0
         provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(ratio)))
         provider.add_span_processor(BatchSpanProcessor(Discard(), max_queue_size=100_000))
         tracer = Tracer(provider, stage_spans=not variant.endswith("no-stage-spans"))
-        gw.pipeline.tracer = tracer
-        for conn in gw.upstreams.values():
-            conn.tracer = tracer
-        gw.closers.append(tracer.aclose)
+        gw.use(Contribution(tracer=tracer, resources=(Resource(name="tracer", close=tracer.aclose),)))
     await gw.start()
     call = await initialized_session(gw)
     for _ in range(500):

@@ -49,7 +49,7 @@ from bastion.telemetry.context import CURRENT_EXCHANGE
 from bastion.transports.base import JsonDict, Outbound, RequestId
 
 if TYPE_CHECKING:
-    from bastion.gateway import Gateway
+    from bastion.core.ports import SessionHost as Gateway
 
 logger = logging.getLogger("bastion.session")
 

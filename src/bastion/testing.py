@@ -16,7 +16,7 @@ from bastion.audit.capture import CapturedAudit, capture_audit
 from bastion.auth.principal import ANONYMOUS, Principal
 from bastion.config.loader import parse_config
 from bastion.config.model import BastionConfig
-from bastion.gateway import Gateway
+from bastion.core.gateway import Gateway
 from bastion.pipeline.stage import ExchangeObserver, Stage
 from bastion.transports.base import ClientTransport
 from bastion.transports.memory import MemoryClientTransport, memory_server_transport

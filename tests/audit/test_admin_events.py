@@ -36,7 +36,7 @@ async def test_admin_api_key_creation_and_revocation_are_audited_with_the_admini
         key_id = created.json()["info"]["id"]
         revoked = await client.post(f"/api/keys/{key_id}/revoke", headers=headers)
         assert revoked.status_code == 200
-        recorder = stack.runtime.extras["audit"]
+        recorder = stack.runtime.audit.recorder
         assert isinstance(recorder, AuditRecorder)
         await recorder.flush()
         events = await recorder.reader.search(AuditQuery(kind="api_key", order="asc"))

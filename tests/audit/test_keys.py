@@ -15,9 +15,9 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bastion.app.runtime import build_runtime
 from bastion.audit import cli as audit_cli
 from bastion.audit.config import DEFAULT_KEY_FILE
-from bastion.audit.install import EXTRAS_KEY
 from bastion.audit.keys import audit_key
 from bastion.audit.recorder import AuditRecorder
 from bastion.audit.signing import Ed25519Key
@@ -25,7 +25,6 @@ from bastion.audit.sinks.sqlite import SqliteAuditSink
 from bastion.audit.witness import StateWitness
 from bastion.config import load_config
 from bastion.pipeline.notice import Notice, NoticeKind
-from bastion.runtime import build_runtime
 from bastion.state import EmbeddedStateStore
 from tests.audit.conftest import event
 
@@ -50,7 +49,7 @@ def _write_config(tmp_path: Path, **audit: object) -> Path:
 
 async def _run_gateway(config: Path, notices: int) -> AuditRecorder:
     runtime = build_runtime(load_config(config), config_path=str(config))
-    recorder = runtime.extras[EXTRAS_KEY]
+    recorder = runtime.audit.recorder
     assert isinstance(recorder, AuditRecorder)
     await runtime.gateway.start()
     for i in range(notices):

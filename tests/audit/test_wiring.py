@@ -9,13 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bastion.audit.install import EXTRAS_KEY
+from bastion.app.http import build_http_app
+from bastion.app.runtime import build_runtime
 from bastion.audit.recorder import AuditRecorder
 from bastion.audit.sinks import AuditQuery
 from bastion.audit.sinks.sqlite import SqliteAuditSink
 from bastion.auth.apikeys import ApiKeyStore
 from bastion.config import parse_config
-from bastion.runtime import build_http_app, build_runtime
 
 pytestmark = pytest.mark.anyio
 
@@ -34,7 +34,7 @@ def _config(tmp_path: Path, **audit: object) -> object:
 
 async def test_the_recorder_is_the_first_observer_and_follows_the_gateway_lifecycle(tmp_path: Path) -> None:
     runtime = build_runtime(_config(tmp_path))  # type: ignore[arg-type]
-    recorder = runtime.extras[EXTRAS_KEY]
+    recorder = runtime.audit.recorder
     assert isinstance(recorder, AuditRecorder) and runtime.gateway.observers[0] is recorder
     assert recorder.replica == "gw-test" and recorder.strict
     await runtime.gateway.start()
@@ -45,7 +45,7 @@ async def test_the_recorder_is_the_first_observer_and_follows_the_gateway_lifecy
 
 async def test_audit_can_be_switched_off(tmp_path: Path) -> None:
     runtime = build_runtime(_config(tmp_path, enabled=False))  # type: ignore[arg-type]
-    assert EXTRAS_KEY not in runtime.extras
+    assert runtime.audit is None
     assert not any(isinstance(o, AuditRecorder) for o in runtime.gateway.observers)
 
 
@@ -62,7 +62,7 @@ async def test_http_authentication_failures_become_audit_events_without_the_cred
         assert (
             await client.post("/mcp", json={}, headers={"authorization": f"Bearer {token}"})
         ).status_code == 401
-    recorder = runtime.extras[EXTRAS_KEY]
+    recorder = runtime.audit.recorder
     await runtime.gateway.aclose()  # waits for notices emitted with emit_soon, then closes the recorder
     async with SqliteAuditSink(path=tmp_path / "audit.db") as reader:
         events = await reader.search(AuditQuery(kind="auth_failure", order="asc"))

@@ -16,12 +16,13 @@ import anyio
 import httpx
 import pytest
 
+from bastion.app.http import build_http_app
+from bastion.app.runtime import Runtime, build_runtime
 from bastion.auth.apikeys import ApiKeyStore
 from bastion.auth.principal import Principal, binding_of
 from bastion.auth.sweep import CredentialSweeper
 from bastion.config import parse_config
-from bastion.gateway import Gateway
-from bastion.runtime import Runtime, build_http_app, build_runtime
+from bastion.core.gateway import Gateway
 from bastion.state import open_state_store
 from bastion.state.config import StateConfig
 from tests.auth.conftest import ISSUER, RESOURCE, Issuer

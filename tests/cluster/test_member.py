@@ -21,7 +21,7 @@ from bastion.auth.principal import Principal
 from bastion.cluster.member import RELOAD_TOPIC, ClusterMember, policy_hash
 from bastion.cluster.registry import SessionRegistry
 from bastion.config import parse_config
-from bastion.gateway import Gateway
+from bastion.core.gateway import Gateway
 from bastion.guard import screen as screen_module
 from bastion.guard.pins import ToolPins
 from bastion.guard.screen import ToolScreen
@@ -82,7 +82,7 @@ async def replicas(
                 screen = ToolScreen(stub_guard(), ToolPins(store)) if screens else None
                 registry = SessionRegistry(store, f"r{n + 1}", revoke_seconds=60)
                 member = ClusterMember(gateway, store, registry, policy=holder, screen=screen)
-                member.attach()
+                gateway.use(member.contribution())
                 await gateway.start()
                 stack.push_async_callback(gateway.aclose)
                 nodes.append(Node(gateway=gateway, store=store, member=member))

@@ -7,7 +7,7 @@ import pytest
 from mcp import Client, types
 
 from bastion.config import parse_config
-from bastion.gateway import Gateway
+from bastion.core.gateway import Gateway
 from bastion.testing import client_transport, running_gateway
 from bastion.upstream.connection import State
 from tests.peers import calc_stdio

@@ -9,8 +9,8 @@ import pytest
 
 from bastion.auth.principal import Principal
 from bastion.config import parse_config
-from bastion.gateway import Gateway
-from bastion.session_seal import SealedState, SessionSealer
+from bastion.core.gateway import Gateway
+from bastion.core.sealing import SealedState, SessionSealer
 from tests.core.test_session_raw import Collect, init
 
 pytestmark = pytest.mark.anyio

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from bastion.app.features import guard_contribution
 from bastion.config import parse_config
-from bastion.gateway import Gateway
+from bastion.core.gateway import Gateway
 from bastion.guard.engine import Guard
 from bastion.guard.setup import Guardrails
 from bastion.pipeline.exchange import Exchange
@@ -73,7 +74,7 @@ async def guarded_gateway(
     recorder = Recorder()
     factories = {n: (lambda s=s: MemoryClientTransport(s)) for n, s in servers.items()}
     gateway = Gateway(config, stages=[built.stage], observers=[recorder], transports=factories)
-    built.attach(gateway)
+    gateway.use(guard_contribution(built, gateway))
     await gateway.start()
     try:
         yield Guarded(gateway=gateway, guardrails=built, recorder=recorder, store=store)

@@ -18,11 +18,11 @@ import yaml
 from mcp import Client, StdioServerParameters, types
 from mcp.shared.exceptions import MCPError
 
+from bastion.app.runtime import Runtime, build_runtime
 from bastion.audit.capture import capture_audit
 from bastion.config import load_config
 from bastion.errors import Reason
 from bastion.pipeline.notice import NoticeKind
-from bastion.runtime import Runtime, build_runtime
 from bastion.testing import client_transport
 from tests.guard.harness import Recorder
 from tests.peers import PYTHON, ROOT, bastion_env, calc_stdio

@@ -17,7 +17,7 @@ from mcp import Client, StdioServerParameters, types
 from mcp.client.sse import sse_client
 
 from bastion.config import parse_config
-from bastion.gateway import Gateway
+from bastion.core.gateway import Gateway
 from bastion.testing import client_transport
 from tests.peers import bastion_env, free_port
 

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+from bastion.app.runtime import Runtime, build_runtime
 from bastion.config import parse_config
-from bastion.runtime import Runtime, build_runtime
 from tests.guard.harness import Recorder
 from tests.peers import EVERYTHING_JS, NODE, PYTHON, ROOT
 from tests.servers import shady

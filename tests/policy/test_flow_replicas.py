@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from bastion.app.runtime import build_runtime
 from bastion.config import parse_config
-from bastion.runtime import build_runtime
 from bastion.server.app import create_app
 from bastion.state.redis_store import RedisStateStore
 from tests.policy.flow_harness import CUSTOMER_EMAIL, EXFILTRATION_RULE, flow_config, injection_page

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 from mcp import Client, MCPError
 
+from bastion.app.runtime import build_runtime
 from bastion.auth.principal import Principal
 from bastion.config import parse_config
 from bastion.errors import Reason
-from bastion.runtime import build_runtime
 from bastion.testing import client_transport
 from tests.peers import PYTHON, ROOT
 

@@ -18,7 +18,7 @@ import httpx
 import yaml
 
 from bastion.config import parse_config
-from bastion.gateway import Gateway
+from bastion.core.gateway import Gateway
 from tests.peers import PYTHON, ROOT, bastion_env, free_port
 
 FAULTY = ROOT / "tests/servers/faulty.py"

@@ -14,7 +14,7 @@ import pytest
 from mcp import Client
 
 from bastion.config import parse_config
-from bastion.gateway import Gateway
+from bastion.core.gateway import Gateway
 from bastion.testing import client_transport
 from tests.reliability.conftest import (
     QUIET,

@@ -14,7 +14,7 @@ import pytest
 from mcp import Client, MCPError, types
 
 from bastion.config import parse_config
-from bastion.gateway import Gateway
+from bastion.core.gateway import Gateway
 from bastion.pipeline.notice import Notice, NoticeKind
 from bastion.testing import client_transport
 from bastion.upstream.connection import State

@@ -7,9 +7,9 @@ import pytest
 import yaml
 from mcp import Client, types
 
+from bastion.app.runtime import build_runtime
 from bastion.auth.principal import Principal
 from bastion.config import load_config
-from bastion.runtime import build_runtime
 from bastion.testing import client_transport
 from tests.peers import calc_stdio
 

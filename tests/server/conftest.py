@@ -18,7 +18,7 @@ import uvicorn
 import yaml
 
 from bastion.config import parse_config
-from bastion.gateway import Gateway
+from bastion.core.gateway import Gateway
 from bastion.pipeline.exchange import Exchange
 from bastion.pipeline.notice import Notice, NoticeKind
 from bastion.server.app import create_app

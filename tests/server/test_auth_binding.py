@@ -13,10 +13,11 @@ import pytest
 from mcp import Client
 from mcp.client.sse import sse_client
 
+from bastion.app.http import build_http_app
+from bastion.app.runtime import build_runtime
 from bastion.auth.apikeys import ApiKeyStore
 from bastion.config import parse_config
 from bastion.pipeline.notice import NoticeKind
-from bastion.runtime import build_http_app, build_runtime
 from tests.peers import calc_stdio
 from tests.server.conftest import INIT_PARAMS, Recorder, SseReader, body, post_headers, request, serve
 

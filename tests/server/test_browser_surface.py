@@ -10,9 +10,10 @@ import anyio
 import httpx
 import pytest
 
+from bastion.app.http import build_http_app
+from bastion.app.runtime import build_runtime
 from bastion.auth.apikeys import ApiKeyStore
 from bastion.config import parse_config
-from bastion.runtime import build_http_app, build_runtime
 from tests.auth.test_credential_binding import secured_config, served
 from tests.server.conftest import serve
 from tests.server.test_middleware import _post, _stack, echo_length

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bastion.config import parse_config
-from bastion.gateway import Gateway
+from bastion.core.gateway import Gateway
 from bastion.server.stdio import EOF, SIGNAL, serve_stdio
 from bastion.transports.base import RequestId
 

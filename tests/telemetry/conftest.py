@@ -10,7 +10,18 @@ from typing import Any
 import anyio
 import uvicorn
 
+from bastion.core.gateway import Gateway
+from bastion.telemetry.config import TelemetryConfig
+from bastion.telemetry.install import Telemetry, build_telemetry
 from tests.peers import free_port
+
+
+def attach(gateway: Gateway, config: TelemetryConfig | None = None, **options: Any) -> Telemetry:
+    """Build telemetry for `gateway` and add its contribution, as the composition root does (here to a gateway
+    that may already run: its observers, tracer and closing apply from now on)."""
+    telemetry = build_telemetry(config, gateway, **options)
+    gateway.use(telemetry.contribution)
+    return telemetry
 
 
 @contextlib.asynccontextmanager

@@ -23,11 +23,10 @@ from bastion.state import EmbeddedStateStore, StateStore
 from bastion.state.redis_store import RedisStateStore
 from bastion.telemetry.anomaly import AnomalyDetector
 from bastion.telemetry.config import AnomalyConfig, TelemetryConfig
-from bastion.telemetry.install import Telemetry
 from bastion.testing import client_transport, running_gateway
 from tests.peers import free_port
 from tests.servers import calc
-from tests.telemetry.conftest import Clock, serve_asgi
+from tests.telemetry.conftest import Clock, attach, serve_asgi
 
 pytestmark = pytest.mark.anyio
 
@@ -252,7 +251,7 @@ async def test_alerts_through_a_gateway_reach_notice_observers_metrics_and_a_rea
 
         async with running_gateway({"calc": calc.build(), "other": calc.build("other")}) as gw:
             gw.notice_observers.append(Feed())
-            telemetry = Telemetry.attach(gw, config)
+            telemetry = attach(gw, config)
             assert telemetry.anomaly is not None and telemetry.metrics is not None
             async with Client(client_transport(gw, principal=ALICE), mode="legacy") as client:
                 await client.call_tool("calc__echo", {"text": SECRET_ARGUMENT})

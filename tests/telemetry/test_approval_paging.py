@@ -12,10 +12,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bastion.telemetry.config import TelemetryConfig
-from bastion.telemetry.install import Telemetry
 from bastion.testing import running_gateway
 from tests.servers import calc
-from tests.telemetry.conftest import serve_asgi
+from tests.telemetry.conftest import attach, serve_asgi
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -32,7 +31,7 @@ async def test_a_pending_approval_reaches_the_alert_webhook_and_the_call_waits_f
     async with serve_asgi(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as base:
         config = TelemetryConfig.model_validate({"anomaly": {"webhook": {"url": f"{base}/hook"}}})
         async with running_gateway({"calc": calc.build()}) as gw:
-            Telemetry.attach(gw, config)
+            attach(gw, config)
             answers: list[bool] = []
 
             async def held_call() -> None:

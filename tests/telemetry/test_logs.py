@@ -17,11 +17,11 @@ from bastion.pipeline.exchange import Exchange
 from bastion.pipeline.stage import BaseStage
 from bastion.pipeline.verdicts import PASS, Verdict
 from bastion.telemetry.config import TelemetryConfig
-from bastion.telemetry.install import Telemetry
 from bastion.telemetry.logs import JsonFormatter, scrub
 from bastion.testing import client_transport, running_gateway
 from tests.peers import ROOT, bastion_env
 from tests.servers import calc
+from tests.telemetry.conftest import attach
 
 SECRET_ARGUMENT = "sk-live-arg-77aa88bb99cc"
 API_KEY = "bst_0123456789abcdef_Zm9vYmFyYmF6cXV4cXV1eA"
@@ -66,7 +66,7 @@ async def test_log_lines_during_a_call_carry_its_session_exchange_and_trace_ids(
     seen = Seen()
     config = TelemetryConfig.model_validate({"tracing": {"enabled": True}, "anomaly": {"enabled": False}})
     async with running_gateway({"calc": calc.build()}, stages=[Chatty()], observers=[seen]) as gw:
-        Telemetry.attach(gw, config, span_exporter=InMemorySpanExporter())
+        attach(gw, config, span_exporter=InMemorySpanExporter())
         async with Client(client_transport(gw), mode="legacy") as client:
             await client.call_tool("calc__echo", {"text": SECRET_ARGUMENT})
     lines = [json.loads(line) for line in json_lines.getvalue().splitlines()]

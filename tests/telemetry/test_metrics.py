@@ -21,10 +21,9 @@ from bastion.pipeline.stage import BaseStage
 from bastion.pipeline.verdicts import PASS, Flag, Reject, Verdict
 from bastion.state import EmbeddedStateStore
 from bastion.telemetry.config import MetricsConfig, TelemetryConfig
-from bastion.telemetry.install import Telemetry
 from bastion.testing import client_transport, running_gateway
 from tests.servers import calc
-from tests.telemetry.conftest import serve_asgi
+from tests.telemetry.conftest import attach, serve_asgi
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -85,8 +84,9 @@ async def _calls(client: Any) -> None:
 
 async def test_metrics_scraped_over_http_count_calls_latency_findings_and_gateway_state() -> None:
     async with running_gateway({"calc": calc.build()}, stages=[GuardLikeStage()]) as gw:
-        gw.observers.append(AuditLike())
-        telemetry = Telemetry.attach(gw, TelemetryConfig.model_validate({"anomaly": {"enabled": False}}))
+        audit = AuditLike()
+        gw.observers.append(audit)
+        telemetry = attach(gw, TelemetryConfig.model_validate({"anomaly": {"enabled": False}}), audit=audit)
         async with serve_asgi(Starlette(routes=telemetry.routes())) as base:
             async with Client(client_transport(gw, principal=ALICE), mode="legacy") as client:
                 await _calls(client)
@@ -131,7 +131,7 @@ async def test_principal_labels_appear_only_when_switched_on() -> None:
         {"metrics": {"principal_labels": True}, "anomaly": {"enabled": False}}
     )
     async with running_gateway({"calc": calc.build()}) as gw:
-        telemetry = Telemetry.attach(gw, config)
+        telemetry = attach(gw, config)
         async with Client(client_transport(gw, principal=ALICE), mode="legacy") as client:
             await client.call_tool("calc__add", {"a": 1, "b": 2})
         assert telemetry.metrics is not None
@@ -145,7 +145,7 @@ async def test_tool_labels_are_capped_per_server_and_the_rest_collapse_to_other(
         {"metrics": {"max_tools_per_server": 1}, "anomaly": {"enabled": False}}
     )
     async with running_gateway({"calc": calc.build()}) as gw:
-        telemetry = Telemetry.attach(gw, config)
+        telemetry = attach(gw, config)
         async with Client(client_transport(gw), mode="legacy") as client:
             await client.call_tool("calc__add", {"a": 1, "b": 2})
             await client.call_tool("calc__echo", {"text": "hi"})
@@ -157,8 +157,8 @@ async def test_tool_labels_are_capped_per_server_and_the_rest_collapse_to_other(
 
 async def test_two_gateways_keep_separate_registries() -> None:
     async with running_gateway({"calc": calc.build()}) as one, running_gateway({"calc": calc.build()}) as two:
-        first = Telemetry.attach(one, TelemetryConfig())
-        second = Telemetry.attach(two, TelemetryConfig())
+        first = attach(one, TelemetryConfig())
+        second = attach(two, TelemetryConfig())
         async with Client(client_transport(one), mode="legacy") as client:
             await client.call_tool("calc__add", {"a": 1, "b": 2})
         assert first.metrics is not None and second.metrics is not None
@@ -180,7 +180,7 @@ async def test_scrape_access_needs_the_bearer_token_or_an_admin_credential_off_l
         token = "scrape-token-0123456789"
         config = MetricsConfig.model_validate({"loopback_open": False, "bearer_token": token})
         async with running_gateway({"calc": calc.build()}) as gw:
-            telemetry = Telemetry.attach(gw, TelemetryConfig(metrics=config))
+            telemetry = attach(gw, TelemetryConfig(metrics=config))
             app = Starlette(routes=telemetry.routes(authenticator))
             async with serve_asgi(app) as base, httpx.AsyncClient(base_url=base) as http:
                 statuses = {
@@ -204,7 +204,7 @@ async def test_scrape_access_needs_the_bearer_token_or_an_admin_credential_off_l
 
 async def test_loopback_scrapes_are_open_by_default() -> None:
     async with running_gateway({"calc": calc.build()}) as gw:
-        telemetry = Telemetry.attach(gw, TelemetryConfig())
+        telemetry = attach(gw, TelemetryConfig())
         async with serve_asgi(Starlette(routes=telemetry.routes())) as base, httpx.AsyncClient() as http:
             response = await http.get(f"{base}/metrics")
     assert response.status_code == 200

@@ -22,10 +22,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bastion.app.http import build_http_app
+from bastion.app.runtime import build_runtime
 from bastion.auth.apikeys import ApiKeyStore
 from bastion.config import parse_config
-from bastion.runtime import build_http_app, build_runtime
-from bastion.telemetry.install import EXTRAS_KEY, Telemetry
+from bastion.telemetry.install import Telemetry
 from bastion.telemetry.logs import JsonFormatter
 from tests.peers import calc_stdio
 from tests.telemetry.conftest import serve_asgi
@@ -80,7 +81,7 @@ async def test_the_full_app_serves_metrics_and_exports_spans_continuing_the_http
             }
         )
         runtime = build_runtime(config)
-        telemetry: Any = runtime.extras[EXTRAS_KEY]
+        telemetry: Any = runtime.telemetry
         assert isinstance(telemetry, Telemetry)
         api_key, _ = await ApiKeyStore(runtime.store).create("alice", ["admin"])
         app = build_http_app(runtime, host="127.0.0.1", port=0)

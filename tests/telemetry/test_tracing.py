@@ -24,11 +24,10 @@ from bastion.pipeline.stage import BaseStage
 from bastion.pipeline.verdicts import Flag, Verdict
 from bastion.telemetry.config import TelemetryConfig, TracingConfig
 from bastion.telemetry.context import INCOMING_TRACEPARENT
-from bastion.telemetry.install import Telemetry
 from bastion.telemetry.propagation import TraceContextMiddleware, trace_headers, valid_traceparent
 from bastion.telemetry.tracing import Tracer
 from bastion.testing import client_transport, running_gateway
-from tests.telemetry.conftest import serve_asgi
+from tests.telemetry.conftest import attach, serve_asgi
 
 pytestmark = pytest.mark.anyio
 
@@ -89,7 +88,7 @@ async def test_a_call_continues_the_client_trace_with_stage_and_upstream_childre
     ids = TraceIds()
     stages = [Named("authenticate"), Flagging()]
     async with running_gateway({"svc": upstream(seen)}, stages=stages, observers=[ids]) as gw:
-        Telemetry.attach(gw, config(), span_exporter=exporter)
+        attach(gw, config(), span_exporter=exporter)
         async with Client(client_transport(gw), mode="legacy") as client:
             exporter.clear()
             seen.clear()
@@ -138,7 +137,7 @@ async def test_a_call_continues_the_client_trace_with_stage_and_upstream_childre
 async def test_stage_spans_can_be_switched_off_keeping_request_and_upstream_spans() -> None:
     exporter = InMemorySpanExporter()
     async with running_gateway({"svc": upstream([])}, stages=[Named("authenticate")]) as gw:
-        Telemetry.attach(gw, config(stage_spans=False), span_exporter=exporter)
+        attach(gw, config(stage_spans=False), span_exporter=exporter)
         async with Client(client_transport(gw), mode="legacy") as client:
             await client.call_tool("svc__lookup", {"query": "x"})
     names = {s.name for s in exporter.get_finished_spans()}
@@ -151,7 +150,7 @@ async def test_without_a_client_traceparent_a_new_trace_starts_and_reaches_the_u
     seen: list[dict[str, Any]] = []
     ids = TraceIds()
     async with running_gateway({"svc": upstream(seen)}, observers=[ids]) as gw:
-        Telemetry.attach(gw, config(), span_exporter=exporter)
+        attach(gw, config(), span_exporter=exporter)
         async with Client(client_transport(gw), mode="legacy") as client:
             await client.call_tool("svc__lookup", {"query": "x"})
     request = by_name(exporter.get_finished_spans())["tools/call svc__lookup"]
@@ -166,7 +165,7 @@ async def test_a_sampled_out_trace_exports_nothing_but_still_propagates_its_ids(
     seen: list[dict[str, Any]] = []
     ids = TraceIds()
     async with running_gateway({"svc": upstream(seen)}, observers=[ids]) as gw:
-        Telemetry.attach(gw, config(sample_ratio=0.0), span_exporter=exporter)
+        attach(gw, config(sample_ratio=0.0), span_exporter=exporter)
         async with Client(client_transport(gw), mode="legacy") as client:
             await client.call_tool("svc__lookup", {"query": "x"})
     assert exporter.get_finished_spans() == ()
@@ -179,7 +178,7 @@ async def test_with_tracing_off_there_are_no_hooks_and_a_client_traceparent_pass
     seen: list[dict[str, Any]] = []
     ids = TraceIds()
     async with running_gateway({"svc": upstream(seen)}, observers=[ids]) as gw:
-        Telemetry.attach(gw, TelemetryConfig())
+        attach(gw, TelemetryConfig())
         assert gw.pipeline.tracer is None and all(c.tracer is None for c in gw.upstreams.values())
         async with Client(client_transport(gw), mode="legacy") as client:
             meta: Any = {"traceparent": CLIENT_TRACEPARENT}

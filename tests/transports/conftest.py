@@ -11,7 +11,7 @@ import pytest
 from mcp import Client, types
 
 from bastion.config import parse_config
-from bastion.gateway import Gateway
+from bastion.core.gateway import Gateway
 from bastion.testing import client_transport
 from bastion.upstream.connection import State
 from tests.interop.conftest import CLIENT_CALLBACKS

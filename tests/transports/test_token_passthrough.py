@@ -7,9 +7,10 @@ import httpx
 import orjson
 import pytest
 
+from bastion.app.http import build_http_app
+from bastion.app.runtime import build_runtime
 from bastion.auth.apikeys import ApiKeyStore
 from bastion.config import parse_config
-from bastion.runtime import build_http_app, build_runtime
 from tests.peers import PYTHON, ROOT, free_port
 from tests.server.conftest import INIT_PARAMS, body, post_headers, request, serve
 from tests.transports.http_peers import Peer, running

@@ -18,7 +18,7 @@ import anyio
 from mcp import Client, types
 
 from bastion.auth.principal import Principal
-from bastion.gateway import Gateway
+from bastion.core.gateway import Gateway
 from bastion.testing import client_transport
 
 

@@ -16,7 +16,7 @@ from mcp import Client, MCPError
 
 from bastion.auth.principal import Principal
 from bastion.config import parse_config
-from bastion.gateway import Gateway
+from bastion.core.gateway import Gateway
 from bastion.testing import client_transport
 from tests.peers import PYTHON, ROOT, free_port
 from tests.transports.http_peers import Peer, running

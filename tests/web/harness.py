@@ -21,15 +21,16 @@ import httpx
 import uvicorn
 from mcp import Client
 
+from bastion.app.features import guard_contribution
+from bastion.app.http import build_http_app
+from bastion.app.runtime import Runtime, build_runtime
 from bastion.auth.apikeys import ApiKeyStore
 from bastion.auth.principal import Principal
 from bastion.config.loader import parse_config
 from bastion.guard.config import GuardrailsConfig
 from bastion.guard.engine import Guard
-from bastion.guard.setup import EXTRAS_KEY as GUARDRAILS_KEY
 from bastion.guard.setup import Guardrails
 from bastion.pipeline.chain import Pipeline
-from bastion.runtime import Runtime, build_http_app, build_runtime
 from bastion.testing import client_transport
 from bastion.transports.memory import MemoryClientTransport
 from bastion.upstream.connection import State, UpstreamConnection
@@ -110,7 +111,8 @@ class Stack:
 
     @property
     def dashboard(self) -> Dashboard:
-        dashboard: Dashboard = self.runtime.extras["dashboard"]
+        dashboard = self.runtime.dashboard
+        assert dashboard is not None
         return dashboard
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
@@ -130,9 +132,12 @@ def add_guardrails(runtime: Runtime) -> None:
     config = GuardrailsConfig.model_validate(GUARDRAILS)
     guardrails = Guardrails.from_config(config, runtime.store, guard=Guard(config, backend="re2"))
     gateway = runtime.gateway
-    gateway.pipeline = Pipeline([*gateway.pipeline.stages, guardrails.stage])
-    guardrails.attach(gateway)
-    runtime.extras[GUARDRAILS_KEY] = guardrails
+    stages = list(gateway.pipeline.stages)
+    # Where the root puts it: before the list filter, which stays last (first on the way back).
+    at = next((i for i, s in enumerate(stages) if s.name == "list-filter"), len(stages))
+    gateway.pipeline = Pipeline([*stages[:at], guardrails.stage, *stages[at:]])
+    gateway.use(guard_contribution(guardrails, gateway))
+    runtime.guardrails = guardrails
 
 
 def use_memory(runtime: Runtime, name: str, server: Any) -> None:

@@ -326,7 +326,7 @@ async def test_the_audit_search_export_and_chain_verification(
     auth = bearer(stack.admin_key)
     async with stack.agent() as agent:
         await agent.call_tool("calc__add", {"a": 20, "b": 22})
-    recorder = stack.runtime.extras["audit"]
+    recorder = stack.runtime.audit.recorder
     await recorder.flush()
     found = (await client.get("/api/audit?tool=calc__add&principal=agent-1", headers=auth)).json()
     assert found["durable"] and [e["target"] for e in found["events"]] == ["add"]
@@ -389,7 +389,7 @@ async def test_an_expired_admin_key_on_the_api_is_one_expiry_event_and_refusals_
     expired, info = await keys.create("old-admin", ["admin"], expires_in=60)
     for _ in range(2):
         assert (await client.get("/api/session", headers=bearer(expired))).status_code == 401
-    reader = stack.runtime.extras["audit"].reader
+    reader = stack.runtime.audit.recorder.reader
 
     async def of_key(kind: str) -> list[Any]:
         return [e for e in await reader.search(AuditQuery(kind=kind)) if e.key_id == info.key_id]

@@ -21,8 +21,9 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from bastion.app.http import build_http_app
+from bastion.app.runtime import Runtime, build_runtime
 from bastion.config.loader import parse_config
-from bastion.runtime import Runtime, build_http_app, build_runtime
 from tests.peers import calc_stdio
 from tests.web.harness import (
     GITHUB_TOKEN,

@@ -77,7 +77,7 @@ async def test_real_answers_match_their_documented_schemas(tmp_path: Path) -> No
     async with memory_stack(tmp_path) as stack, stack.client(headers=bearer(stack.admin_key)) as client:
         async with stack.agent() as agent:
             await agent.call_tool("notes__echo", {"text": GITHUB_TOKEN})
-        await stack.runtime.extras["audit"].flush()
+        await stack.runtime.audit.recorder.flush()
         assert (await client.get("/api/openapi.json")).json() == doc
         event_id = (await client.get("/api/feed")).json()["items"][0]["id"]
         key = (await client.post("/api/keys", json={"principal": "ci"})).json()

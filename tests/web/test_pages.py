@@ -206,7 +206,7 @@ async def test_the_audit_page_searches_and_verifies(
     client, _csrf = session
     async with stack.agent() as agent:
         await agent.call_tool("calc__add", {"a": 1, "b": 1})
-    await stack.runtime.extras["audit"].flush()
+    await stack.runtime.audit.recorder.flush()
     page = (await client.get("/ui/audit?tool=calc__add&window=1h&verify=1")).text
     assert "1 event<" in page and "intact" in page
     assert "/api/audit/export?format=csv&amp;tool=calc__add" in page

@@ -35,7 +35,7 @@ async def test_with_the_dashboard_off_ui_is_absent_and_api_stays_behind_the_bear
         data["ui"] = {"enabled": False}
 
     async with memory_stack(tmp_path, tweak=off) as stack, stack.client() as client:
-        assert "dashboard" not in stack.runtime.extras
+        assert stack.runtime.dashboard is None
         assert (await client.get("/ui/login")).status_code == 404
         anonymous = await client.get("/api/overview")
         assert anonymous.status_code == 401 and "resource_metadata" not in anonymous.text

@@ -1,55 +1,65 @@
-"""Attach the audit trail to a runtime: the recorder as the first observer, and the HTTP auth-failure hook.
+"""The audit trail as a feature: the recorder as the first observer, the strict gate stage, the auth-failure hook.
 
-`install_audit(runtime)` is what `build_runtime()` calls before telemetry, so observers run audit first (strict
-audit gates the reply). `auth_failure_hook(gateway)` is what `build_http_app()` gives `AuthMiddleware`.
+`build_audit(config, store)` is what the composition root (`bastion.app`) calls; the root puts its observer first
+(strict audit gates the reply) and its gate right after authentication. `auth_failure_hook(notifier)` is what the
+HTTP app gives `AuthMiddleware`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from dataclasses import dataclass
+from typing import Any
 
 from bastion.audit.admin import expiry_notice
 from bastion.audit.keys import announce, audit_key
 from bastion.audit.recorder import AuditRecorder, default_replica
 from bastion.audit.witness import build_witnesses
 from bastion.auth.failures import FailureHook
+from bastion.config.model import BastionConfig
+from bastion.core.contribution import Contribution, Resource
+from bastion.core.ports import Notifier
 from bastion.pipeline.notice import Notice, NoticeKind
-
-if TYPE_CHECKING:
-    from bastion.gateway import Gateway
-    from bastion.runtime import Runtime
-
-EXTRAS_KEY: Final = "audit"
-"""Where `install_audit` keeps the `AuditRecorder` in `Runtime.extras` (the dashboard reads `.reader`)."""
+from bastion.pipeline.stages.audit_gate import AuditGateStage
+from bastion.state.base import StateStore
 
 
-def install_audit(runtime: Runtime) -> AuditRecorder | None:
-    """Create the configured recorder and wire it into the gateway's observers and lifecycle."""
-    config = runtime.config.audit
-    if not config.enabled:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Audit:
+    """The audit feature of one gateway."""
+
+    recorder: AuditRecorder
+    """The trail (the dashboard reads `.reader`)."""
+    gate: AuditGateStage | None
+    """With `audit.mode: strict`: refuses calls while the trail cannot record them."""
+    contribution: Contribution
+    """The recorder as an observer, opened at start and closed last but one (the store closes after it)."""
+
+
+def build_audit(config: BastionConfig, store: StateStore) -> Audit | None:
+    """Create the configured recorder; None when `audit.enabled` is false."""
+    audit = config.audit
+    if not audit.enabled:
         return None
-    key = audit_key(config, runtime.config.state, create=True)
+    key = audit_key(audit, config.state, create=True)
     announce(key)
     recorder = AuditRecorder.from_config(
-        config,
-        replica=runtime.config.cluster.replica_id or default_replica(),
+        audit,
+        replica=config.cluster.replica_id or default_replica(),
         key=key,
-        witnesses=build_witnesses(config.witnesses, runtime.store),
+        witnesses=build_witnesses(audit.witnesses, store),
     )
-    gateway = runtime.gateway
-    gateway.observers.insert(0, recorder)  # first: strict audit must gate the reply; it also gets notices
-    gateway.startup.append(recorder.open)
-    # Closers run in reverse: audit closes last, after every notice, and the state store right after it,
-    # because the final checkpoint's head goes to the state witness.
-    if runtime.store.aclose in gateway.closers:
-        gateway.closers.remove(runtime.store.aclose)
-    gateway.closers[0:0] = [runtime.store.aclose, recorder.aclose]
-    runtime.extras[EXTRAS_KEY] = recorder
-    return recorder
+    return Audit(
+        recorder=recorder,
+        gate=AuditGateStage(recorder) if audit.mode == "strict" else None,
+        contribution=Contribution(
+            observers=(recorder,),  # it also gets notices (on_notice)
+            resources=(Resource(name="audit trail", open=recorder.open, close=recorder.aclose),),
+        ),
+    )
 
 
-def auth_failure_hook(gateway: Gateway) -> FailureHook:
+def auth_failure_hook(notifier: Notifier) -> FailureHook:
     """`AuthMiddleware`'s `on_failure`: an `auth_failure` notice with the reason, client address, path and the
     presented key's id when Bastion knows the key; the first time a key is refused as expired, also an
     `api_key` notice with action `expired`."""
@@ -60,11 +70,11 @@ def auth_failure_hook(gateway: Gateway) -> FailureHook:
         detail: dict[str, Any] = {"reason": reason, "path": path[:200]}
         if key_id:
             detail["keyId"] = key_id
-        gateway.emit_soon(
+        notifier.emit_soon(
             Notice(kind=NoticeKind.AUTH_FAILURE, remote=client, severity="warning", detail=detail)
         )
         expired = facts.get("expiredKey")
         if key_id and isinstance(expired, Mapping):
-            gateway.emit_soon(expiry_notice(key_id, expired, remote=client))
+            notifier.emit_soon(expiry_notice(key_id, expired, remote=client))
 
     return failed

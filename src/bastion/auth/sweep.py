@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Final
 from bastion.auth.apikeys import ApiKeyStore
 
 if TYPE_CHECKING:
-    from bastion.gateway import Gateway
-    from bastion.session import DownstreamSession
+    from bastion.core.ports import HostedSession, Sessions
 
 logger = logging.getLogger("bastion.auth")
 
@@ -38,7 +37,7 @@ class CredentialSweeper:
     """Closes sessions of revoked or expired credentials. Start with `start()`, stop with `aclose()`."""
 
     def __init__(
-        self, gateway: Gateway, keys: ApiKeyStore | None, *, clock: Callable[[], float] = time.time
+        self, gateway: Sessions, keys: ApiKeyStore | None, *, clock: Callable[[], float] = time.time
     ) -> None:
         self._gateway = gateway
         self._keys = keys
@@ -68,11 +67,11 @@ class CredentialSweeper:
         """One pass; returns how many sessions it ended."""
         now = self._clock()
         sessions = [s for s in self._gateway.sessions.values() if not s.closed]
-        ended: list[DownstreamSession] = []
+        ended: list[HostedSession] = []
         key_ids = {
             credential[len(_KEY_PREFIX) :]
             for s in sessions
-            if (credential := str(s.principal.credential)).startswith(_KEY_PREFIX)
+            if (credential := str(s.info.principal.credential)).startswith(_KEY_PREFIX)
         }
         dead_keys = set()
         if self._keys is not None:
@@ -80,7 +79,7 @@ class CredentialSweeper:
                 if not await self._keys.usable(key_id):
                     dead_keys.add(f"{_KEY_PREFIX}{key_id}")
         for session in sessions:
-            principal = session.principal
+            principal = session.info.principal
             expired = principal.expires_at is not None and principal.expires_at <= now
             if expired or principal.credential in dead_keys:
                 ended.append(session)

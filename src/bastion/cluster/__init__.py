@@ -5,7 +5,7 @@ See docs/deploy.md for the deployment side (load balancer affinity, Redis, Postg
 
 from __future__ import annotations
 
-from bastion.cluster.member import ClusterMember, install_cluster
+from bastion.cluster.member import ClusterMember, build_cluster
 from bastion.cluster.registry import SessionEntry, SessionRegistry, session_key
 
-__all__ = ["ClusterMember", "SessionEntry", "SessionRegistry", "install_cluster", "session_key"]
+__all__ = ["ClusterMember", "SessionEntry", "SessionRegistry", "build_cluster", "session_key"]

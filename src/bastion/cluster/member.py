@@ -1,7 +1,8 @@
 """`ClusterMember`: one replica's part in a cluster: session registry, heartbeat, and reacting to others' changes.
 
-It knows the gateway, the state store and the policy holder; it knows nothing of HTTP. `install_cluster(runtime)`
-wires it into the gateway's lifecycle (`build_runtime` calls it last).
+It knows the gateway only through its ports, the state store and the policy holder; it knows nothing of HTTP.
+`build_cluster(...)` is what the composition root calls (last); `ClusterMember.contribution()` is what it adds to
+the gateway: a session listener, its lifecycle, the revocations and a `/readyz` section.
 
 Rules:
 - Every change made through any replica or the CLI reaches this replica within about a second, through the store's
@@ -38,14 +39,15 @@ from bastion.cluster.registry import (
     SessionRegistry,
     session_key,
 )
+from bastion.config.model import BastionConfig
+from bastion.core.contribution import Contribution, Resource
+from bastion.core.ports import HostedSession, Ports
+from bastion.core.tasks import BackgroundTasks
 from bastion.state.base import RECORD_TOPIC, StateEvent, StateStore
 
 if TYPE_CHECKING:
-    from bastion.gateway import Gateway
     from bastion.guard.screen import ToolScreen
     from bastion.policy.holder import PolicyHolder
-    from bastion.runtime import Runtime
-    from bastion.session import DownstreamSession
 
 logger = logging.getLogger("bastion.cluster")
 
@@ -66,11 +68,11 @@ def policy_hash(holder: PolicyHolder | None) -> str:
     return hashlib.sha256(holder.engine.config.model_dump_json().encode()).hexdigest()[:16]
 
 
-def replica_name(runtime: Runtime) -> str:
+def replica_name(config: BastionConfig) -> str:
     """`cluster.replica_id`, or the host name (the audit chain uses the same id)."""
     from bastion.audit.recorder import default_replica
 
-    return runtime.config.cluster.replica_id or default_replica()
+    return config.cluster.replica_id or default_replica()
 
 
 class ClusterMember:
@@ -78,7 +80,7 @@ class ClusterMember:
 
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: Ports,
         store: StateStore,
         registry: SessionRegistry,
         *,
@@ -99,27 +101,30 @@ class ClusterMember:
         self.listening = asyncio.Event()
         """Set while subscribed to the event feed (changes made from now on will be heard)."""
         self._started = time.time()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks()
         self._loops: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._quiet_reload = False
         self._failing: set[str] = set()
-        self._by_key: dict[str, DownstreamSession] = {}
+        self._by_key: dict[str, HostedSession] = {}
         """Sessions held here by registry key, so a termination event finds its copy without hashing every id."""
         self._policy = policy_hash(policy)
 
     # -- wiring -----------------------------------------------------------------------------------------------
 
-    def attach(self) -> None:
-        """Hook into the gateway's sessions, lifecycle and policy reloads."""
-        self.gateway.cluster = self
-        self.gateway.session_listeners.append(self._on_session)
-        self.gateway.startup.append(self.start)
-        self.gateway.closers.append(self.stop)
-        if self.policy is not None:
-            self.policy.on_reload.append(self._on_reload)
+    def contribution(self) -> Contribution:
+        """What this member adds to the gateway: it hears sessions start and end, runs while the gateway runs,
+        answers whether a sealed id was terminated, and shows its numbers on `/readyz`."""
+        return Contribution(
+            session_listeners=(self._on_session,),
+            resources=(Resource(name="cluster member", open=self.start, close=self.stop),),
+            revocations=self.registry,
+            health=(("cluster", self.snapshot),),
+        )
 
     async def start(self) -> None:
+        if self.policy is not None and self._on_reload not in self.policy.on_reload:
+            self.policy.on_reload.append(self._on_reload)
         self._loop = asyncio.get_running_loop()
         self._loops = [
             asyncio.create_task(self._upkeep(), name="cluster-upkeep"),
@@ -130,8 +135,7 @@ class ClusterMember:
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.drain()
         await self._quietly("leave", self.registry.leave())
 
     def snapshot(self) -> dict[str, Any]:
@@ -144,14 +148,12 @@ class ClusterMember:
         }
 
     def _soon(self, name: str, work: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.ensure_future(self._quietly(name, work))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._quietly(name, work))
 
     async def _quietly(self, name: str, work: Coroutine[Any, Any, Any]) -> None:
         try:
             await work
-        except Exception as exc:  # the registry is advisory: a store outage must not fail a client
+        except Exception as exc:  # noqa: BLE001 - supervisor: the registry is advisory, an outage fails no client
             if name not in self._failing:
                 self._failing.add(name)
                 logger.warning("cluster %s failed (%s); retrying quietly", name, type(exc).__name__)
@@ -162,7 +164,7 @@ class ClusterMember:
 
     # -- sessions ---------------------------------------------------------------------------------------------
 
-    def _on_session(self, event: str, session: DownstreamSession) -> None:
+    def _on_session(self, event: str, session: HostedSession) -> None:
         if session.stateless:
             return
         if event in ("start", "restore"):
@@ -211,7 +213,7 @@ class ClusterMember:
         while True:
             try:
                 subscription = await self.store.subscribe()
-            except Exception as exc:  # the store is down: try again later, the polls cover meanwhile
+            except Exception as exc:  # noqa: BLE001 - supervisor: store down, retry; the polls cover meanwhile
                 logger.warning(
                     "cluster events unavailable (%s); retrying in %.1fs", type(exc).__name__, delay
                 )
@@ -228,7 +230,7 @@ class ClusterMember:
                         await self.handle(event)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # a broken feed: resubscribe and re-check what may have been missed
+            except Exception as exc:  # noqa: BLE001 - supervisor: a broken feed, resubscribe and catch up
                 logger.warning("cluster event feed broke (%s); resubscribing", type(exc).__name__)
             finally:
                 self.listening.clear()
@@ -318,28 +320,22 @@ class ClusterMember:
         self._soon("heartbeat", self.registry.heartbeat(self._status(len(self._held()))))
 
 
-def install_cluster(runtime: Runtime) -> ClusterMember:
-    """Give the runtime's gateway a session registry and a cluster member (works on both stores)."""
-    from bastion.guard.setup import EXTRAS_KEY as GUARDRAILS_KEY
-
-    config = runtime.config.cluster
-    if runtime.config.state.backend == "redis" and config.session_secret is None:
+def build_cluster(
+    config: BastionConfig,
+    store: StateStore,
+    ports: Ports,
+    *,
+    policy: PolicyHolder | None = None,
+    screen: ToolScreen | None = None,
+) -> ClusterMember:
+    """This replica's session registry and cluster member (works on both stores)."""
+    if config.state.backend == "redis" and config.cluster.session_secret is None:
         logger.warning(
             "state is shared (redis) but cluster.session_secret is not set: a handshake-era session works only on "
             "the replica that created it, and a load balancer hashing on Mcp-Session-Id will send some sessions "
             "elsewhere; set the same secret on every replica"
         )
     registry = SessionRegistry(
-        runtime.store, replica_name(runtime), revoke_seconds=config.session_max_age_seconds
+        store, replica_name(config), revoke_seconds=config.cluster.session_max_age_seconds
     )
-    guardrails = runtime.extras.get(GUARDRAILS_KEY)
-    member = ClusterMember(
-        runtime.gateway,
-        runtime.store,
-        registry,
-        policy=runtime.policy,
-        screen=getattr(guardrails, "screen", None),
-    )
-    member.attach()
-    runtime.extras["cluster"] = member
-    return member
+    return ClusterMember(ports, store, registry, policy=policy, screen=screen)

@@ -131,7 +131,7 @@ class ClusterConfig(_Model):
     replica_id: str = ""
     """This replica's name (audit chain id, metrics); defaults to the host name."""
     session_secret: SecretStr | None = None
-    """Shared by every replica: session ids become sealed state any replica can open (see session_seal)."""
+    """Shared by every replica: session ids become sealed state any replica can open (see core/sealing.py)."""
     session_max_age_seconds: float = Field(default=86400.0, gt=0)
 
 

@@ -1,6 +1,7 @@
 """`ToolScreen`: judges every tool definition an upstream lists (poisoning and rug pulls) before clients see it.
 
-The catalogue calls the screen with each upstream's complete tool list before caching it (`Catalog.tool_screen`),
+The catalogue calls the screen with each upstream's complete tool list before caching it (`Catalog.tool_screen`,
+given by the guardrails' contribution),
 so a withheld tool is absent from every list *and* unknown to routing: calling it gets exactly the error an unknown
 tool gets. `bastion scan` uses the same screen, without a gateway, through `screen_one`.
 
@@ -24,16 +25,13 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from bastion.guard.actions import Action
 from bastion.guard.engine import Guard
 from bastion.guard.finding import Finding
 from bastion.guard.pins import PinCheck, PinStatus, ToolPin, ToolPins, definition_hash
 from bastion.pipeline.notice import Notice, NoticeKind
-
-if TYPE_CHECKING:
-    from bastion.gateway import Gateway
 
 logger = logging.getLogger("bastion.guard.screen")
 
@@ -44,6 +42,8 @@ _WITHHOLD: Final = frozenset({Action.BLOCK, Action.ASK})
 """Guard actions on a definition that keep it from clients."""
 
 Emit = Callable[[Notice], Awaitable[None]]
+Released = Callable[[list[str]], Awaitable[None]]
+"""Called with the servers whose held tools were released: their lists must be fetched again."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,7 +123,7 @@ class ToolScreen:
         """(server, tool) -> hash of the definition held back, waiting for an operator."""
         self._matched: dict[tuple[str, str], str] = {}
         self._noticed: set[tuple[str, str, str, str]] = set()
-        self._gateway: Gateway | None = None
+        self._released: Released | None = None
         self._poller: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -276,26 +276,24 @@ class ToolScreen:
 
     # -- a running gateway -------------------------------------------------------------------------------------
 
-    def attach(self, gateway: Gateway) -> None:
-        """Screen `gateway`'s tool lists, emit through it, and release held tools when they are approved."""
-        self._gateway = gateway
-        self.emit = gateway.emit
-        gateway.catalog.tool_screen = self
+    def bind(self, emit: Emit, released: Released) -> None:
+        """Emit notices through `emit`, and call `released(servers)` when held tools of those servers are
+        approved (the gateway drops their cached lists and tells clients); the composition root calls this."""
+        self.emit = emit
+        self._released = released
         if self.pins is not None:
             self.pins.listeners.append(self._on_decision)
 
-        async def start() -> None:
-            self._wake = asyncio.Event()
-            self._poller = asyncio.create_task(self._poll(), name="tool-pins-poll")
+    async def start(self) -> None:
+        """Start polling the store for decisions taken in another process."""
+        self._wake = asyncio.Event()
+        self._poller = asyncio.create_task(self._poll(), name="tool-pins-poll")
 
-        async def stop() -> None:
-            if self._poller is not None:
-                self._poller.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._poller
-
-        gateway.startup.append(start)
-        gateway.closers.append(stop)
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
 
     def _on_decision(self, event: str, pin: ToolPin) -> None:
         if (pin.server, pin.tool) in self.held:
@@ -328,11 +326,8 @@ class ToolScreen:
             del self.held[(server, tool)]
             released.append((server, tool))
             await self._decided("approved" if pin is not None else "forgotten", server, tool, digest)
-        gateway = self._gateway
-        if released and gateway is not None:
-            for server in {s for s, _ in released}:
-                gateway.catalog.invalidate(server, "tools/list")
-            await gateway.notify_sessions("notifications/tools/list_changed")
+        if released and self._released is not None:
+            await self._released(sorted({s for s, _ in released}))
         return released
 
     async def _decided(self, event: str, server: str, tool: str, digest: str) -> None:

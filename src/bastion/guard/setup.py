@@ -1,27 +1,26 @@
 """`Guardrails`: the guard engine, its pipeline stage, the tool screen and the pins, built from one config section.
 
-`build_runtime()` builds it when `guardrails.enabled`, puts `stage` last in the chain and calls `attach(gateway)`;
-it is kept in `Runtime.extras["guardrails"]`, where the admin API finds `pins` (list, diff, approve, reject).
+The composition root (`bastion.app`) builds it when `guardrails.enabled`, puts `stage` in the chain and turns the
+rest into the gateway's contribution (the tool screen, the entry screen, the channel guard); it is kept in
+`Runtime.guardrails`, where the admin API finds `pins` (list, diff, approve, reject).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from bastion.guard.channels import ChannelGuard
 from bastion.guard.config import GuardrailsConfig
 from bastion.guard.engine import Guard
 from bastion.guard.pins import ToolPins
 from bastion.guard.screen import ToolScreen
+from bastion.pipeline.notice import Notice
 from bastion.pipeline.stages.guard import GuardStage
 from bastion.state.base import StateStore
 
-if TYPE_CHECKING:
-    from bastion.gateway import Gateway
-
-EXTRAS_KEY: Final = "guardrails"
-"""Where `build_runtime` keeps the `Guardrails` in `Runtime.extras`."""
+EntryScreen = Callable[[str, str, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
 _COMPILED_KEEP: Final = 4
 """Compiled guards kept per process, keyed by their config (compiling the patterns is the slow part)."""
@@ -52,6 +51,8 @@ class Guardrails:
     """The pipeline stage (arguments and results)."""
     pins: ToolPins | None
     """Tool pins (None when `rug_pull: off`)."""
+    channels: ChannelGuard
+    """Screens errors, relayed requests, notifications, instructions and list entries on their way to clients."""
 
     @classmethod
     def from_config(
@@ -73,24 +74,30 @@ class Guardrails:
         def schema_of(server: str, tool: str) -> dict[str, Any] | None:
             return screen.schemas.get((server, tool))
 
-        return cls(guard=guard, screen=screen, stage=GuardStage(guard, schemas=schema_of), pins=pins)
+        return cls(
+            guard=guard,
+            screen=screen,
+            stage=GuardStage(guard, schemas=schema_of),
+            pins=pins,
+            channels=ChannelGuard(guard),
+        )
 
-    def attach(self, gateway: Gateway) -> None:
-        """Screen the gateway's tool lists (releasing held tools when approved) and every other server-to-client
-        channel: errors, relayed requests, notifications, instructions, prompt and resource entries."""
-        self.screen.attach(gateway)
-        gateway.channel_guard = ChannelGuard(self.guard)
+    def entry_screen(self, emit: Callable[[Notice], Awaitable[None]]) -> EntryScreen:
+        """The catalogue's screen of prompt, resource and template entries (the `listing` channel)."""
 
         async def entries(server: str, method: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             kept: list[dict[str, Any]] = []
             for item in items:
                 what = f"{method}:{item.get('name') or item.get('uri') or item.get('uriTemplate') or ''}"
-                allowed, screened = await gateway.screen_channel("listing", server, item, what)
-                if allowed and isinstance(screened, dict):
-                    kept.append(screened)
+                screened = self.channels.screen("listing", server, item)
+                notice = screened.notice("listing", server, what)
+                if notice is not None:
+                    await emit(notice)
+                if screened.allowed and isinstance(screened.payload, dict):
+                    kept.append(screened.payload)
             return kept
 
-        gateway.catalog.entry_screen = entries
+        return entries
 
 
 def build_guardrails(config: GuardrailsConfig, store: StateStore) -> Guardrails | None:

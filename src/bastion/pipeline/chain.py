@@ -3,7 +3,8 @@
 Rules:
 - Request path runs stages in order; response path runs them in reverse (like Envoy's filter chain).
 - The first `Reject` ends the request path: nothing reaches the upstream.
-- `Mutate` replaces `exchange.params` (request) or `exchange.result` (response) for later stages.
+- `Mutate` replaces `exchange.params` (request) or `exchange.result` (response) for later stages; one with
+  `record=False` (a list narrowed to what the caller may see) leaves no decision and keeps the outcome.
 - `Ask` asks a human through `exchange.asker`; no asker, a refusal or a failed ask is a `Reject`.
 - A stage that raises follows its `failure_mode`; the default, `closed`, rejects the message.
 - Every verdict is appended to `exchange.decisions` so audit can explain the outcome.
@@ -13,26 +14,40 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager
+from typing import Protocol
 
 from bastion.errors import BastionError, Denied, InternalError, Reason
 from bastion.pipeline.exchange import Exchange
 from bastion.pipeline.stage import FailureMode, Stage
 from bastion.pipeline.verdicts import Ask, Decision, Flag, Mutate, Pass, Reject, Verdict
 
-if TYPE_CHECKING:
-    from bastion.telemetry.tracing import Tracer
-
 logger = logging.getLogger("bastion.pipeline")
+
+
+class ChainTracer(Protocol):
+    """Spans for a request and its stages (`telemetry.tracing.Tracer`; the pipeline knows no telemetry)."""
+
+    def records_stages(self) -> bool:
+        """Whether each stage gets its own span."""
+        ...
+
+    def request_span(self, exchange: Exchange) -> AbstractContextManager[None]:
+        """The span of one client request."""
+        ...
+
+    def stage_span(self, stage: str, phase: str, exchange: Exchange) -> AbstractContextManager[None]:
+        """The span of one stage on one path."""
+        ...
 
 
 class Pipeline:
     """An ordered, immutable list of stages."""
 
-    def __init__(self, stages: Sequence[Stage] = ()) -> None:
+    def __init__(self, stages: Sequence[Stage] = (), *, tracer: ChainTracer | None = None) -> None:
         self.stages: tuple[Stage, ...] = tuple(stages)
-        self.tracer: Tracer | None = None
-        """Set by telemetry when tracing is on: spans per stage (and the session's request span)."""
+        self.tracer = tracer
+        """Spans per stage (and the session's request span) when telemetry traces; None otherwise."""
 
     def __bool__(self) -> bool:
         return bool(self.stages)
@@ -101,6 +116,12 @@ class Pipeline:
     ) -> BastionError | None:
         name = stage.name
         if isinstance(verdict, Pass):
+            return None
+        if isinstance(verdict, Mutate) and not verdict.record:
+            if phase == "request":
+                exchange.params = verdict.body
+            else:
+                exchange.result = verdict.body
             return None
         if isinstance(verdict, Mutate):
             exchange.decisions.append(

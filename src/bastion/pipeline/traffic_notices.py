@@ -13,15 +13,21 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from bastion.pipeline.notice import Notice, NoticeKind
 from bastion.protocol import jsonrpc
 
 if TYPE_CHECKING:
-    from bastion.gateway import Gateway
     from bastion.session import DownstreamSession
     from bastion.transports.base import JsonDict, RequestId
+
+
+class Gateway(Protocol):
+    """What these builders need of the gateway (`core.ports.SessionHost` has it): the session notice."""
+
+    def session_notice(self, kind: NoticeKind, session: Any, **detail: Any) -> Notice: ...
+
 
 MAX_TEXT: Final = 200
 """Longest client-chosen string kept in a notice's detail."""

@@ -35,6 +35,9 @@ class Mutate:
     """Why it changed (e.g. redactions)."""
     explanation: str = ""
     """Human-readable reason, recorded for audit."""
+    record: bool = True
+    """False for a view the policy narrows (a list without the entries the caller may not see): not a change of
+    the message worth a decision, so no decision is recorded and the outcome stays as it was."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

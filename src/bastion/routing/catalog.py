@@ -33,6 +33,8 @@ MAX_PAGES: Final = 100
 
 ToolScreen = Callable[[str, list[JsonDict]], Awaitable[list[JsonDict]]]
 """Screens an upstream's tool definitions before they are cached (poisoning, rug-pull pins)."""
+EntryScreen = Callable[[str, str, list[JsonDict]], Awaitable[list[JsonDict]]]
+"""(server, method, items) -> the prompt/resource/template entries clients may see (guardrails)."""
 
 
 @dataclass(slots=True)
@@ -74,8 +76,9 @@ class Catalog:
         self.namespace = namespace
         self.ttl = ttl_seconds
         self.tool_screen: ToolScreen | None = None
-        self.entry_screen: Callable[[str, str, list[JsonDict]], Awaitable[list[JsonDict]]] | None = None
-        """(server, method, items) -> the prompt/resource/template entries clients may see (guardrails)."""
+        """Set by the core from the guardrails' contribution; withheld tools are unknown to routing too."""
+        self.entry_screen: EntryScreen | None = None
+        """Set by the core from the guardrails' contribution."""
         self._cache: dict[tuple[str, str], _Cached] = {}
         self._routes = _Routes()
         self._tasks: dict[str, str] = {}

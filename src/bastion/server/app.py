@@ -42,7 +42,7 @@ from bastion.server.streamable import StreamableEndpoint
 from bastion.server.wire import Rejections, error_body, send_empty, send_json
 
 if TYPE_CHECKING:
-    from bastion.gateway import Gateway
+    from bastion.core.gateway import Gateway
 
 logger = logging.getLogger("bastion.server")
 

@@ -18,7 +18,7 @@ from bastion.protocol import jsonrpc
 from bastion.transports.base import JsonDict, RequestId
 
 if TYPE_CHECKING:
-    from bastion.gateway import Gateway
+    from bastion.core.gateway import Gateway
     from bastion.session import DownstreamSession
 
 

@@ -48,7 +48,7 @@ from bastion.server.wire import (
 from bastion.transports.base import JsonDict, RequestId
 
 if TYPE_CHECKING:
-    from bastion.gateway import Gateway
+    from bastion.core.gateway import Gateway
     from bastion.server.app import Lifecycle
     from bastion.session import DownstreamSession
 

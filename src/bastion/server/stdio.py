@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bastion.errors import BastionError
@@ -28,7 +29,8 @@ from bastion.pipeline.notice import NoticeKind
 from bastion.transports.stdio import StdioServerOutbound, open_stdio_streams, read_messages
 
 if TYPE_CHECKING:
-    from bastion.gateway import Gateway
+    from bastion.auth.principal import Principal
+    from bastion.core.gateway import Gateway
     from bastion.session import DownstreamSession
     from bastion.transports.base import Outbound
 
@@ -90,14 +92,10 @@ async def serve_stdio(
     return SIGNAL
 
 
-async def run_stdio(config_path: str) -> int:
-    """The `bastion stdio` command: build the runtime, serve stdin/stdout, shut down cleanly."""
-    from bastion.config import load_config
-    from bastion.runtime import build_runtime
-
-    config = load_config(config_path)
-    runtime = build_runtime(config, config_path=config_path)
-    gateway = runtime.gateway
+async def run_stdio(gateway: Gateway, principal_of: Callable[[], Principal]) -> int:
+    """The `bastion stdio` command once the composition root built `gateway`: serve stdin/stdout as the
+    principal `principal_of()` names (asked once the gateway started), shut down cleanly."""
+    config = gateway.config
     reader, writer = await open_stdio_streams(config.limits.max_body_bytes)
     outbound = StdioServerOutbound(writer)
     stop = asyncio.Event()
@@ -108,7 +106,7 @@ async def run_stdio(config_path: str) -> int:
     session: Any = None
     try:
         await gateway.start()
-        principal = runtime.authenticator.stdio_principal()
+        principal = principal_of()
         session = await gateway.open_session(transport="stdio", outbound=outbound, principal=principal)
         await serve_stdio(gateway, session, reader, outbound, stop=stop)
     finally:

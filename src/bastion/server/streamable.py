@@ -54,7 +54,7 @@ from bastion.server.wire import (
 
 if TYPE_CHECKING:
     from bastion.auth.principal import Principal
-    from bastion.gateway import Gateway
+    from bastion.core.gateway import Gateway
     from bastion.server.app import Lifecycle
     from bastion.session import DownstreamSession
 
@@ -313,9 +313,9 @@ class StreamableEndpoint:
         self._bury(headers.session_id)
         self._bury(session.session_id)
         await session.aclose()
-        if (cluster := self._gateway.cluster) is not None:
+        if (revocations := self._gateway.revocations) is not None:
             # Other replicas must not restore this sealed id again, and must close their copies of it.
-            await cluster.registry.revoke(session.session_id, session.info.principal.name)
+            await revocations.revoke(session.session_id, session.info.principal.name)
         await send_empty(send, 204)
 
     # -- sessions ----------------------------------------------------------------------------------------------
@@ -354,11 +354,11 @@ class StreamableEndpoint:
 
     async def _not_found(self, session_id: str, principal: Principal) -> SessionNotFound:
         """The 404, with the registry's reason when the caller owns the session (anyone else learns nothing)."""
-        cluster = self._gateway.cluster
-        if cluster is None:
+        revocations = self._gateway.revocations
+        if revocations is None:
             return SessionNotFound("Session not found")
         try:
-            why = await cluster.registry.explain(session_id, principal.name)
+            why = await revocations.explain(session_id, principal.name)
         except Exception:  # the registry only explains; the answer is a 404 either way
             logger.warning("session registry unavailable while explaining a missing session")
             why = None

@@ -22,7 +22,7 @@ from bastion.pipeline.notice import Notice, NoticeKind
 from bastion.protocol import jsonrpc
 
 if TYPE_CHECKING:
-    from bastion.gateway import Gateway
+    from bastion.core.gateway import Gateway
 
 logger = logging.getLogger("bastion.server")
 

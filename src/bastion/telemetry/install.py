@@ -1,16 +1,19 @@
-"""Attach telemetry to a gateway: metrics and anomaly observers, tracing hooks, the /metrics route.
+"""Telemetry as a feature: metrics and anomaly observers, tracing, the /metrics route and the traceparent reader.
 
-`install_telemetry(runtime)` is what `build_runtime()` calls (after audit, so observers run audit first);
-`telemetry_routes(runtime)` gives the HTTP app its extra routes; `wrap_http_app(runtime, app)` adds the middleware
-that reads the HTTP `traceparent` header. Tests attach to a gateway directly with `Telemetry.attach(gateway, ...)`.
+`build_telemetry(config, ports)` is what the composition root (`bastion.app`) calls; the root adds its contribution
+after audit's, so observers run audit first. Tests build it the same way and hand the contribution to a running
+gateway with `gateway.use(telemetry.contribution)`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bastion.core.contribution import Contribution, Resource
+from bastion.core.ports import Ports
 from bastion.telemetry.anomaly import AnomalyDetector
 from bastion.telemetry.config import TelemetryConfig
 from bastion.telemetry.endpoint import metrics_route
@@ -19,85 +22,24 @@ from bastion.telemetry.propagation import TraceContextMiddleware
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
-    from starlette.routing import BaseRoute
 
     from bastion.auth.authenticator import Authenticator
-    from bastion.gateway import Gateway
-    from bastion.runtime import Runtime
     from bastion.state.base import StateStore
     from bastion.telemetry.tracing import Tracer
 
-EXTRAS_KEY = "telemetry"
-"""Where `install_telemetry` keeps the `Telemetry` in `Runtime.extras`."""
 
-
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Telemetry:
-    """What `telemetry:` asked for, attached to one gateway. Each part is None when switched off."""
+    """What `telemetry:` asked for. Each part is None when switched off."""
 
-    def __init__(
-        self,
-        config: TelemetryConfig,
-        *,
-        metrics: MetricsObserver | None,
-        tracer: Tracer | None,
-        anomaly: AnomalyDetector | None,
-    ) -> None:
-        self.config = config
-        self.metrics = metrics
-        self.tracer = tracer
-        self.anomaly = anomaly
+    config: TelemetryConfig
+    metrics: MetricsObserver | None
+    tracer: Tracer | None
+    anomaly: AnomalyDetector | None
+    contribution: Contribution
+    """Metrics and anomaly observers, the tracer, their closing, the pager on held calls."""
 
-    @classmethod
-    def attach(
-        cls,
-        gateway: Gateway,
-        config: TelemetryConfig | None = None,
-        *,
-        store: StateStore | None = None,
-        span_exporter: SpanExporter | None = None,
-        clock: Callable[[], float] = time.time,
-        audit: Any = None,
-    ) -> Telemetry:
-        """Build every enabled part and hook it into `gateway` (observers go after those already there).
-
-        Args:
-            gateway: The gateway to observe.
-            config: `telemetry:` (default: every default).
-            store: Where anomaly baselines live (default: a private in-memory store).
-            span_exporter: Export spans here instead of where the config says (tests use an in-memory one).
-            clock: Wall clock of the anomaly detector (tests inject one).
-            audit: The audit recorder whose `queue_depth`/`dropped` are exported (default: found among observers).
-        """
-        config = config or TelemetryConfig()
-        metrics = None
-        if config.metrics.enabled:
-            metrics = MetricsObserver(gateway, config.metrics, audit=audit)
-            gateway.observers.append(metrics)  # also a notice observer: it has on_notice
-        tracer = None
-        if config.tracing.enabled:
-            from bastion.telemetry.tracing import Tracer  # OpenTelemetry is only imported when tracing is on
-
-            tracer = Tracer.from_config(
-                config.tracing, exporter=span_exporter, instance=gateway.config.cluster.replica_id
-            )
-            gateway.pipeline.tracer = tracer
-            for conn in gateway.upstreams.values():
-                conn.tracer = tracer
-            gateway.closers.append(tracer.aclose)
-        anomaly = None
-        if config.anomaly.enabled:
-            if store is None:
-                from bastion.state.embedded import EmbeddedStateStore
-
-                store = EmbeddedStateStore(":memory:")  # KV only: nothing to open
-            anomaly = AnomalyDetector(config.anomaly, store, gateway.emit, clock=clock)
-            gateway.observers.append(anomaly)
-            gateway.closers.append(anomaly.aclose)
-            if anomaly.webhook is not None:
-                gateway.approvals.listeners.append(_page_operators(anomaly.webhook))
-        return cls(config, metrics=metrics, tracer=tracer, anomaly=anomaly)
-
-    def routes(self, authenticator: Authenticator | None = None) -> list[BaseRoute]:
+    def routes(self, authenticator: Authenticator | None = None) -> list[Any]:
         """The HTTP routes telemetry serves (`GET /metrics` when metrics are on)."""
         if self.metrics is None:
             return []
@@ -108,31 +50,72 @@ class Telemetry:
         return TraceContextMiddleware(app) if self.tracer is not None else app
 
 
-def _config_of(runtime: Runtime) -> TelemetryConfig:
-    config = getattr(runtime.config, "telemetry", None)
-    return config if isinstance(config, TelemetryConfig) else TelemetryConfig()
+def build_telemetry(
+    config: TelemetryConfig | None,
+    ports: Ports,
+    *,
+    store: StateStore | None = None,
+    span_exporter: SpanExporter | None = None,
+    clock: Callable[[], float] = time.time,
+    audit: Any = None,
+    authenticator: Authenticator | None = None,
+) -> Telemetry:
+    """Build every enabled part of telemetry for the gateway behind `ports`.
 
+    Args:
+        config: `telemetry:` (default: every default).
+        ports: The gateway, as features see it (metrics label by its upstreams; anomalies are emitted there).
+        store: Where anomaly baselines live (default: a private in-memory store).
+        span_exporter: Export spans here instead of where the config says (tests use an in-memory one).
+        clock: Wall clock of the anomaly detector (tests inject one).
+        audit: The audit recorder whose `queue_depth`/`dropped` are exported (None: audit is off).
+        authenticator: Who may scrape `/metrics` when `telemetry.metrics` asks for authentication.
+    """
+    config = config or TelemetryConfig()
+    observers: list[Any] = []
+    resources: list[Resource] = []
+    metrics = None
+    if config.metrics.enabled:
+        metrics = MetricsObserver(ports, config.metrics, audit=audit)
+        observers.append(metrics)  # also a notice observer: it has on_notice
+    tracer = None
+    if config.tracing.enabled:
+        from bastion.telemetry.tracing import Tracer  # OpenTelemetry is only imported when tracing is on
 
-def install_telemetry(runtime: Runtime) -> Telemetry:
-    """Attach telemetry as `runtime.config.telemetry` says; kept in `runtime.extras["telemetry"]`."""
-    telemetry = Telemetry.attach(runtime.gateway, _config_of(runtime), store=runtime.store)
-    runtime.extras[EXTRAS_KEY] = telemetry
-    return telemetry
+        tracer = Tracer.from_config(
+            config.tracing, exporter=span_exporter, instance=ports.config.cluster.replica_id
+        )
+        resources.append(Resource(name="tracer", close=tracer.aclose))
+    anomaly = None
+    pager: tuple[Any, ...] = ()
+    if config.anomaly.enabled:
+        if store is None:
+            from bastion.state.embedded import EmbeddedStateStore
 
-
-def _installed(runtime: Runtime) -> Telemetry:
-    telemetry = runtime.extras.get(EXTRAS_KEY)
-    return telemetry if isinstance(telemetry, Telemetry) else install_telemetry(runtime)
-
-
-def telemetry_routes(runtime: Runtime) -> list[BaseRoute]:
-    """Routes for `create_app(gateway, extra_routes=...)`: `GET /metrics`, guarded by `telemetry.metrics`."""
-    return _installed(runtime).routes(runtime.authenticator)
-
-
-def wrap_http_app(runtime: Runtime, app: Any) -> Any:
-    """The HTTP app with telemetry's ASGI middleware (the `traceparent` header reader when tracing is on)."""
-    return _installed(runtime).wrap_app(app)
+            store = EmbeddedStateStore(":memory:")  # KV only: nothing to open
+        anomaly = AnomalyDetector(config.anomaly, store, ports.emit, clock=clock)
+        observers.append(anomaly)
+        resources.append(Resource(name="anomaly detector", close=anomaly.aclose))
+        if anomaly.webhook is not None:
+            pager = (_page_operators(anomaly.webhook),)
+    routes: tuple[Any, ...] = ()
+    if metrics is not None:
+        routes = (metrics_route(metrics.render, config.metrics, authenticator=authenticator),)
+    return Telemetry(
+        config=config,
+        metrics=metrics,
+        tracer=tracer,
+        anomaly=anomaly,
+        contribution=Contribution(
+            observers=tuple(observers),
+            resources=tuple(resources),
+            tracer=tracer,
+            approval_listeners=pager,
+            routes=routes,
+            # Reads the client's HTTP `traceparent` (only when tracing is on).
+            middleware=(TraceContextMiddleware,) if tracer is not None else (),
+        ),
+    )
 
 
 def _page_operators(webhook: Any) -> Any:

@@ -29,7 +29,7 @@ from bastion.telemetry.config import MetricsConfig
 from bastion.upstream.connection import State
 
 if TYPE_CHECKING:
-    from bastion.gateway import Gateway
+    from bastion.core.ports import Ports as Gateway
     from bastion.pipeline.exchange import Exchange
 
 LATENCY_BUCKETS: Final = (
@@ -71,8 +71,7 @@ class MetricsObserver:
         Args:
             gateway: The gateway whose upstreams, sessions and catalogue bound the labels.
             config: `telemetry.metrics`.
-            audit: The audit recorder, read for `queue_depth`/`dropped` at scrape time (default: the first
-                observer of the gateway that has a `queue_depth` attribute).
+            audit: The audit recorder, read for `queue_depth`/`dropped` at scrape time (None: audit is off).
         """
         self.config = config or MetricsConfig()
         self._gateway = gateway
@@ -259,13 +258,7 @@ class _GatewayCollector:
         return []  # families are built on each scrape; nothing to pre-declare
 
     def _audit_source(self) -> Any:
-        if self._audit is not None:
-            return self._audit
-        gateway = self._gateway
-        for observer in [*gateway.observers, *gateway.notice_observers]:
-            if getattr(observer, "queue_depth", None) is not None:
-                return observer
-        return None
+        return self._audit
 
     def collect(self) -> Iterator[Metric]:
         gateway = self._gateway

@@ -24,7 +24,7 @@ from bastion.auth.principal import ANONYMOUS, Principal
 from bastion.transports.base import Incoming, JsonDict, RequestId, TransportClosed
 
 if TYPE_CHECKING:
-    from bastion.gateway import Gateway
+    from bastion.core.gateway import Gateway
     from bastion.session import DownstreamSession
 
 logger = logging.getLogger("bastion.transports.memory")

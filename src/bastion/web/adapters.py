@@ -1,7 +1,7 @@
 """Adapters between the dashboard and parts of Bastion it reads but does not own: the audit store, tool pins.
 
 Each seam is one small Protocol with the few calls the dashboard makes, plus a function that finds the real
-implementation in the runtime (`runtime.extras["audit"]`, the `AuditRecorder`; `runtime.extras["guardrails"].pins`,
+implementation in the runtime (`runtime.audit`, the `AuditRecorder`; `runtime.guardrails.pins`,
 the guard's `ToolPins`). Where a part is missing (audit switched off, pinning not configured) the adapter
 degrades to what the dashboard can know by itself (the live feed's recent events) or to "not available", so the
 pages still render and say why.
@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bastion.web.feed import LiveFeed
 
 if TYPE_CHECKING:
+    from bastion.app.runtime import Runtime
     from bastion.audit.recorder import AuditRecorder
     from bastion.guard.pins import ToolPins
-    from bastion.runtime import Runtime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,10 +104,8 @@ class FeedAuditSource:
 
 
 def audit_source(runtime: Runtime, feed: LiveFeed) -> AuditSource:
-    """The audit recorder's reader when audit is on (`runtime.extras["audit"]`), else the live feed."""
-    from bastion.audit.install import EXTRAS_KEY
-
-    recorder = runtime.extras.get(EXTRAS_KEY)
+    """The audit recorder's reader when audit is on (`runtime.audit`), else the live feed."""
+    recorder = runtime.audit.recorder if runtime.audit is not None else None
     if recorder is not None:
         return RecorderAuditSource(recorder, fallback=feed)
     return FeedAuditSource(feed)
@@ -238,9 +236,6 @@ class GuardPins:
 
 
 def tool_pins(runtime: Runtime) -> ToolPinsView | None:
-    """The pins when guardrails run with `rug_pull` on (`runtime.extras["guardrails"].pins`), else None."""
-    from bastion.guard.setup import EXTRAS_KEY
-
-    guardrails = runtime.extras.get(EXTRAS_KEY)
-    pins = getattr(guardrails, "pins", None)
+    """The pins when guardrails run with `rug_pull` on (`runtime.guardrails.pins`), else None."""
+    pins = runtime.guardrails.pins if runtime.guardrails is not None else None
     return GuardPins(pins) if pins is not None else None

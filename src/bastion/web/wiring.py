@@ -1,6 +1,7 @@
 """Assemble the dashboard from a `Runtime`: the live feed, login sessions, the admin service, pages and API routes.
 
-`runtime.build_http_app()` calls `dashboard_routes(runtime)` and passes the result to `create_app(...,
+The composition root (`bastion.app.http.build_http_app`) calls `build_dashboard(runtime)`, adds its contribution
+to the gateway (the live feed as the last observer, its closing) and passes its routes to `create_app(...,
 extra_routes=...)`, and wraps the app with `AuthMiddleware` configured by `bearer_auth_config()`: the bearer
 middleware stops guarding `/api` and `/ui` because `AdminGate` guards them, more strictly (admins only) and with
 the session cookie the browser needs.
@@ -19,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from bastion.auth.authenticator import Authenticator
 from bastion.auth.config import AuthConfig
 from bastion.auth.principal import Principal
+from bastion.core.contribution import Contribution, Resource
 from bastion.web.adapters import audit_source, tool_pins
 from bastion.web.api import api_routes
 from bastion.web.config import UIConfig
@@ -31,7 +33,7 @@ from bastion.web.service import AdminService
 from bastion.web.sessions import UISessions
 
 if TYPE_CHECKING:
-    from bastion.runtime import Runtime
+    from bastion.app.runtime import Runtime
 
 logger = logging.getLogger("bastion.web")
 
@@ -49,6 +51,9 @@ class Dashboard:
     service: AdminService
     authenticator: Authenticator
     routes: list[BaseRoute]
+    contribution: Contribution
+    """The feed as the last observer (audit and metrics first; it also gets notices) and approvals listener;
+    closing the feed (ends open live streams when the gateway closes) and the login authenticator."""
 
 
 def ui_config(runtime: Runtime) -> UIConfig:
@@ -57,34 +62,34 @@ def ui_config(runtime: Runtime) -> UIConfig:
     return config if isinstance(config, UIConfig) else UIConfig()
 
 
-def _login_authenticator(runtime: Runtime) -> Authenticator:
-    """The MCP endpoints' authenticator; with `auth.enabled: false`, one that still checks credentials.
+def _login_authenticator(runtime: Runtime) -> tuple[Authenticator, bool]:
+    """The MCP endpoints' authenticator; with `auth.enabled: false`, one that still checks credentials (and is
+    the dashboard's own to close: the second value).
 
     The dashboard always needs a login, even on a loopback gateway that lets anonymous agents in.
     """
     if runtime.authenticator.enabled:
-        return runtime.authenticator
+        return runtime.authenticator, False
     forced = runtime.config.auth.model_copy(update={"enabled": True})
     if not forced.api_keys.enabled and forced.jwt is None:
         forced = forced.model_copy(update={"api_keys": forced.api_keys.model_copy(update={"enabled": True})})
-    authenticator = Authenticator.from_config(forced, runtime.store)
-    runtime.gateway.closers.append(authenticator.aclose)
-    return authenticator
+    return Authenticator.from_config(forced, runtime.store), True
 
 
 def build_dashboard(runtime: Runtime) -> Dashboard | None:
-    """Build the dashboard and register its feed on the gateway; None when `ui.enabled` is off."""
+    """Build the dashboard (its feed goes to the gateway through `Dashboard.contribution`); None when
+    `ui.enabled` is off."""
     config = ui_config(runtime)
     if not config.enabled:
         return None
     feed = LiveFeed(capacity=config.feed_size, subscriber_queue=config.subscriber_queue)
-    runtime.gateway.observers.append(feed)  # last: audit and metrics first; it also gets notices (on_notice)
-    runtime.gateway.approvals.listeners.append(feed.on_approval)
-    # Ends open live streams when the gateway closes. Connection point: create_app's drain hooks
-    # (`Lifecycle.on_drain`) would end them when shutdown *begins*, before uvicorn waits for connections.
-    runtime.gateway.closers.append(_async(feed.close))
     sessions = UISessions(runtime.store, lifetime=config.session_seconds)
-    authenticator = _login_authenticator(runtime)
+    authenticator, own = _login_authenticator(runtime)
+    # The feed ends open live streams when the gateway closes. Connection point: create_app's drain hooks
+    # (`Lifecycle.on_drain`) would end them when shutdown *begins*, before uvicorn waits for connections.
+    resources = [Resource(name="dashboard feed", close=_async(feed.close))]
+    if own:
+        resources.insert(0, Resource(name="dashboard login", close=authenticator.aclose))
     service = AdminService(
         runtime, feed=feed, config=config, audit=audit_source(runtime, feed), pins=tool_pins(runtime)
     )
@@ -138,6 +143,12 @@ def build_dashboard(runtime: Runtime) -> Dashboard | None:
         service=service,
         authenticator=authenticator,
         routes=routes,
+        contribution=Contribution(
+            observers=(feed,),
+            approval_listeners=(feed.on_approval,),
+            resources=tuple(resources),
+            routes=tuple(routes),
+        ),
     )
 
 
@@ -150,15 +161,6 @@ def _async(hook: Callable[[], None]) -> Callable[[], Awaitable[None]]:
 
 def _own_roles(principal: Principal) -> frozenset[str]:
     return principal.roles
-
-
-def dashboard_routes(runtime: Runtime) -> list[BaseRoute]:
-    """The routes to pass to `create_app(..., extra_routes=...)` (empty when the dashboard is off)."""
-    dashboard = build_dashboard(runtime)
-    if dashboard is None:
-        return []
-    runtime.extras["dashboard"] = dashboard
-    return dashboard.routes
 
 
 def bearer_auth_config(runtime: Runtime) -> AuthConfig:
