@@ -58,7 +58,7 @@ def write_config(tmp_path: Path, guardrails: dict[str, Any] | None = None, **ser
 async def gateway(path: Path) -> AsyncIterator[tuple[Runtime, Recorder, Any]]:
     runtime = build_runtime(load_config(path), config_path=str(path))
     recorder, audit = Recorder(), capture_audit()
-    runtime.gateway.observers += [recorder, audit]
+    runtime.gateway.observers.extend([recorder, audit])
     await runtime.gateway.start()
     try:
         yield runtime, recorder, audit

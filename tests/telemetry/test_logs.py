@@ -112,7 +112,7 @@ def test_exceptions_are_one_json_field_and_masked_too() -> None:
 def test_the_log_format_json_option_makes_every_stderr_line_a_json_object() -> None:
     script = (
         "import logging\n"
-        "from bastion import cli\n"
+        "from bastion.app import cli\n"
         "args = cli.build_parser().parse_args(['--log-format', 'json', 'check', '--config', 'unused.yaml'])\n"
         "cli._setup_logging(args.log_level, log_format=args.log_format)\n"
         "logging.getLogger('bastion.upstream').info('upstream %s ready', 'calc')\n"
@@ -136,7 +136,7 @@ def test_the_log_format_json_option_makes_every_stderr_line_a_json_object() -> N
 
 
 def test_text_stays_the_default_log_format() -> None:
-    from bastion import cli
+    from bastion.app import cli
 
     args = cli.build_parser().parse_args(["check", "--config", "unused.yaml"])
     assert args.log_format == "text"

@@ -147,8 +147,8 @@ def use_memory(runtime: Runtime, name: str, server: Any) -> None:
         name,
         runtime.config.servers[name],
         lambda: MemoryClientTransport(server),
-        on_notification=gateway._on_upstream_notice,
-        on_state=gateway._on_upstream_state,
+        on_notification=gateway.ups.on_notice,
+        on_state=gateway.ups.on_state,
     )
 
 
