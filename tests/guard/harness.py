@@ -7,11 +7,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from bastion.app.features import guard_contribution
+from bastion.app.guardrails import Guardrails, guard_contribution
 from bastion.config import parse_config
 from bastion.core.gateway import Gateway
 from bastion.guard.engine import Guard
-from bastion.guard.setup import Guardrails
 from bastion.pipeline.exchange import Exchange
 from bastion.pipeline.notice import Notice, NoticeKind
 from bastion.state import EmbeddedStateStore, StateStore

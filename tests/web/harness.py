@@ -21,7 +21,7 @@ import httpx
 import uvicorn
 from mcp import Client
 
-from bastion.app.features import guard_contribution
+from bastion.app.guardrails import Guardrails, guard_contribution
 from bastion.app.http import build_http_app
 from bastion.app.runtime import Runtime, build_runtime
 from bastion.auth.apikeys import ApiKeyStore
@@ -29,7 +29,6 @@ from bastion.auth.principal import Principal
 from bastion.config.loader import parse_config
 from bastion.guard.config import GuardrailsConfig
 from bastion.guard.engine import Guard
-from bastion.guard.setup import Guardrails
 from bastion.pipeline.chain import Pipeline
 from bastion.testing import client_transport
 from bastion.transports.memory import MemoryClientTransport

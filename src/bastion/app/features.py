@@ -1,4 +1,4 @@
-"""Contributions of the features that sit below the core: state, authentication, policy and guardrails.
+"""Contributions of the features that sit below the core: state, authentication and policy.
 
 Those packages know nothing of the gateway (they are lower layers), so their wiring into it, the part that needs
 the core's ports, lives here, beside the composition root (`app/runtime.py`) that is its only user.
@@ -18,7 +18,6 @@ from bastion.config.model import BastionConfig
 from bastion.core.contribution import Contribution, Resource
 from bastion.core.ports import Ports
 from bastion.core.tasks import BackgroundTasks
-from bastion.guard.setup import Guardrails
 from bastion.pipeline.notice import Notice, NoticeKind
 from bastion.pipeline.stage import Stage
 from bastion.pipeline.stages.authorize import AuthorizeStage
@@ -145,22 +144,3 @@ def _policy_watch(holder: PolicyHolder, ports: Ports) -> Resource:
         await tasks.cancel()
 
     return Resource(name="policy watcher", open=start, close=close)
-
-
-def guard_contribution(guardrails: Guardrails, ports: Ports) -> Contribution:
-    """Guardrails beyond their stage: the tool screen (poisoning, pins) before the catalogue caches a tool list,
-    the entry screen for prompts and resources, the channel guard, and the poll that releases approved tools."""
-    screen = guardrails.screen
-
-    async def released(servers: list[str]) -> None:
-        for server in servers:
-            ports.lists.invalidate(server, "tools/list")
-        await ports.notify_sessions("notifications/tools/list_changed")
-
-    screen.bind(ports.emit, released)
-    return Contribution(
-        tool_screen=screen,
-        entry_screen=guardrails.entry_screen(ports.emit),
-        channel_guard=guardrails.channels,
-        resources=(Resource(name="tool pins poll", open=screen.start, close=screen.stop),),
-    )

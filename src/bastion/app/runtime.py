@@ -15,16 +15,15 @@ from bastion.app.features import (
     PolicyParts,
     auth_contribution,
     build_policy,
-    guard_contribution,
     state_contribution,
 )
+from bastion.app.guardrails import Guardrails, build_guardrails, guard_contribution
 from bastion.audit.install import Audit, build_audit
 from bastion.auth.authenticator import Authenticator
 from bastion.cluster.member import ClusterMember, build_cluster
 from bastion.config.model import BastionConfig
 from bastion.core.contribution import Contribution
 from bastion.core.gateway import Gateway
-from bastion.guard.setup import Guardrails, build_guardrails
 from bastion.pipeline.approvals import ApprovalQueue
 from bastion.pipeline.stage import Stage
 from bastion.pipeline.stages.authorize import AuthenticateStage

@@ -9,12 +9,12 @@ Rules:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import httpx
 
+from bastion.core.tasks import BackgroundTasks
 from bastion.pipeline.notice import Notice
 from bastion.telemetry.config import WebhookConfig
 
@@ -42,7 +42,7 @@ class AlertWebhook:
         self.config = config
         self._client = client
         self._owns_client = client is None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
         self.delivered = 0
         self.failed = 0
         self.dropped = 0
@@ -55,9 +55,7 @@ class AlertWebhook:
                 "alert webhook: %d deliveries pending, alert %s dropped", len(self._tasks), notice.notice_id
             )
             return
-        task = asyncio.get_running_loop().create_task(self._deliver(notice))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._deliver(notice))
 
     async def _deliver(self, notice: Notice) -> None:
         if self._client is None:
@@ -83,7 +81,7 @@ class AlertWebhook:
     async def flush(self) -> None:
         """Wait for the deliveries in flight (each is bounded by the timeout)."""
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            await self._tasks.drain()
 
     async def aclose(self) -> None:
         """Finish pending deliveries, then close the HTTP client."""
