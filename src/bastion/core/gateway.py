@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 from bastion.auth.principal import ANONYMOUS, Principal
@@ -27,8 +27,10 @@ from bastion.config.model import BastionConfig
 from bastion.core.bus import NoticeBus, session_notice
 from bastion.core.contribution import Contribution, Resource
 from bastion.core.ports import HostedSession, ListFilter, Revocations
+from bastion.core.sealing import SessionSealer
 from bastion.core.sessions import SessionTable
 from bastion.core.upstreams import UpstreamSet
+from bastion.fair_limits import FairLimits
 from bastion.guard.channels import ChannelGuard
 from bastion.pipeline.approvals import ApprovalQueue
 from bastion.pipeline.chain import Pipeline
@@ -41,6 +43,7 @@ from bastion.routing.parked import ParkingLot
 from bastion.session import LOG_LEVELS, DownstreamSession
 from bastion.transports.base import ClientTransport, JsonDict, Outbound
 from bastion.upstream.connection import UpstreamConnection
+from bastion.upstream.eras import HandshakeTwins
 from bastion.upstream.pool import UpstreamPool
 
 logger = logging.getLogger("bastion.gateway")
@@ -76,6 +79,24 @@ class Gateway:
         self.ups.sessions = lambda: self.table.sessions.values()
         self.ups.screen_channel = self.screen_channel
         self.pipeline = Pipeline(stages)
+        # The parts, by the names the ports use (plain attributes: sessions read them on every call).
+        self.observers: list[ExchangeObserver] = self.bus.observers
+        self.notice_observers: list[NoticeObserver] = self.bus.notice_observers
+        self.observe: Callable[[Exchange], Coroutine[Any, Any, None]] = self.bus.observe
+        """Hand a finished exchange to every observer (`NoticeBus.observe`; strict audit raises)."""
+        self.emit: Callable[[Notice], Coroutine[Any, Any, None]] = self.bus.emit
+        """Hand a notable event to every notice observer; never raises."""
+        self.emit_soon: Callable[[Notice], None] = self.bus.emit_soon
+        """`emit()` from synchronous code: started now, awaited at close."""
+        self.sessions: dict[str, DownstreamSession] = self.table.sessions
+        self.session_listeners: list[Callable[[str, Any], Any]] = self.table.listeners
+        self.sealer: SessionSealer | None = self.table.sealer
+        self.fair: FairLimits = self.table.fair
+        self.upstreams: dict[str, UpstreamConnection] = self.ups.connections
+        self.catalog: Catalog = self.ups.catalog
+        self.pool: UpstreamPool = self.ups.pool
+        self.needs: CapabilityNeeds = self.ups.needs
+        self.twins: HandshakeTwins = self.ups.twins
         self.parking = ParkingLot()
         self.approvals = approvals if approvals is not None else ApprovalQueue()
         self.started_at = time.time()
@@ -123,56 +144,14 @@ class Gateway:
     # -- the parts, as the ports name them ---------------------------------------------------------------------
 
     @property
-    def observers(self) -> list[ExchangeObserver]:
-        return self.bus.observers
-
-    @property
-    def notice_observers(self) -> list[NoticeObserver]:
-        return self.bus.notice_observers
-
-    @property
-    def sessions(self) -> dict[str, DownstreamSession]:
-        return self.table.sessions
-
-    @property
-    def session_listeners(self) -> list[Callable[[str, Any], Any]]:
-        return self.table.listeners
-
-    @property
-    def sealer(self) -> Any:
-        return self.table.sealer
-
-    @property
-    def fair(self) -> Any:
-        return self.table.fair
-
-    @property
     def revocations(self) -> Revocations | None:
+        """The cluster's terminated session ids (None without a cluster member)."""
         return self.table.revocations
 
     @property
-    def upstreams(self) -> dict[str, UpstreamConnection]:
-        return self.ups.connections
-
-    @property
-    def catalog(self) -> Catalog:
-        return self.ups.catalog
-
-    @property
     def lists(self) -> Catalog:
+        """The merged lists, as features see them (`Lists`)."""
         return self.ups.catalog
-
-    @property
-    def pool(self) -> UpstreamPool:
-        return self.ups.pool
-
-    @property
-    def needs(self) -> CapabilityNeeds:
-        return self.ups.needs
-
-    @property
-    def twins(self) -> Any:
-        return self.ups.twins
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -330,18 +309,6 @@ class Gateway:
                     text = screened.payload
                 parts.append(f"## {name}\n{text}")
         return "\n\n".join(parts) or None
-
-    async def observe(self, exchange: Exchange) -> None:
-        """Hand a finished exchange to every observer (`NoticeBus.observe`)."""
-        await self.bus.observe(exchange)
-
-    async def emit(self, notice: Notice) -> None:
-        """Hand a notable event to every notice observer; never raises."""
-        await self.bus.emit(notice)
-
-    def emit_soon(self, notice: Notice) -> None:
-        """`emit()` from synchronous code: started now, awaited at close."""
-        self.bus.emit_soon(notice)
 
     def session_notice(self, kind: NoticeKind, session: HostedSession, **detail: Any) -> Notice:
         """A notice about a client session, with its principal and client facts filled in."""
