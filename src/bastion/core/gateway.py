@@ -114,7 +114,11 @@ class Gateway:
     # -- composition -------------------------------------------------------------------------------------------
 
     def use(self, *contributions: Contribution) -> None:
-        """Add features' contributions, in order (see `core/contribution.py` for what each field does)."""
+        """Add features' contributions, in order (see `core/contribution.py` for what each field does).
+
+        The composition root calls this before `start`; a resource added to a gateway that already started is
+        closed with it but not opened (tests add observers and tracers to running gateways this way).
+        """
         for part in contributions:
             if part.stages or part.tracer is not None:
                 self.pipeline = Pipeline(
