@@ -69,4 +69,3 @@ async def test_background_tasks_are_awaited_by_drain() -> None:
     assert len(tasks) == 1
     await tasks.drain()
     assert done.is_set() and len(tasks) == 0
-
