@@ -38,7 +38,11 @@ def build_http_app(runtime: Runtime, *, host: str, port: int) -> Any:
     parts = [runtime.telemetry.contribution] if runtime.telemetry is not None else []
     # The dashboard's own gate guards /ui and /api (admins only, session cookie or bearer), so the bearer
     # middleware leaves those paths to it (`bearer_auth_config`).
-    dashboard = build_dashboard(runtime)
+    dashboard = build_dashboard(
+        runtime,
+        recorder=runtime.audit.recorder if runtime.audit is not None else None,
+        pins=runtime.guardrails.pins if runtime.guardrails is not None else None,
+    )
     if dashboard is not None:
         runtime.gateway.use(dashboard.contribution)  # its feed observes last: audit and metrics first
         runtime.dashboard = dashboard

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bastion.web.feed import LiveFeed
 
 if TYPE_CHECKING:
-    from bastion.app.runtime import Runtime
     from bastion.audit.recorder import AuditRecorder
     from bastion.guard.pins import ToolPins
 
@@ -103,9 +102,8 @@ class FeedAuditSource:
         return []
 
 
-def audit_source(runtime: Runtime, feed: LiveFeed) -> AuditSource:
-    """The audit recorder's reader when audit is on (`runtime.audit`), else the live feed."""
-    recorder = runtime.audit.recorder if runtime.audit is not None else None
+def audit_source(recorder: Any, feed: LiveFeed) -> AuditSource:
+    """The audit recorder's reader when audit is on (`runtime.audit.recorder`), else the live feed."""
     if recorder is not None:
         return RecorderAuditSource(recorder, fallback=feed)
     return FeedAuditSource(feed)
@@ -235,7 +233,6 @@ class GuardPins:
         return await self._pins.reject(server, tool, by=by) is not None
 
 
-def tool_pins(runtime: Runtime) -> ToolPinsView | None:
+def tool_pins(pins: Any) -> ToolPinsView | None:
     """The pins when guardrails run with `rug_pull` on (`runtime.guardrails.pins`), else None."""
-    pins = runtime.guardrails.pins if runtime.guardrails is not None else None
     return GuardPins(pins) if pins is not None else None

@@ -34,7 +34,7 @@ from bastion.web.config import UIConfig
 from bastion.web.feed import LiveFeed
 
 if TYPE_CHECKING:
-    from bastion.app.runtime import Runtime
+    from bastion.web.wiring import Runtime
 
 logger = logging.getLogger("bastion.web")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
@@ -33,7 +33,21 @@ from bastion.web.service import AdminService
 from bastion.web.sessions import UISessions
 
 if TYPE_CHECKING:
-    from bastion.app.runtime import Runtime
+    from bastion.config.model import BastionConfig
+    from bastion.core.gateway import Gateway
+    from bastion.policy.holder import PolicyHolder
+    from bastion.state.base import StateStore
+
+
+class Runtime(Protocol):
+    """What the dashboard reads of the runtime the composition root built (`bastion.app.runtime.Runtime`)."""
+
+    config: BastionConfig
+    gateway: Gateway
+    store: StateStore
+    authenticator: Authenticator
+    policy: PolicyHolder | None
+
 
 logger = logging.getLogger("bastion.web")
 
@@ -76,9 +90,15 @@ def _login_authenticator(runtime: Runtime) -> tuple[Authenticator, bool]:
     return Authenticator.from_config(forced, runtime.store), True
 
 
-def build_dashboard(runtime: Runtime) -> Dashboard | None:
+def build_dashboard(runtime: Runtime, *, recorder: Any = None, pins: Any = None) -> Dashboard | None:
     """Build the dashboard (its feed goes to the gateway through `Dashboard.contribution`); None when
-    `ui.enabled` is off."""
+    `ui.enabled` is off.
+
+    Args:
+        runtime: The built runtime.
+        recorder: The audit recorder when audit is on (the dashboard reads its trail), else None.
+        pins: The guardrails' `ToolPins` when pinning is on, else None.
+    """
     config = ui_config(runtime)
     if not config.enabled:
         return None
@@ -91,7 +111,7 @@ def build_dashboard(runtime: Runtime) -> Dashboard | None:
     if own:
         resources.insert(0, Resource(name="dashboard login", close=authenticator.aclose))
     service = AdminService(
-        runtime, feed=feed, config=config, audit=audit_source(runtime, feed), pins=tool_pins(runtime)
+        runtime, feed=feed, config=config, audit=audit_source(recorder, feed), pins=tool_pins(pins)
     )
 
     def roles_of() -> RolesOf:
