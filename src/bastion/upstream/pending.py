@@ -23,11 +23,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from bastion.errors import BastionError, UpstreamTimeout
+from bastion.errors import BastionError, UpstreamTimeout, UpstreamUnavailable
 from bastion.transports.base import JsonDict, RequestId
 from bastion.upstream.association import RULES, Call, Kind, Scope, audience
 
-FAILURE_CODES: Final = frozenset({-31010, -31011})
+FAILURE_CODES: Final = frozenset({UpstreamUnavailable.jsonrpc_code, UpstreamTimeout.jsonrpc_code})
 """Codes of the errors a transport makes up for a request whose exchange failed (HTTP down, 5xx, timeout)."""
 
 
