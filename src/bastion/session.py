@@ -176,7 +176,6 @@ class DownstreamSession:
 
     def _done(self, request_id: RequestId) -> None:
         self.state.finish(request_id)
-        self.calls.finished(request_id)
 
     async def _audit_refusal(self, message: JsonDict, error: JsonDict) -> None:
         """Record a request refused before it was served (the refusal was already sent either way)."""

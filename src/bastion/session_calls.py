@@ -65,11 +65,8 @@ class SessionCalls:
         self._exchanges: dict[RequestId, Exchange] = {}
         """Exchanges in flight, so relayed server->client traffic knows its upstream (for guardrail overrides)."""
         self._input_slots: dict[RequestId, asyncio.Queue[AskItem]] = {}
-        """2026-07-28 calls to handshake-era upstreams: where their server->client requests become rounds."""
-
-    def finished(self, request_id: RequestId) -> None:
-        """The request is over: nothing more is asked on its behalf."""
-        self._input_slots.pop(request_id, None)
+        """2026-07-28 calls to handshake-era upstreams: where their server->client requests become rounds. A slot
+        outlives its downstream request: the parked upstream call may ask again after `input_required` went out."""
 
     def input_slot(self, related: RequestId | None) -> asyncio.Queue[AskItem] | None:
         """Where a server->client request during call `related` goes when that call bridges to `input_required`."""
