@@ -38,7 +38,6 @@ from bastion.protocol import jsonrpc, versions
 from bastion.protocol.methods import LIST_KEYS, Route
 from bastion.protocol.session import (
     CAPABILITY_OF_SERVER_REQUEST,
-    HANDSHAKE_ONLY_METHODS,
     LOG_LEVELS,
     Era,
     Event,
@@ -57,7 +56,7 @@ from bastion.transports.base import JsonDict, Outbound, RequestId
 if TYPE_CHECKING:
     from bastion.gateway import Gateway
 
-__all__ = ["HANDSHAKE_ONLY_METHODS", "LOG_LEVELS", "DownstreamSession"]
+__all__ = ["LOG_LEVELS", "SERVER_INFO", "DownstreamSession"]
 
 logger = logging.getLogger("bastion.session")
 
