@@ -213,3 +213,10 @@ def error_from_exception(exc: BaseException) -> BastionError:
 def error_response(request_id: Any, exc: BaseException) -> dict[str, Any]:
     """The one place an exception becomes a JSON-RPC error response."""
     return {"jsonrpc": "2.0", "id": request_id, "error": error_from_exception(exc).to_jsonrpc_error()}
+
+
+class Cancelled(BastionError):
+    """The client cancelled its request (what audit records; the client itself gets no response)."""
+
+    reason = Reason.CANCELLED
+    jsonrpc_code = -32800

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
-from bastion.errors import InvalidParams
+from bastion.errors import InternalError, InvalidParams, error_response
 from bastion.transports.base import JsonDict
 
 PARK_TTL_SECONDS: Final = 600.0
@@ -73,7 +73,9 @@ class ParkingLot:
         if call.task.done():
             if getter.done() and not getter.cancelled():
                 message, future = getter.result()
-                future.set_result({"error": {"code": -32603, "message": "the call already finished"}})
+                future.set_result(
+                    error_response(message.get("id"), InternalError("the call already finished"))
+                )
             return call.task.result()
         message, future = getter.result()
         key = f"input-{next(self._keys)}"
@@ -101,7 +103,7 @@ class ParkingLot:
             if key in given and isinstance(given[key], dict):
                 future.set_result({"result": given[key]})
             else:
-                future.set_result({"error": {"code": -32602, "message": "no input was provided"}})
+                future.set_result(error_response(key, InvalidParams("no input was provided")))
         call.waiting = {}
 
     def _expire(self) -> None:

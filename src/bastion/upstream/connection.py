@@ -1,10 +1,16 @@
-"""One upstream MCP server: its connection, request correlation and supervision (era negotiation: `negotiate.py`).
+"""One upstream MCP server: its connection and supervision, the async adapter around its correlation.
+
+What each upstream message is tied to (request ids, progress tokens, server->client requests) is decided in one
+module, `pending.py` (`Correlation`); the era negotiation is `negotiate.py`, which uses only the public surface here
+(`raw_request`, `envelope`, `reading`).
 
 Rules:
 - Bastion is the only client of this connection; every downstream session shares it. Upstream request ids are
   Bastion's own integers, so ids from different clients can never collide; each in-flight request remembers its
   owner (the downstream session and that session's request id) for routing everything that relates to it.
 - Progress tokens are rewritten to connection-unique tokens and mapped back on `notifications/progress`.
+- One bad upstream message (a relay or a listener that fails on it) is logged and dropped: the reader keeps
+  serving every other message.
 - A connection serves one scope (`association.Scope`: a session, a principal, or everyone). Server->client
   requests, logs and resource updates reach only the audience `association.RULES` names for the connection's
   transport, isolation and message kind; a request with no audience is refused to the upstream, never guessed.
@@ -21,21 +27,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from bastion.config.model import ServerConfig
-from bastion.errors import BastionError, RateLimited, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from bastion.errors import (
+    BastionError,
+    InternalError,
+    MethodNotFound,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    error_response,
+)
 from bastion.protocol import jsonrpc, versions
 from bastion.transports.base import ClientTransport, Incoming, JsonDict, RequestId
 from bastion.upstream import negotiate
-from bastion.upstream.association import RULES, Call, Isolation, Kind, Scope, audience
+from bastion.upstream.association import Call, Isolation, Scope
 from bastion.upstream.breaker import BACKOFF_MAX, Backoff, CircuitBreaker
 from bastion.upstream.health import HealthMonitor
-from bastion.upstream.pending import Owner, Pending, State, expire, transport_failure
+from bastion.upstream.negotiate import Negotiated
+from bastion.upstream.pending import Correlation, Owner, Pending, expire, transport_failure
 
 __all__ = ["Owner", "Pending", "State", "UpstreamConnection"]
 
@@ -54,6 +70,13 @@ MAX_SERVER_REQUESTS: Final = 64
 """Server->client requests from one upstream served at once; more are refused (a flooding server stays bounded)."""
 CANCEL_FLUSH_SECONDS: Final = 1.0
 """At close, how long pending `notifications/cancelled` may take to go out before the transport is closed."""
+
+
+class State(enum.StrEnum):
+    CONNECTING = "connecting"
+    READY = "ready"
+    DOWN = "down"
+    CLOSED = "closed"
 
 
 class UpstreamConnection:
@@ -75,6 +98,8 @@ class UpstreamConnection:
         """Whom this connection serves (`servers.<name>.isolation`)."""
         self.scope_owner = scope_owner
         """The downstream session of a `session`-scoped connection."""
+        self.correlation = Correlation(scope=scope, transport=config.transport, scope_owner=scope_owner)
+        """What each upstream message is tied to: requests in flight, progress tokens, server requests."""
         self.allowed_tools: frozenset[str] | None = None
         """Set on a scoped connection once its own tool list passed the pins check: only these may be called."""
         self.config = config
@@ -90,9 +115,6 @@ class UpstreamConnection:
         self.instructions: str | None = None
         self.last_error = ""
         self.restarts = 0
-        self._ids = itertools.count(1)
-        self._pending: dict[RequestId, Pending] = {}
-        self._progress: dict[Any, tuple[Owner, Any, RequestId | None]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -135,7 +157,7 @@ class UpstreamConnection:
                 await self._connect()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # supervision boundary: any failure means "down, retry later"
+            except Exception as exc:  # noqa: BLE001 - supervision boundary: any failure means "down, retry later"
                 self.last_error = exc.message if isinstance(exc, BastionError) else type(exc).__name__
                 logger.warning("upstream %s failed to connect: %s", self.name, self.last_error)
                 await self._teardown()
@@ -162,24 +184,25 @@ class UpstreamConnection:
         await transport.start()
         self._reader = asyncio.create_task(self._read(transport), name=f"upstream-{self.name}-reader")
         timeout = self.config.connect_timeout_seconds
-        if self.config.protocol in ("auto", "modern") and await negotiate.probe_modern(self, timeout):
-            self.modern = True
-        elif self.config.protocol == "modern":
+        learned = None
+        if self.config.protocol in ("auto", "modern"):
+            learned = await negotiate.probe_modern(self, timeout)
+        if learned is None and self.config.protocol == "modern":
             raise UpstreamUnavailable(f"server {self.name} does not speak a 2026-07-28 protocol")
-        else:
+        if learned is None:
             try:
-                await negotiate.handshake(self, timeout)
+                self._adopt(await negotiate.handshake(self, timeout))
+                await transport.send(jsonrpc.notification("notifications/initialized"))
             except UpstreamUnavailable:
                 # A dual-era server that was slow to start may have answered our probe late and committed to
                 # the 2026-07-28 era, refusing initialize: ask again, patiently, before giving up.
-                alive = self._reader is not None and not self._reader.done()
-                if not (
-                    self.config.protocol == "auto"
-                    and alive
-                    and await negotiate.probe_modern(self, timeout, patient=True)
-                ):
+                if self.config.protocol != "auto" or not self.reading:
                     raise
-                self.modern = True
+                learned = await negotiate.probe_modern(self, timeout, patient=True)
+                if learned is None:
+                    raise
+        if learned is not None:
+            self._adopt(learned)
         self.breaker.reset()  # a fresh connection is a successful probe
         await self._set_state(State.READY)
         self._ready.set()
@@ -191,6 +214,21 @@ class UpstreamConnection:
             "modern" if self.modern else "handshake",
             self.protocol_version,
         )
+
+    def _adopt(self, learned: Negotiated) -> None:
+        """What negotiation learned becomes the connection's, and the transport's version."""
+        self.modern = learned.modern
+        self.protocol_version = learned.protocol_version
+        self.capabilities = learned.capabilities
+        self.server_info = learned.server_info
+        self.instructions = learned.instructions
+        if self._transport is not None:
+            self._transport.set_protocol_version(learned.protocol_version)
+
+    @property
+    def reading(self) -> bool:
+        """Whether the reader still receives from the transport (an ended one means the upstream went away)."""
+        return self._reader is not None and not self._reader.done()
 
     async def _teardown(self) -> None:
         self._ready.clear()
@@ -205,7 +243,7 @@ class UpstreamConnection:
                 await reader
         # Down first, so nobody is routed here while in-flight calls are being failed.
         await self._set_state(State.CLOSED if self._closing else State.DOWN)
-        self._fail_pending(
+        self.correlation.fail_all(
             UpstreamUnavailable(f"server {self.name} is unavailable", data={"server": self.name})
         )
         if transport is not None:
@@ -222,13 +260,6 @@ class UpstreamConnection:
             except Exception:  # a listener's bug must not stop supervision
                 logger.exception("state listener failed for upstream %s", self.name)
 
-    def _fail_pending(self, exc: BastionError) -> None:
-        pending, self._pending = self._pending, {}
-        self._progress.clear()
-        for item in pending.values():
-            if not item.future.done():
-                item.future.set_exception(exc)
-
     async def aclose(self) -> None:
         """Stop supervision, fail in-flight calls, close the transport (terminating a child process)."""
         self._closing = True
@@ -244,7 +275,8 @@ class UpstreamConnection:
 
     # -- requests ----------------------------------------------------------------------------------------------
 
-    def _envelope(self, params: JsonDict, client_capabilities: JsonDict | None) -> JsonDict:
+    def envelope(self, params: JsonDict, client_capabilities: JsonDict | None = None) -> JsonDict:
+        """`params` with the 2026-07-28 `_meta` envelope of this connection's hop."""
         meta = dict(params.get("_meta") or {})
         meta[versions.META_PROTOCOL_VERSION] = self.protocol_version or versions.MODERN_VERSIONS[0]
         meta[versions.META_CLIENT_CAPABILITIES] = client_capabilities or {}
@@ -289,7 +321,7 @@ class UpstreamConnection:
                 )
             self._active += 1
         if self.modern:
-            params = self._envelope(params, client_capabilities)
+            params = self.envelope(params, client_capabilities)
         timeout = timeout or self.config.timeout_seconds
         try:
             if self.tracer is not None:
@@ -355,9 +387,9 @@ class UpstreamConnection:
 
     async def probe(self, timeout: float) -> bool:
         """One health check: `ping`, or `server/discover` for 2026-07-28 (no ping); any answer means alive."""
-        method, params = ("server/discover", self._envelope({}, None)) if self.modern else ("ping", {})
+        method, params = ("server/discover", self.envelope({})) if self.modern else ("ping", {})
         try:
-            reply = await self._call(method, params, timeout, None, None)
+            reply = await self.raw_request(method, params, timeout)
         except UpstreamError:
             return False
         return not transport_failure(reply, self.name)
@@ -373,6 +405,15 @@ class UpstreamConnection:
         with contextlib.suppress(Exception):
             await transport.aclose()
 
+    async def raw_request(self, method: str, params: JsonDict, timeout: float) -> JsonDict:
+        """A request of Bastion's own (negotiation, health probes): no owner, no state check, no breaker.
+
+        Raises:
+            UpstreamUnavailable: no transport, or the upstream went down while waiting.
+            UpstreamTimeout: no answer in time.
+        """
+        return await self._call(method, params, timeout, None, None)
+
     async def _call(
         self,
         method: str,
@@ -384,11 +425,9 @@ class UpstreamConnection:
         transport = self._transport
         if transport is None:
             raise UpstreamUnavailable(f"server {self.name} is unavailable", data={"server": self.name})
-        upstream_id = next(self._ids)
         future: asyncio.Future[JsonDict] = asyncio.get_running_loop().create_future()
         pending = Pending(future, owner, downstream_id)
-        params = self._map_progress(params, pending, owner, downstream_id)
-        self._pending[upstream_id] = pending
+        upstream_id, params = self.correlation.open(pending, params)
         # A timer instead of wait_for(): one callback per call, no extra task on the hot path.
         timer = asyncio.get_running_loop().call_later(timeout, expire, pending, self.name, method, timeout)
         try:
@@ -411,20 +450,7 @@ class UpstreamConnection:
             raise
         finally:
             timer.cancel()
-            self._pending.pop(upstream_id, None)
-            if pending.progress_token is not None:
-                self._progress.pop(pending.progress_token, None)
-
-    def _map_progress(
-        self, params: JsonDict, pending: Pending, owner: Owner | None, downstream_id: RequestId | None
-    ) -> JsonDict:
-        meta = params.get("_meta")
-        if not isinstance(meta, dict) or "progressToken" not in meta or owner is None:
-            return params
-        token = f"p{next(self._ids)}"
-        self._progress[token] = (owner, meta["progressToken"], downstream_id)
-        pending.progress_token = token
-        return {**params, "_meta": {**meta, "progressToken": token}}
+            self.correlation.close(upstream_id)
 
     async def notify(self, method: str, params: JsonDict | None = None) -> None:
         """Send a notification upstream (best effort: a down upstream just misses it)."""
@@ -436,7 +462,7 @@ class UpstreamConnection:
 
     async def cancel(self, upstream_id: RequestId, reason: str) -> None:
         """Tell the upstream to stop working on a request (`notifications/cancelled`) and stop waiting for it."""
-        pending = self._pending.pop(upstream_id, None)
+        pending = self.correlation.close(upstream_id)
         if pending is not None and not pending.future.done():
             pending.future.cancel()
         await self.notify("notifications/cancelled", {"requestId": upstream_id, "reason": reason})
@@ -446,70 +472,44 @@ class UpstreamConnection:
         if self.state is State.READY:
             self._spawn(self.cancel(upstream_id, reason))
 
-    def find_upstream_id(self, owner: Owner, downstream_id: RequestId) -> RequestId | None:
-        """The upstream id of a downstream session's request in flight here (for cancellation)."""
-        for upstream_id, pending in self._pending.items():
-            if pending.owner is owner and pending.downstream_id == downstream_id:
-                return upstream_id
-        return None
-
-    def forget_owner(self, owner: Owner) -> list[RequestId]:
-        """Upstream ids of everything `owner` has in flight (the session is going away)."""
-        return [uid for uid, p in self._pending.items() if p.owner is owner]
-
     # -- inbound -----------------------------------------------------------------------------------------------
 
     async def _read(self, transport: ClientTransport) -> None:
         async for incoming in transport.receive():
             message = incoming.message
             if "method" not in message:
-                self._resolve(message)
+                if not self.correlation.resolve(message):
+                    logger.debug("upstream %s answered an unknown request id", self.name)
             elif "id" in message:
                 if self._serving >= MAX_SERVER_REQUESTS:
                     logger.warning(
                         "upstream %s: too many requests to clients at once; refused one", self.name
                     )
+                    refusal = InternalError("too many requests in flight")
                     with contextlib.suppress(BastionError):
-                        await transport.send(
-                            jsonrpc.error(message["id"], -32603, "too many requests in flight")
-                        )
+                        await transport.send(error_response(message["id"], refusal))
                     continue
                 self._serving += 1
                 asyncio.create_task(self._serve_request(incoming))  # noqa: RUF006 - tracked by its reply
             else:
-                await self._dispatch_notification(incoming)
-
-    def _resolve(self, message: JsonDict) -> None:
-        pending = self._pending.get(message.get("id"))  # type: ignore[arg-type]
-        if pending is None:
-            logger.debug("upstream %s answered an unknown request id", self.name)
-            return
-        if not pending.future.done():
-            pending.future.set_result(message)
+                try:
+                    await self._dispatch_notification(incoming)
+                except Exception:  # the reader's boundary: one bad message must not end the connection
+                    logger.exception(
+                        "upstream %s: relaying %s failed; dropped", self.name, incoming.message.get("method")
+                    )
 
     def calls(self) -> list[Call]:
         """The client calls in flight here, as association data."""
-        return [c for p in self._pending.values() if (c := _call_of(p)) is not None]
+        return self.correlation.calls()
 
     def owners(self) -> dict[str, Owner]:
         """The sessions with calls in flight here (and a `session` scope's own session), by session id."""
-        owners = {p.owner.session_id: p.owner for p in self._pending.values() if p.owner is not None}
-        if self.scope_owner is not None:
-            owners[self.scope_owner.session_id] = self.scope_owner
-        return owners
+        return self.correlation.owners()
 
     def call_for(self, related: RequestId | None) -> Call | None:
         """The client call an upstream message relates to (the transport's `related`), if it is one."""
-        pending = self._pending.get(related) if related is not None else None
-        return _call_of(pending) if pending is not None else None
-
-    def _owner_of(self, related: RequestId | None) -> tuple[Owner | None, RequestId | None]:
-        owners = self.owners()
-        rule = RULES[(self.config.transport, self.scope.isolation, Kind.REQUEST)]
-        targets = audience(rule, scope=self.scope, related=self.call_for(related), in_flight=self.calls())
-        if len(targets) != 1 or (owner := owners.get(targets[0].session)) is None:
-            return None, None
-        return owner, targets[0].related
+        return self.correlation.call_for(related)
 
     async def _serve_request(self, incoming: Incoming) -> None:
         try:
@@ -523,21 +523,20 @@ class UpstreamConnection:
         if message.get("method") == "ping":
             reply: JsonDict = jsonrpc.result(request_id, {})
         else:
-            owner, downstream_id = self._owner_of(incoming.related)
+            owner, downstream_id = self.correlation.owner_of_request(incoming.related)
             if owner is None:
                 logger.warning(
                     "upstream %s sent %s that no single client call can be tied to; refused",
                     self.name,
                     message.get("method"),
                 )
-                reply = jsonrpc.error(
-                    request_id, -32601, "no client session to relay this request to (association unknown)"
-                )
+                unknown = MethodNotFound("no client session to relay this request to (association unknown)")
+                reply = error_response(request_id, unknown)
             else:
                 try:
                     answer = await owner.relay_request(message, downstream_id, server=self.name)
                 except BastionError as exc:
-                    answer = {"error": exc.to_jsonrpc_error()}
+                    answer = error_response(request_id, exc)
                 reply = {"jsonrpc": "2.0", "id": request_id}
                 if "error" in answer:
                     reply["error"] = answer["error"]
@@ -553,7 +552,7 @@ class UpstreamConnection:
         method = message["method"]
         params = message.get("params") or {}
         if method == "notifications/progress":
-            route = self._progress.get(params.get("progressToken"))
+            route = self.correlation.progress_route(params.get("progressToken"))
             if route is not None:
                 owner, token, downstream_id = route
                 await owner.relay_notification(
@@ -575,16 +574,9 @@ class UpstreamConnection:
             "server": self.server_info.get("name", ""),
             "restarts": self.restarts,
             "lastError": self.last_error,
-            "inFlight": sum(1 for p in self._pending.values() if p.owner is not None),
+            "inFlight": self.correlation.client_calls_in_flight(),
             "maxConcurrent": self.config.max_concurrent,
             "available": self.available,
             "circuit": self.breaker.describe(time.monotonic()),
             "healthChecks": self.monitor.checks,
         }
-
-
-def _call_of(pending: Pending) -> Call | None:
-    owner = pending.owner
-    if owner is None or pending.downstream_id is None:
-        return None
-    return Call(session=owner.session_id, principal=owner.principal_name, request_id=pending.downstream_id)
