@@ -67,7 +67,7 @@ def _flow_stage(config: BastionConfig, policy: PolicyHolder | None, store: State
         return None
     from bastion.pipeline.stages.flow import FlowStage
     from bastion.policy.labels import references_from_servers
-    from bastion.state.taint import TaintStore
+    from bastion.policy.taint import TaintStore
 
     taint = TaintStore(store, ttl=policy.engine.flow.config.ttl_seconds)
     return FlowStage(policy, taint, references=references_from_servers(config.servers))

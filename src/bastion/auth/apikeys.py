@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from bastion.auth.failures import AuthFailure, auth_error
-from bastion.auth.principal import Principal
 from bastion.state.base import StateStore
+from bastion.types import Principal
 
 NAMESPACE: Final = "api_keys"
 """StateStore record namespace of API keys."""

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from bastion.config.model import BastionConfig, ServerConfig
+from bastion.config.model import BastionConfig
 from bastion.errors import BastionError
 from bastion.guard.engine import Guard
 from bastion.guard.pins import PinCheck, ToolPins
@@ -30,6 +30,7 @@ from bastion.guard.screen import ScreenedTool, ToolScreen
 from bastion.guard.setup import compiled_guard
 from bastion.routing.catalog import Catalog
 from bastion.state.base import StateStore
+from bastion.upstream.config import ServerConfig
 from bastion.upstream.connection import State, UpstreamConnection
 from bastion.upstream.factory import transport_factory
 

@@ -13,17 +13,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager
+from typing import Protocol
 
 from bastion.errors import BastionError, Denied, InternalError, Reason
 from bastion.pipeline.exchange import Exchange
 from bastion.pipeline.stage import FailureMode, Stage
 from bastion.pipeline.verdicts import Ask, Decision, Flag, Mutate, Pass, Reject, Verdict
 
-if TYPE_CHECKING:
-    from bastion.telemetry.tracing import Tracer
-
 logger = logging.getLogger("bastion.pipeline")
+
+
+class StageTracer(Protocol):
+    """What the chain needs of tracing (telemetry's `Tracer` is one); the pipeline does not know telemetry."""
+
+    def request_span(self, exchange: Exchange) -> AbstractContextManager[None]:
+        """A span around one client request (the session opens it; sets `exchange.trace_id`)."""
+        ...
+
+    def records_stages(self) -> bool:
+        """Whether to span each stage of the current request."""
+        ...
+
+    def stage_span(self, stage: str, phase: str, exchange: Exchange) -> AbstractContextManager[None]:
+        """A span around one stage on one phase."""
+        ...
 
 
 class Pipeline:
@@ -31,7 +45,7 @@ class Pipeline:
 
     def __init__(self, stages: Sequence[Stage] = ()) -> None:
         self.stages: tuple[Stage, ...] = tuple(stages)
-        self.tracer: Tracer | None = None
+        self.tracer: StageTracer | None = None
         """Set by telemetry when tracing is on: spans per stage (and the session's request span)."""
 
     def __bool__(self) -> bool:

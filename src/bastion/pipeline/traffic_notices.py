@@ -21,7 +21,7 @@ from bastion.protocol import jsonrpc
 if TYPE_CHECKING:
     from bastion.gateway import Gateway
     from bastion.session import DownstreamSession
-    from bastion.transports.base import JsonDict, RequestId
+    from bastion.types import JsonDict, RequestId
 
 MAX_TEXT: Final = 200
 """Longest client-chosen string kept in a notice's detail."""

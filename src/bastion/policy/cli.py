@@ -12,11 +12,11 @@ import json
 import sys
 from typing import Any
 
-from bastion.auth.principal import Principal
 from bastion.errors import ConfigError
 from bastion.policy.engine import Kind
 from bastion.policy.holder import load_policy_file
 from bastion.policy.names import is_canonical
+from bastion.types import Principal
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -22,7 +22,7 @@ from typing import Final
 import orjson
 
 from bastion.server.reply import Mode, Outlet, Reply, frame
-from bastion.transports.base import JsonDict, RequestId
+from bastion.types import JsonDict, RequestId
 
 logger = logging.getLogger("bastion.server")
 

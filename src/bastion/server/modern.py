@@ -45,7 +45,7 @@ from bastion.server.wire import (
     send_empty,
     send_json,
 )
-from bastion.transports.base import JsonDict, RequestId
+from bastion.types import JsonDict, RequestId
 
 if TYPE_CHECKING:
     from bastion.gateway import Gateway

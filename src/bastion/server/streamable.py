@@ -53,10 +53,10 @@ from bastion.server.wire import (
 )
 
 if TYPE_CHECKING:
-    from bastion.auth.principal import Principal
     from bastion.gateway import Gateway
     from bastion.server.app import Lifecycle
     from bastion.session import DownstreamSession
+    from bastion.types import Principal
 
 logger = logging.getLogger("bastion.server")
 

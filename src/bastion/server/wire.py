@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from bastion.auth.principal import ANONYMOUS, Principal
 from bastion.errors import BastionError, InvalidRequest, PayloadTooLarge
 from bastion.pipeline.notice import Notice, NoticeKind
 from bastion.protocol import jsonrpc
+from bastion.types import ANONYMOUS, Principal
 
 if TYPE_CHECKING:
     from bastion.gateway import Gateway

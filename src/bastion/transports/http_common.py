@@ -28,7 +28,8 @@ import httpx
 from bastion import __version__
 from bastion.errors import BastionError, PayloadTooLarge, UpstreamError
 from bastion.protocol import jsonrpc
-from bastion.transports.base import Incoming, JsonDict, RequestId
+from bastion.transports.base import Incoming
+from bastion.types import JsonDict, RequestId
 
 logger = logging.getLogger("bastion.transports.http")
 if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:

@@ -20,7 +20,7 @@ import orjson
 
 from bastion.errors import JSONRPC_METHOD_NOT_FOUND, BastionError, UpstreamUnavailable
 from bastion.protocol import jsonrpc
-from bastion.transports.base import JsonDict, TransportClosed
+from bastion.transports.base import TransportClosed
 from bastion.transports.http_common import (
     MAX_ERROR_BODY_BYTES,
     HttpClientBase,
@@ -31,6 +31,7 @@ from bastion.transports.http_common import (
     same_origin,
     trace_headers,
 )
+from bastion.types import JsonDict
 
 logger = logging.getLogger("bastion.transports.sse")
 

@@ -24,7 +24,8 @@ import orjson
 
 from bastion.errors import BastionError, PayloadTooLarge, UpstreamUnavailable
 from bastion.protocol import jsonrpc
-from bastion.transports.base import Incoming, JsonDict, RequestId, TransportClosed
+from bastion.transports.base import Incoming, TransportClosed
+from bastion.types import JsonDict, RequestId
 
 logger = logging.getLogger("bastion.transports.stdio")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from bastion.errors import UpstreamTimeout
-from bastion.transports.base import JsonDict, RequestId
+from bastion.types import JsonDict, RequestId
 
 FAILURE_CODES: Final = frozenset({-31010, -31011})
 """Codes of the errors a transport makes up for a request whose exchange failed (HTTP down, 5xx, timeout)."""

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from bastion.auth.apikeys import parse_duration
-from bastion.auth.principal import Principal
+from bastion.types import Principal
 from bastion.web.adapters import AuditFilters
 from bastion.web.feed import FILTER_KEYS, LiveFeed
 from bastion.web.service import AdminService, InvalidInput

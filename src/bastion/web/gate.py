@@ -29,9 +29,9 @@ from bastion.auth.apikeys import NAMESPACE as API_KEYS
 from bastion.auth.authenticator import Authenticator
 from bastion.auth.failures import FailureHook as AuthFailureHook
 from bastion.auth.failures import credential_facts, failure_of
-from bastion.auth.principal import Principal
 from bastion.errors import AuthError
 from bastion.state.base import StateStore
+from bastion.types import Principal
 from bastion.web.sessions import COOKIE_NAME, CSRF_FIELD, CSRF_HEADER, UISession, UISessions
 
 logger = logging.getLogger("bastion.web")

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bastion.auth.principal import Principal
 from bastion.state.base import StateStore
+from bastion.types import Principal
 
 COOKIE_NAME: Final = "bastion_ui"
 """Name of the dashboard session cookie."""
