@@ -162,7 +162,7 @@ def run_scan(args: argparse.Namespace) -> int:
 
 
 async def _scan(args: argparse.Namespace, config: BastionConfig) -> int:
-    from bastion.guard.scan import exit_status, render_json, render_table, scan
+    from bastion.app.scan import exit_status, render_json, render_table, scan
 
     if args.no_pins:
         results = await scan(config, store=None, servers=args.server)
@@ -180,7 +180,7 @@ async def _scan(args: argparse.Namespace, config: BastionConfig) -> int:
 
 def _with_labels(args: argparse.Namespace, config: BastionConfig, results: list[Any]) -> int:
     """The scan report plus suggested flow labels (from the served definition, or the name of a withheld one)."""
-    from bastion.guard.scan import exit_status, render_json, render_table
+    from bastion.app.scan import exit_status, render_json, render_table
     from bastion.policy.labels import render_suggestions, suggestions
 
     scanned = [(r.server, t.served or {"name": t.name}) for r in results for t in r.tools]
