@@ -46,12 +46,6 @@ logger = logging.getLogger("bastion.gateway")
 ListFilter = Callable[[Principal, str, list[JsonDict]], list[JsonDict]]
 """(principal, list method, merged items) -> the items that principal may see."""
 
-_LIST_NOTIFICATIONS = (
-    "notifications/tools/list_changed",
-    "notifications/prompts/list_changed",
-    "notifications/resources/list_changed",
-)
-
 
 class Gateway:
     """One running Bastion: everything a transport needs to serve MCP clients."""
@@ -615,5 +609,5 @@ class Gateway:
         if self._listed.get(conn.name) is (not down):
             return  # state and circuit changes that leave the lists as they were: nothing to tell clients
         self._listed[conn.name] = not down
-        for method in _LIST_NOTIFICATIONS:
+        for method in LIST_CHANGED:
             await self.notify_sessions(method)

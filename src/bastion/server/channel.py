@@ -93,11 +93,6 @@ class HttpChannel:
         """True when a request with this id still waits for its response."""
         return request_id in self._replies
 
-    def forget(self, reply: Reply) -> None:
-        """Stop routing to a reply that will never be completed (its POST failed before the session saw it)."""
-        for key in [k for k, v in self._replies.items() if v is reply]:
-            del self._replies[key]
-
     def attach_standalone(self, after: int | None) -> Outlet:
         """A new GET stream: replays buffered standalone events after `after` (None: those never delivered)."""
         if self.standalone is not None:

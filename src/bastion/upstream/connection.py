@@ -446,17 +446,6 @@ class UpstreamConnection:
         if self.state is State.READY:
             self._spawn(self.cancel(upstream_id, reason))
 
-    def find_upstream_id(self, owner: Owner, downstream_id: RequestId) -> RequestId | None:
-        """The upstream id of a downstream session's request in flight here (for cancellation)."""
-        for upstream_id, pending in self._pending.items():
-            if pending.owner is owner and pending.downstream_id == downstream_id:
-                return upstream_id
-        return None
-
-    def forget_owner(self, owner: Owner) -> list[RequestId]:
-        """Upstream ids of everything `owner` has in flight (the session is going away)."""
-        return [uid for uid, p in self._pending.items() if p.owner is owner]
-
     # -- inbound -----------------------------------------------------------------------------------------------
 
     async def _read(self, transport: ClientTransport) -> None:
