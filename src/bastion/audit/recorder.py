@@ -30,7 +30,7 @@ from bastion.audit.chain import Anchor, ChainHead
 from bastion.audit.config import AuditConfig
 from bastion.audit.event import AuditEvent, event_from_notice, exchange_content
 from bastion.audit.signing import SigningKey
-from bastion.audit.sinks import EncodedEvent, Sink, build_sink
+from bastion.audit.sinks import AuditReader, AuditSink, EncodedEvent, Sink, build_sink
 from bastion.audit.witness import Witness
 from bastion.errors import AuditUnavailable
 from bastion.pipeline.exchange import Exchange
@@ -67,7 +67,7 @@ class _SinkWriter:
 
     def __init__(
         self,
-        sink: Sink,
+        sink: AuditSink,
         *,
         limit: int,
         batch_size: int,
@@ -235,6 +235,8 @@ class AuditRecorder:
         """Events durable in every sink."""
         self.commits = 0
         """Batches committed (`written / commits` is the group-commit factor)."""
+        self._readers: list[AuditReader] = list(sinks)
+        """The same sinks, seen from the reading side (the dashboard asks the first)."""
         self._writers = [
             _SinkWriter(
                 s,
@@ -298,12 +300,12 @@ class AuditRecorder:
     # -- what other components read ----------------------------------------------------------------------------
 
     @property
-    def reader(self) -> Sink:
+    def reader(self) -> AuditReader:
         """The sink that answers queries (the first configured)."""
-        return self._writers[0].sink
+        return self._readers[0]
 
     @property
-    def sinks(self) -> list[Sink]:
+    def sinks(self) -> list[AuditSink]:
         return [w.sink for w in self._writers]
 
     @property

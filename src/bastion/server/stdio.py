@@ -23,7 +23,7 @@ import logging
 import signal
 from typing import TYPE_CHECKING, Any
 
-from bastion.errors import BastionError
+from bastion.errors import BastionError, error_response
 from bastion.pipeline.notice import NoticeKind
 from bastion.transports.stdio import StdioServerOutbound, open_stdio_streams, read_messages
 
@@ -56,7 +56,7 @@ async def serve_stdio(
     limits = gateway.config.limits
 
     async def invalid(exc: BastionError) -> None:
-        await outbound.send({"jsonrpc": "2.0", "id": None, "error": exc.to_jsonrpc_error()}, None)
+        await outbound.send(error_response(None, exc), None)
         notice = gateway.session_notice(
             NoticeKind.PROTOCOL_ERROR, session, reason=str(exc.reason), source="client"
         )
