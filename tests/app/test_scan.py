@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bastion.app.scan import (
+from bastion.app.commands.scan import (
     EXIT_CLEAN,
     EXIT_ERROR,
     EXIT_FOUND,

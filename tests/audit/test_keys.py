@@ -15,7 +15,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bastion.audit import cli as audit_cli
+from bastion.app.commands import audit as audit_cli
 from bastion.audit.config import DEFAULT_KEY_FILE
 from bastion.audit.install import EXTRAS_KEY
 from bastion.audit.keys import audit_key
