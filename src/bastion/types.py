@@ -1,4 +1,4 @@
-"""Shared aliases at the bottom of the layer order, so every layer names JSON-RPC values the same way.
+"""Shared aliases and records at the bottom of the layer order, so every layer names them the same way.
 
 Nothing here imports from Bastion; everything may import from here. `Principal` lives here because every
 layer names the caller (exchanges, policy, transports, audit, telemetry), while authenticating is `bastion.auth`;
