@@ -115,6 +115,6 @@ async def run_stdio(config_path: str) -> int:
         if session is not None:
             await session.aclose()
         await gateway.aclose()
-        with contextlib.suppress(Exception):  # the client may have closed our stdout already
+        with contextlib.suppress(OSError, RuntimeError):  # the client may have closed our stdout already
             writer.close()
     return 0
