@@ -48,6 +48,7 @@ test-fast: $(STAMPS)/venv
 lint: $(STAMPS)/venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports  # the layer contracts in pyproject.toml ([tool.importlinter])
 
 typecheck: $(STAMPS)/venv
 	$(BIN)/mypy

@@ -25,8 +25,8 @@ from bastion.core.gateway import Gateway
 from bastion.pipeline.stages.flow import FlowStage
 from bastion.policy.flow import TaintMark
 from bastion.policy.holder import PolicyHolder
+from bastion.policy.taint import TaintStore
 from bastion.state import EmbeddedStateStore, StateStore
-from bastion.state.taint import TaintStore
 from micro_session import ECHO_CALL, InstantUpstream, initialized_session
 
 RULE = {

@@ -22,6 +22,9 @@ BastionError                    reason, jsonrpc_code, http_status, retryable
 └── InternalError               -32603  a bug or a failed dependency (fail closed)
 ```
 
+`error_response` (JSON-RPC) and `http_error` (HTTP) are the only places an error or a pipeline `Reject` becomes
+an answer on the wire; everything else raises.
+
 Each class carries a small `Reason` (used for audit and metric labels, never free text), its JSON-RPC code, the
 HTTP status a transport should use when it has to answer at the HTTP level, and whether a retry may succeed.
 Error *messages* must never contain secrets: build them from names and reasons, never from payload values.
@@ -30,7 +33,11 @@ Error *messages* must never contain secrets: build them from names and reasons, 
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar, Final
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Protocol
+
+import orjson
 
 JSONRPC_PARSE_ERROR: Final = -32700
 JSONRPC_INVALID_REQUEST: Final = -32600
@@ -203,15 +210,29 @@ class InternalError(BastionError):
     """A fault inside Bastion. The message given to clients is generic; details go to the log."""
 
 
-def error_from_exception(exc: BaseException) -> BastionError:
-    """Translate any exception into a `BastionError` for the wire, hiding internals of foreign ones."""
+class Refusal(Protocol):
+    """Anything that carries the error a client receives instead of a result (the pipeline's `Reject`)."""
+
+    @property
+    def error(self) -> BastionError: ...
+
+
+def error_from_exception(exc: BaseException | Refusal) -> BastionError:
+    """Translate any exception (or a refusal) into a `BastionError` for the wire, hiding foreign internals."""
     if isinstance(exc, BastionError):
         return exc
-    return InternalError("internal error")
+    if isinstance(exc, BaseException):
+        return InternalError("internal error")
+    return exc.error
 
 
-def error_response(request_id: Any, exc: BaseException) -> dict[str, Any]:
-    """The one place an exception becomes a JSON-RPC error response."""
+def error_response(request_id: Any, exc: BaseException | Refusal) -> dict[str, Any]:
+    """The one place an error or a pipeline `Reject` becomes a JSON-RPC error response.
+
+    Args:
+        request_id: The id of the request being answered (None when it is unknown: the reply's `id` is null).
+        exc: Any exception (a foreign one becomes a generic `InternalError`) or a `Reject`.
+    """
     return {"jsonrpc": "2.0", "id": request_id, "error": error_from_exception(exc).to_jsonrpc_error()}
 
 
@@ -220,3 +241,43 @@ class Cancelled(BastionError):
 
     reason = Reason.CANCELLED
     jsonrpc_code = -32800
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpAnswer:
+    """An HTTP error response, ready for any ASGI sender: status, JSON body, extra headers."""
+
+    status: int
+    """The error's `http_status`, unless the caller's protocol fixes another (401 for a challenge)."""
+    body: bytes
+    """`application/json`: the JSON-RPC error response, or the RFC 6750 form outside MCP."""
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    """Extra response headers (`WWW-Authenticate`...)."""
+
+
+def http_error(
+    exc: BaseException | Refusal,
+    *,
+    request_id: Any = None,
+    status: int | None = None,
+    problem: tuple[str, str] | None = None,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> HttpAnswer:
+    """The one place an error becomes an HTTP response.
+
+    Args:
+        exc: Any exception (a foreign one becomes a generic `InternalError`) or a `Reject`.
+        request_id: For the JSON-RPC body: the id of the request being refused (None: unknown).
+        status: Overrides the error's own `http_status` (a transport's table says otherwise).
+        problem: `(error, error_description)` for endpoints outside MCP (authentication challenges, the admin
+            API), answered in the RFC 6750 form instead of JSON-RPC (an empty description is left out).
+        headers: Extra response headers.
+    """
+    failure = error_from_exception(exc)
+    if problem is not None:
+        error, description = problem
+        body = orjson.dumps(
+            {"error": error, "error_description": description} if description else {"error": error}
+        )
+    else:
+        body = orjson.dumps(error_response(request_id, failure))
+    return HttpAnswer(status=status or failure.http_status, body=body, headers=tuple(headers))

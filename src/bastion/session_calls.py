@@ -42,7 +42,7 @@ from bastion.telemetry.context import CURRENT_EXCHANGE
 from bastion.transports.base import JsonDict, RequestId
 
 if TYPE_CHECKING:
-    from bastion.gateway import Gateway
+    from bastion.core.ports import SessionHost as Gateway
     from bastion.session import DownstreamSession
 
 logger = logging.getLogger("bastion.session")

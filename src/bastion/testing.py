@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from bastion.audit.capture import CapturedAudit, capture_audit
-from bastion.auth.principal import ANONYMOUS, Principal
 from bastion.config.loader import parse_config
 from bastion.config.model import BastionConfig
 from bastion.core.gateway import Gateway
 from bastion.pipeline.stage import ExchangeObserver, Stage
 from bastion.transports.base import ClientTransport
 from bastion.transports.memory import MemoryClientTransport, memory_server_transport
+from bastion.types import ANONYMOUS, Principal
 
 __all__ = ["CapturedAudit", "capture_audit", "client_transport", "memory_config", "running_gateway"]
 

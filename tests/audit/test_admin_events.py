@@ -13,13 +13,13 @@ import orjson
 import pytest
 import yaml
 
+from bastion.app.commands import keys as keys_cli
+from bastion.app.commands import tools as tools_cli
 from bastion.audit.recorder import AuditRecorder
 from bastion.audit.sinks import AuditQuery
 from bastion.audit.sinks.sqlite import SqliteAuditSink
 from bastion.audit.verify import verify
 from bastion.audit.witness import StateWitness
-from bastion.auth import cli as keys_cli
-from bastion.guard import tools_cli
 from bastion.state import EmbeddedStateStore
 from tests.web.harness import bearer, memory_stack
 

@@ -18,7 +18,7 @@ import anyio
 import pytest
 import yaml
 
-from bastion.audit import cli as audit_cli
+from bastion.app.commands import audit as audit_cli
 from bastion.audit.sinks.jsonl import JsonlAuditSink
 from bastion.audit.sinks.sqlite import SqliteAuditSink
 from tests.audit.conftest import write_events

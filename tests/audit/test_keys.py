@@ -15,8 +15,8 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bastion.app.commands import audit as audit_cli
 from bastion.app.runtime import build_runtime
-from bastion.audit import cli as audit_cli
 from bastion.audit.config import DEFAULT_KEY_FILE
 from bastion.audit.keys import audit_key
 from bastion.audit.recorder import AuditRecorder

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bastion.guard.cli import check_stream, judge_line
+from bastion.app.commands.guard import check_stream, judge_line
 from bastion.guard.engine import Guard
 from tests.guard import tokens
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bastion.auth import cli as keys_cli
+from bastion.app.commands import keys as keys_cli
+from bastion.app.commands import policy as policy_cli
 from bastion.config.loader import load_config
-from bastion.policy import cli as policy_cli
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 

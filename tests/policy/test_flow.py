@@ -10,8 +10,8 @@ from bastion.policy.fingerprints import MIN_CHARS, find, fingerprints
 from bastion.policy.flow import FlowPolicy, SessionTaint, TaintMark
 from bastion.policy.flow_config import FlowConfig
 from bastion.policy.labels import ToolLabels, reference_of, references_from_servers, suggest
+from bastion.policy.taint import TaintStore
 from bastion.state import EmbeddedStateStore
-from bastion.state.taint import TaintStore
 
 SALT = b"0123456789abcdef"
 RULE = {

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bastion.guard import tools_cli
+from bastion.app.commands import tools as tools_cli
 from tests.policy.flow_harness import servers
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,9 @@ from mcp.shared.exceptions import MCPError
 from bastion.config import parse_config
 from bastion.pipeline.stages.flow import FlowStage
 from bastion.policy.holder import PolicyHolder
+from bastion.policy.taint import TaintStore
 from bastion.state import EmbeddedStateStore, StateStore
 from bastion.state.redis_store import RedisStateStore
-from bastion.state.taint import TaintStore
 from bastion.testing import client_transport, running_gateway
 from tests.peers import free_port
 from tests.servers import calc

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from bastion.config import parse_config
 from bastion.core.gateway import Gateway
 from bastion.server.stdio import EOF, SIGNAL, serve_stdio
-from bastion.transports.base import RequestId
+from bastion.types import RequestId
 
 LIMIT = 256
 """Line cap of the fuzzed reader, so over-long lines are common."""

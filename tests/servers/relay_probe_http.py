@@ -35,7 +35,7 @@ def _dump(value: Any) -> dict[str, Any]:
 async def _ask(work: Any) -> dict[str, Any]:
     try:
         return _dump(await work)
-    except Exception as exc:  # the client (or Bastion) refused: report it as the error it was
+    except Exception as exc:  # noqa: BLE001 - the client (or Bastion) refused: report it as the error it was
         return {"error": {"message": type(exc).__name__}}
 
 

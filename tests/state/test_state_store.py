@@ -263,3 +263,27 @@ async def test_two_redis_clients_never_hold_more_leases_than_the_limit() -> None
         assert await b.acquire_lease("slots", limit=5, ttl=30) is None
         keys = [k async for k in a._redis.scan_iter(match=f"{prefix}*")]
         await a._redis.delete(*keys)
+
+
+def test_the_state_store_is_exactly_its_narrow_seams_plus_its_lifecycle():
+    from bastion.state import base
+
+    def methods(protocol: type) -> set[str]:
+        return {
+            name for name in vars(protocol) if not name.startswith("_") or name in ("__aenter__", "__aexit__")
+        }
+
+    narrow = [
+        base.KeyValueStore,
+        base.BucketStore,
+        base.LeaseStore,
+        base.RecordStore,
+        base.MemberStore,
+        base.PubSub,
+    ]
+    seen: set[str] = set()
+    for protocol in narrow:
+        assert not methods(protocol) & seen, protocol  # every operation belongs to one seam
+        seen |= methods(protocol)
+    assert methods(base.StateStore) == {"aclose", "__aenter__", "__aexit__"}
+    assert all(protocol in base.StateStore.__mro__ for protocol in narrow)

@@ -18,12 +18,12 @@ from bastion.errors import BastionError, ConfigError
 logger = logging.getLogger("bastion.cli")
 
 _SUBCOMMAND_MODULES = (
-    "bastion.auth.cli",
-    "bastion.policy.cli",
-    "bastion.guard.cli",
-    "bastion.guard.tools_cli",
-    "bastion.audit.cli",
-    "bastion.cluster.cli",
+    "bastion.app.commands.keys",
+    "bastion.app.commands.policy",
+    "bastion.app.commands.guard",
+    "bastion.app.commands.tools",
+    "bastion.app.commands.audit",
+    "bastion.app.commands.cluster",
 )
 """Packages that add their own subcommands (`keys`, `policy`, `guard`, `tools`, `audit`, `cluster`)."""
 

@@ -89,7 +89,7 @@ def build_policy(
     if holder is None:
         return PolicyParts(holder=None)
     from bastion.policy.labels import references_from_servers
-    from bastion.state.taint import TaintStore
+    from bastion.policy.taint import TaintStore
 
     rate_limit = RateLimitStage(holder, store)
     taint = TaintStore(store, ttl=holder.engine.flow.config.ttl_seconds)

@@ -3,23 +3,16 @@ from `bastion keys` / `bastion tools`.
 
 Why: a key is a credential and a pin decision releases or keeps a tool; who did which, for whom, belongs in the
 same trail as the calls they later affect. The admin API emits the notice through its running gateway; the
-commands have no gateway, so they write the event into the configured sinks themselves, on the same chain
-(`cluster.replica_id` or the host name) and with the same key and witnesses, and fails closed when it cannot.
+commands have no gateway, so `bastion.app.commands.offline` writes the event into the configured sinks itself.
 """
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Mapping
 from typing import Any
 
-from bastion.audit.event import event_from_notice
-from bastion.audit.keys import audit_key
-from bastion.audit.recorder import AuditRecorder, default_replica
-from bastion.audit.witness import build_witnesses
 from bastion.auth.apikeys import ApiKeyInfo
 from bastion.pipeline.notice import Notice, NoticeKind
-from bastion.state import open_state_store
 
 
 def key_notice(action: str, key_id: str, *, by: str, via: str, info: ApiKeyInfo | None = None) -> Notice:
@@ -76,39 +69,3 @@ def pin_notice(decision: str, server: str, tool: str, *, by: str, via: str, pend
     """
     detail = {"event": "decided", "decision": decision, "by": by, "via": via, "pendingHash": pending_hash}
     return Notice(kind=NoticeKind.TOOL_CHANGED, principal=by, server=server, target=tool, detail=detail)
-
-
-def cli_user() -> str:
-    """Who runs `bastion keys` / `bastion tools` (the OS account), for the `by` of their events."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name in containers without a passwd entry
-        return "cli"
-
-
-async def record_offline(config_path: str, notice: Notice) -> None:
-    """Write one notice into the trail of the gateway configured in `config_path` (strict: durable or raise).
-
-    The state store (the witness) is opened from the same config, with its paths anchored as the gateway's.
-
-    Raises:
-        ConfigError: The config cannot be loaded.
-        AuditUnavailable: The event could not be made durable.
-    """
-    from bastion.config import load_config
-
-    config = load_config(config_path)
-    if not config.audit.enabled:
-        return
-    async with open_state_store(config.state) as store:
-        recorder = AuditRecorder.from_config(
-            config.audit,
-            replica=config.cluster.replica_id or default_replica(),
-            key=audit_key(config.audit, config.state, create=True),
-            witnesses=build_witnesses(config.audit.witnesses, store),
-        )
-        await recorder.open()
-        try:
-            await recorder.record(event_from_notice(notice), wait=True)
-        finally:
-            await recorder.aclose()  # a final checkpoint covers the event, and its head goes to the witnesses

@@ -30,7 +30,7 @@ from bastion.audit.chain import Anchor, ChainHead
 from bastion.audit.config import AuditConfig
 from bastion.audit.event import AuditEvent, event_from_notice, exchange_content
 from bastion.audit.signing import SigningKey
-from bastion.audit.sinks import EncodedEvent, Sink, build_sink
+from bastion.audit.sinks import AuditReader, AuditSink, EncodedEvent, Sink, build_sink
 from bastion.audit.witness import Witness
 from bastion.errors import AuditUnavailable
 from bastion.pipeline.exchange import Exchange
@@ -67,7 +67,7 @@ class _SinkWriter:
 
     def __init__(
         self,
-        sink: Sink,
+        sink: AuditSink,
         *,
         limit: int,
         batch_size: int,
@@ -124,7 +124,7 @@ class _SinkWriter:
                 for _ in chunk:
                     self.backlog.popleft()
                 await self._checkpoint(head, written=len(chunk))
-        except Exception as exc:  # any driver or OS failure means "not durable"; the caller decides what next
+        except Exception as exc:  # noqa: BLE001 - sink boundary: any driver or OS failure means "not durable"
             if self.healthy:
                 logger.error(
                     "audit sink %s failed: %s; events are kept for a retry", self.sink.name, _describe(exc)
@@ -168,7 +168,7 @@ class _SinkWriter:
             for witness in self._witnesses:
                 try:
                     await witness.record(self.sink.name, anchor)
-                except Exception as exc:  # the events are durable; the next checkpoint moves the head again
+                except Exception as exc:  # noqa: BLE001 - witness boundary: events are durable, next checkpoint retries
                     missed = True
                     logger.error(
                         "audit witness %s: head of %s failed: %s",
@@ -185,7 +185,7 @@ class _SinkWriter:
             if self._key is not None:
                 try:
                     await self.sink.write_anchor(anchor)
-                except Exception as exc:  # the events are durable already; a later checkpoint covers them too
+                except Exception as exc:  # noqa: BLE001 - sink boundary: events are durable, a later checkpoint covers them
                     logger.warning("audit sink %s: checkpoint failed: %s", self.sink.name, _describe(exc))
                     return
             self._checkpointed = head.seq
@@ -235,6 +235,8 @@ class AuditRecorder:
         """Events durable in every sink."""
         self.commits = 0
         """Batches committed (`written / commits` is the group-commit factor)."""
+        self._readers: list[AuditReader] = list(sinks)
+        """The same sinks, seen from the reading side (the dashboard asks the first)."""
         self._writers = [
             _SinkWriter(
                 s,
@@ -298,12 +300,12 @@ class AuditRecorder:
     # -- what other components read ----------------------------------------------------------------------------
 
     @property
-    def reader(self) -> Sink:
+    def reader(self) -> AuditReader:
         """The sink that answers queries (the first configured)."""
-        return self._writers[0].sink
+        return self._readers[0]
 
     @property
-    def sinks(self) -> list[Sink]:
+    def sinks(self) -> list[AuditSink]:
         return [w.sink for w in self._writers]
 
     @property
@@ -484,6 +486,6 @@ class AuditRecorder:
         for writer in self._writers:
             try:
                 anchors += await writer.sink.prune(before, self.key)
-            except Exception as exc:  # retention is housekeeping: never fatal
+            except Exception as exc:  # noqa: BLE001 - sink boundary: retention is housekeeping, never fatal
                 logger.error("pruning audit sink %s failed: %s", writer.sink.name, _describe(exc))
         return anchors

@@ -28,7 +28,7 @@ import orjson
 from bastion.audit.chain import Anchor
 from bastion.audit.config import FileWitnessConfig, StateWitnessConfig, WebhookWitnessConfig
 from bastion.audit.reach import safe_location
-from bastion.state.base import StateStore
+from bastion.state.base import RecordStore
 
 NAMESPACE: Final = "audit-witness"
 """State-store record namespace of the witness heads; the record id is `<sink>/<replica>`."""
@@ -56,7 +56,7 @@ class StateWitness:
 
     name = "state"
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: RecordStore) -> None:
         self._store = store
 
     async def record(self, sink: str, anchor: Anchor) -> None:
@@ -158,7 +158,7 @@ WitnessConfigs = Sequence[StateWitnessConfig | FileWitnessConfig | WebhookWitnes
 
 
 def build_witnesses(
-    configs: WitnessConfigs, store: StateStore | None, *, readable_only: bool = False
+    configs: WitnessConfigs, store: RecordStore | None, *, readable_only: bool = False
 ) -> list[Witness]:
     """The configured witnesses; a state witness needs the state store (None: it is left out).
 

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from bastion.auth.failures import AuthFailure, auth_error
-from bastion.auth.principal import Principal
-from bastion.state.base import StateStore
+from bastion.state.base import RecordStore
+from bastion.types import Principal
 
 NAMESPACE: Final = "api_keys"
-"""StateStore record namespace of API keys."""
+"""Record namespace of API keys."""
 
 PREFIX: Final = "bst_"
 """Every Bastion API key starts with this, which also tells bearer API keys from JWTs."""
@@ -77,9 +77,9 @@ def _digest(salt: bytes, secret: str) -> str:
 
 
 class ApiKeyStore:
-    """Create, list, revoke and verify API keys kept in a `StateStore`."""
+    """Create, list, revoke and verify API keys kept in a `RecordStore`."""
 
-    def __init__(self, store: StateStore, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: RecordStore, *, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._clock = clock
 

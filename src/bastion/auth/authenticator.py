@@ -17,8 +17,8 @@ import httpx
 from bastion.auth.apikeys import PREFIX, ApiKeyStore
 from bastion.auth.config import AuthConfig
 from bastion.auth.failures import AuthFailure, auth_error
-from bastion.auth.principal import ANONYMOUS, Principal
-from bastion.state.base import StateStore
+from bastion.state.base import RecordStore
+from bastion.types import ANONYMOUS, Principal
 
 if TYPE_CHECKING:
     # PyJWT pulls in `cryptography` (about 8 MB of RSS); only a config with `auth.jwt` imports it (in from_config).
@@ -43,7 +43,7 @@ class Authenticator:
 
     @classmethod
     def from_config(
-        cls, config: AuthConfig, store: StateStore, *, client: httpx.AsyncClient | None = None
+        cls, config: AuthConfig, store: RecordStore, *, client: httpx.AsyncClient | None = None
     ) -> Authenticator:
         """Build from the `auth:` section; `store` holds API keys, `client` (optional) fetches the JWKS."""
         jwt = None

@@ -27,8 +27,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from bastion.auth.config import JwtConfig
 from bastion.auth.failures import AuthFailure, auth_error
-from bastion.auth.principal import Principal, token_digest
+from bastion.auth.principal import token_digest
 from bastion.errors import ConfigError
+from bastion.types import Principal
 
 logger = logging.getLogger("bastion.auth")
 

@@ -22,7 +22,7 @@ from bastion.auth.authenticator import Authenticator
 from bastion.auth.config import AuthConfig
 from bastion.auth.failures import AuthFailure, FailureHook, credential_facts, failure_of
 from bastion.auth.metadata import metadata_paths, resource_metadata, resource_metadata_url, www_authenticate
-from bastion.errors import AuthError
+from bastion.errors import AuthError, HttpAnswer, http_error
 
 logger = logging.getLogger("bastion.auth")
 
@@ -93,7 +93,7 @@ class AuthMiddleware:
             and self._metadata is not None
             and path.rstrip("/") in self._metadata_paths
         ):
-            await self._send_json(send, 200, self._metadata, [])
+            await self._send_json(send, HttpAnswer(status=200, body=orjson.dumps(self._metadata)))
             return
         if not self.authenticator.enabled or not self._is_protected(path):
             await self.app(scope, receive, send)
@@ -125,19 +125,22 @@ class AuthMiddleware:
             None if missing else "invalid_request" if failure is AuthFailure.MALFORMED else "invalid_token"
         )
         challenge = www_authenticate(metadata_url=self._metadata_url, error=error)
-        body: dict[str, Any] = {"error": error or "unauthorized", "error_description": str(failure)}
-        await self._send_json(send, 401, body, [(b"www-authenticate", challenge.encode("latin-1"))])
+        answer = http_error(
+            exc,
+            status=401,
+            problem=(error or "unauthorized", str(failure)),
+            headers=[(b"www-authenticate", challenge.encode("latin-1"))],
+        )
+        await self._send_json(send, answer)
 
     @staticmethod
-    async def _send_json(
-        send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]]
-    ) -> None:
-        payload = orjson.dumps(body)
+    async def _send_json(send: Send, answer: HttpAnswer) -> None:
+        """A JSON answer that no cache keeps (a challenge or the protected-resource metadata)."""
         headers = [
             (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
+            (b"content-length", str(len(answer.body)).encode()),
             (b"cache-control", b"no-store"),
-            *extra,
+            *answer.headers,
         ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})

@@ -23,9 +23,9 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from bastion.state.base import StateStore
+from bastion.state.base import KeyValueStore, MemberStore, PubSub
 
 REFRESH_SECONDS: Final = 5.0
 """How often a replica refreshes its sessions' entries (all of them in one store call)."""
@@ -62,10 +62,14 @@ class SessionEntry:
     """Whether that replica's heartbeat is current."""
 
 
-class SessionRegistry:
-    """The cluster's view of handshake-era sessions, over a `StateStore`."""
+class RegistryStore(KeyValueStore, MemberStore, PubSub, Protocol):
+    """What the registry needs of shared state: holders (members), revocations (key-value) and announcements."""
 
-    def __init__(self, store: StateStore, replica: str, *, revoke_seconds: float = 86400.0) -> None:
+
+class SessionRegistry:
+    """The cluster's view of handshake-era sessions, over the shared state (`RegistryStore`)."""
+
+    def __init__(self, store: RegistryStore, replica: str, *, revoke_seconds: float = 86400.0) -> None:
         """Build a registry for one replica.
 
         Args:

@@ -13,7 +13,7 @@ from bastion.guard.config import GuardrailsConfig
 from bastion.policy.config import PolicyConfig
 from bastion.state.config import StateConfig
 from bastion.telemetry.config import TelemetryConfig
-from bastion.upstream.config import BreakerConfig, HealthConfig
+from bastion.upstream.config import ServerConfig as ServerConfig
 from bastion.web.config import UIConfig
 
 SERVER_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -31,65 +31,6 @@ class ListenConfig(_Model):
     """Extra Host header values accepted besides the listen address and localhost (DNS-rebinding defence)."""
     allowed_origins: list[str] = Field(default_factory=list)
     """Origins allowed to call the MCP endpoints from a browser; loopback origins are always allowed."""
-
-
-class ServerConfig(_Model):
-    """One upstream MCP server."""
-
-    transport: Literal["stdio", "streamable-http", "sse"]
-    command: str | None = None
-    args: list[str] = Field(default_factory=list)
-    env: dict[str, SecretStr] = Field(default_factory=dict)
-    """Extra environment for a stdio server (credentials injected by the gateway); values are never logged."""
-    cwd: str | None = None
-    url: str | None = None
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
-    """Extra HTTP headers for an HTTP server (e.g. its own Authorization); values are never logged."""
-    protocol: Literal["auto", "legacy", "modern"] = "auto"
-    """`auto` probes `server/discover` and falls back to the initialize handshake."""
-    timeout_seconds: float = Field(default=60.0, gt=0)
-    """Per-request timeout for this server."""
-    connect_timeout_seconds: float = Field(default=30.0, gt=0)
-    tool_timeouts: dict[str, float] = Field(default_factory=dict)
-    """Per-tool overrides of `timeout_seconds`, keyed by the upstream's own tool name."""
-    client_capabilities: dict[str, list[Literal["sampling", "elicitation", "roots"]]] = Field(
-        default_factory=dict
-    )
-    """Tools, prompts or resource URIs of this server (its own names) that need these client capabilities."""
-    max_concurrent: int = Field(default=256, gt=0)
-    """Client calls in flight to this server at once; one more is refused at once with `RateLimited`."""
-    health: HealthConfig = Field(default_factory=HealthConfig)
-    """Periodic health checks (ping, or server/discover for 2026-07-28 servers)."""
-    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
-    """The circuit breaker: failed calls in a row make further calls fail fast until a probe succeeds."""
-    isolation: Literal["session", "principal", "shared"] | None = None
-    """Who shares an upstream connection: one upstream session per client session (`session`, the HTTP default),
-    one process per principal (`principal`, the stdio default) or everyone (`shared`; see upstream/association)."""
-    idle_seconds: float = Field(default=300.0, gt=0)
-    """A `session`/`principal`-scoped connection without calls for this long is closed (a process is reaped)."""
-    max_processes: int = Field(default=64, gt=0)
-    """Scoped connections (processes, upstream sessions) of this server open at once; beyond: `RateLimited`."""
-    max_processes_per_principal: int | None = Field(default=None, gt=0)
-    """Of those, how many one principal may hold (its sessions' upstream sessions), so that no principal takes
-    the server's whole `max_processes` from the others; beyond: `RateLimited` for that principal only. Unset: no
-    share (with auth off every client is the one anonymous principal, and a per-principal share would cap them all)."""
-    enabled: bool = True
-
-    @model_validator(mode="after")
-    def _check_transport_fields(self) -> ServerConfig:
-        if self.transport == "stdio":
-            if not self.command:
-                raise ValueError("a stdio server needs `command`")
-            if self.url:
-                raise ValueError("a stdio server takes `command`, not `url`")
-        else:
-            if not self.url:
-                raise ValueError(f"a {self.transport} server needs `url`")
-            if not self.url.startswith(("http://", "https://")):
-                raise ValueError("`url` must be http:// or https://")
-            if self.command:
-                raise ValueError(f"a {self.transport} server takes `url`, not `command`")
-        return self
 
 
 class RoutingConfig(_Model):

@@ -37,13 +37,37 @@ class HostedSession(Owner, Protocol):
 
     session_id: str
     info: SessionInfo
-    stateless: bool
-    closed: bool
-    initialized: bool
-    subscriptions: set[str]
-    wants_logs: bool
-    log_level: str
     last_active: float
+
+    @property
+    def stateless(self) -> bool:
+        """Whether each request stands alone (no session id was issued)."""
+        ...
+
+    @property
+    def closed(self) -> bool:
+        """Whether the session has ended."""
+        ...
+
+    @property
+    def initialized(self) -> bool:
+        """Whether the client confirmed the handshake."""
+        ...
+
+    @property
+    def subscriptions(self) -> set[str]:
+        """Resource URIs this client subscribed to."""
+        ...
+
+    @property
+    def wants_logs(self) -> bool:
+        """Whether the client asked for log notifications."""
+        ...
+
+    @property
+    def log_level(self) -> str:
+        """The least severe log level this client asked for."""
+        ...
 
     @property
     def busy(self) -> bool:

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from bastion.guard.actions import Action
 from bastion.guard.engine import Guard, GuardResult
-from bastion.pipeline.notice import Notice, NoticeKind
+from bastion.types import Notice, NoticeKind
 
 CHANNELS: Final = {
     "error": "response",

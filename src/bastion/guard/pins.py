@@ -1,4 +1,4 @@
-"""`ToolPins`: trust-on-first-use pins of tool definitions (rug-pull defence), kept as `StateStore` records.
+"""`ToolPins`: trust-on-first-use pins of tool definitions (rug-pull defence), kept as state records (`RecordStore`).
 
 The first definition Bastion sees of each tool of each server is pinned: its SHA-256 over canonical JSON is stored
 with the definition itself. A later definition with another hash is a *change*: it is recorded as pending next to
@@ -19,7 +19,7 @@ Rules:
 - An upstream that goes back to the pinned definition clears the pending one (status `pinned` again).
 - `approve` can be bound to the pending hash the operator reviewed, so a definition that changed again in the
   meantime is never approved unseen.
-- Every write is a compare-and-set against the record as read (`StateStore.replace_record`), retried on conflict:
+- Every write is a compare-and-set against the record as read (`RecordStore.replace_record`), retried on conflict:
   a replica recording a new definition and an operator approving the previous one cannot undo each other.
 """
 
@@ -36,12 +36,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from bastion.errors import InternalError
-from bastion.state.base import StateStore
+from bastion.state.base import RecordStore
 
 NAMESPACE: Final = "tool-pins"
-"""StateStore record namespace of the pins."""
+"""Record namespace of the pins."""
 SERVERS_NAMESPACE: Final = "tool-pin-servers"
-"""StateStore record namespace of the servers whose first listing was pinned."""
+"""Record namespace of the servers whose first listing was pinned."""
 
 
 def canonical_json(definition: Mapping[str, Any]) -> str:
@@ -187,9 +187,9 @@ def _pretty(definition: Mapping[str, Any] | None) -> list[str]:
 
 
 class ToolPins:
-    """Pins of every server's tools in one `StateStore`."""
+    """Pins of every server's tools in one `RecordStore`."""
 
-    def __init__(self, store: StateStore, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: RecordStore, *, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self._clock = clock
         self.listeners: list[PinListener] = []

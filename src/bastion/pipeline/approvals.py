@@ -19,15 +19,19 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from bastion.state.base import StateStore
+from bastion.state.base import KeyValueStore, RecordStore
 
 DEFAULT_TIMEOUT_SECONDS: Final = 300.0
 """Seconds a call waits for a human before it is denied."""
 POLL_SECONDS: Final = 0.25
 """How often a replica checks the shared store for an answer given on another replica."""
 _NAMESPACE: Final = "approvals"
+
+
+class ApprovalStore(KeyValueStore, RecordStore, Protocol):
+    """What shared approvals need of shared state: pending questions (records) and answers (key-value)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -75,7 +79,9 @@ class PendingApproval:
 class ApprovalQueue:
     """Pending approvals, in this process or shared through a `StateStore`."""
 
-    def __init__(self, store: StateStore | None = None, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, store: ApprovalStore | None = None, *, timeout: float = DEFAULT_TIMEOUT_SECONDS
+    ) -> None:
         self.store = store
         self.timeout = timeout
         self._local: dict[str, PendingApproval] = {}

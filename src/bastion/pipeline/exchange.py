@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bastion.auth.principal import ANONYMOUS, Principal
 from bastion.guard.finding import Finding
 from bastion.pipeline.verdicts import Decision
+from bastion.types import ANONYMOUS, Principal
 
 Asker = Callable[[str], Awaitable[bool]]
 """Asks a human a yes/no question (elicitation or the approvals queue); True means approved."""

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from bastion.errors import BastionError, Reason
 from bastion.pipeline.exchange import Exchange
-from bastion.transports.base import JsonDict
+from bastion.types import JsonDict
 
 META_REFUSAL: Final = "dev.bastion/refusal"
 """Result `_meta` key saying who refused (for clients and tests that read structure, not prose)."""

@@ -20,7 +20,7 @@ from bastion.protocol import jsonrpc
 
 if TYPE_CHECKING:
     from bastion.session import DownstreamSession
-    from bastion.transports.base import JsonDict, RequestId
+    from bastion.types import JsonDict, RequestId
 
 
 class Gateway(Protocol):

@@ -40,7 +40,7 @@ class Condition:
 
         try:
             result = self._program.evaluate(activation)
-        except Exception as exc:  # user expressions are a fault boundary: any failure is "no value"
+        except Exception as exc:  # noqa: BLE001 - user expressions are a fault boundary: any failure is "no value"
             logger.debug("condition %s failed: %s", self.path, type(exc).__name__)
             return None
         if isinstance(result, celpy.celtypes.BoolType | bool):

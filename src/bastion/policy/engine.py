@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Final, Literal, get_args
 
-from bastion.auth.principal import Principal
 from bastion.policy.cel import Condition, activation
 from bastion.policy.config import LogLevel, PolicyConfig, RateLimitConfig, RuleConfig
 from bastion.policy.flow import FlowPolicy
 from bastion.policy.names import allow_matches, deny_matches, uri_allow_matches, uri_deny_matches, uri_problem
+from bastion.types import Principal
 
 Kind = Literal["tool", "prompt", "resource", "server"]
 """What a decision is about: a tool, a prompt, a resource URI, or a server as a whole (tasks, logging)."""

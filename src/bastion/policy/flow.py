@@ -10,7 +10,7 @@ Rules:
   (deny > ask > flag), the first such rule in file order names the decision.
 - A rule whose condition cannot be evaluated matches: a security decision that cannot be made is a refusal.
 - Explanations name the chain (tools, times, finding kinds, event ids), never a value.
-- Pure: no I/O. The stage loads and saves the taint (`bastion.state.taint`).
+- Pure: no I/O. The stage loads and saves the taint (`bastion.policy.taint`).
 """
 
 from __future__ import annotations

@@ -7,11 +7,11 @@ from typing import Any
 
 import yaml
 
-from bastion.auth.principal import Principal
 from bastion.guard.engine import Guard
 from bastion.policy.engine import PolicyEngine
 from bastion.policy.history import read_history, replay
 from bastion.policy.labels import references_from_servers
+from bastion.types import Principal
 
 
 def _document(config_path: str) -> dict[str, Any]:

@@ -15,12 +15,13 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import Protocol
 
 import anyio
 
 from bastion.errors import RateLimited
 from bastion.policy.config import RateLimitConfig
-from bastion.state.base import StateStore
+from bastion.state.base import BucketStore, LeaseStore
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,10 +64,14 @@ def bucket_keys(
     return [base + "*"]
 
 
+class LimitStore(BucketStore, LeaseStore, Protocol):
+    """What rate limits need of shared state: token buckets and concurrency leases."""
+
+
 class RateLimiter:
     """Admits or refuses calls against a list of limits."""
 
-    def __init__(self, store: StateStore, *, lease_seconds: float = 600.0) -> None:
+    def __init__(self, store: LimitStore, *, lease_seconds: float = 600.0) -> None:
         self._store = store
         self._lease_seconds = lease_seconds
 

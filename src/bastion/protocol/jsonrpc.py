@@ -16,8 +16,9 @@ import orjson
 
 from bastion.errors import InvalidRequest, ParseError, PayloadTooLarge
 
-JsonDict = dict[str, Any]
-RequestId = str | int
+# Re-exported for modules that still import them from here; new code imports `bastion.types`.
+from bastion.types import JsonDict as JsonDict
+from bastion.types import RequestId as RequestId
 
 MAX_ID_LENGTH: Final = 256
 """Characters; longer string ids (or integers beyond 64 bits) are refused as invalid."""

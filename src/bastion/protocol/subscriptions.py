@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from bastion.protocol import jsonrpc
-from bastion.protocol.jsonrpc import JsonDict, RequestId
+from bastion.types import JsonDict, RequestId
 
 META_SUBSCRIPTION_ID: Final = "io.modelcontextprotocol/subscriptionId"
 MAX_URIS: Final = 100

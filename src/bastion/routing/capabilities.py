@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
-from bastion.transports.base import JsonDict
+from bastion.types import JsonDict
 
 ITEM_NAME: Final = {"tools/list": "name", "prompts/list": "name", "resources/list": "uri"}
 """List methods that are filtered, and the member naming each item."""

@@ -34,12 +34,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bastion.errors import BastionError, error_from_exception
+from bastion.errors import BastionError, http_error
 from bastion.server.legacy import LegacySse
 from bastion.server.middleware import BodyLimitMiddleware, CatchAllMiddleware, HostOriginMiddleware
 from bastion.server.reply import Outlet
 from bastion.server.streamable import StreamableEndpoint
-from bastion.server.wire import Rejections, error_body, send_empty, send_json
+from bastion.server.wire import Rejections, send_empty, send_json
 
 if TYPE_CHECKING:
     from bastion.core.gateway import Gateway
@@ -212,8 +212,8 @@ def create_app(
         await send_json(send, 200 if ready else 503, orjson.dumps({**health, "draining": lifecycle.draining}))
 
     async def bastion_error(_request: Request, exc: Exception) -> Response:
-        failure = error_from_exception(exc)
-        return Response(error_body(failure), status_code=failure.http_status, media_type="application/json")
+        answer = http_error(exc)
+        return Response(answer.body, status_code=answer.status, media_type="application/json")
 
     # Starlette answers an unhandled exception itself (then re-raises it to our catch-all, which logs it):
     # the `Exception` handler makes that answer the same generic JSON-RPC 500.

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bastion.protocol import jsonrpc
-from bastion.transports.base import JsonDict, RequestId
+from bastion.types import JsonDict, RequestId
 
 if TYPE_CHECKING:
     from bastion.core.gateway import Gateway

@@ -22,7 +22,7 @@ from typing import Final
 import orjson
 
 from bastion.server.reply import Mode, Outlet, Reply, frame
-from bastion.transports.base import JsonDict, RequestId
+from bastion.types import JsonDict, RequestId
 
 logger = logging.getLogger("bastion.server")
 
@@ -92,11 +92,6 @@ class HttpChannel:
     def in_flight(self, request_id: RequestId) -> bool:
         """True when a request with this id still waits for its response."""
         return request_id in self._replies
-
-    def forget(self, reply: Reply) -> None:
-        """Stop routing to a reply that will never be completed (its POST failed before the session saw it)."""
-        for key in [k for k, v in self._replies.items() if v is reply]:
-            del self._replies[key]
 
     def attach_standalone(self, after: int | None) -> Outlet:
         """A new GET stream: replays buffered standalone events after `after` (None: those never delivered)."""

@@ -34,7 +34,7 @@ from bastion.server.wire import (
     remote_of,
     send_empty,
 )
-from bastion.transports.base import JsonDict, RequestId
+from bastion.types import JsonDict, RequestId
 
 if TYPE_CHECKING:
     from bastion.core.gateway import Gateway

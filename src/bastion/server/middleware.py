@@ -24,8 +24,8 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bastion.errors import BastionError, Forbidden, InternalError, InvalidRequest, PayloadTooLarge
-from bastion.server.wire import Rejections, error_body, send_json
+from bastion.errors import BastionError, Forbidden, InternalError, InvalidRequest, PayloadTooLarge, http_error
+from bastion.server.wire import Rejections, send_error
 
 logger = logging.getLogger("bastion.server")
 
@@ -68,7 +68,7 @@ class CatchAllMiddleware:
         except Exception:  # the outermost boundary: log everything, tell the client nothing internal
             logger.exception("unhandled error serving %s %s", scope.get("method"), scope.get("path"))
             if not started:
-                await send_json(send, 500, error_body(InternalError("internal error")))
+                await send_error(send, http_error(InternalError("internal error")))
 
 
 def _split_host(value: str) -> tuple[str, str] | None:

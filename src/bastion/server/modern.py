@@ -30,6 +30,8 @@ from bastion.errors import (
     HeaderMismatch,
     InvalidParams,
     InvalidRequest,
+    MethodNotFound,
+    ParseError,
     UnsupportedVersion,
     UpstreamUnavailable,
 )
@@ -45,7 +47,7 @@ from bastion.server.wire import (
     send_empty,
     send_json,
 )
-from bastion.transports.base import JsonDict, RequestId
+from bastion.types import JsonDict, RequestId
 
 if TYPE_CHECKING:
     from bastion.core.gateway import Gateway
@@ -56,13 +58,13 @@ TRANSPORT: Final = "streamable-http"
 NAME_PARAMS: Final = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 """Methods whose `Mcp-Name` header mirrors a params member, and which member."""
 ERROR_STATUS: Final = {
-    -32700: 400,
-    -32600: 400,
-    -32602: 400,
-    -32020: 400,
-    -32021: 400,
-    -32022: 400,
-    -32601: 404,
+    ParseError.jsonrpc_code: 400,
+    InvalidRequest.jsonrpc_code: 400,
+    InvalidParams.jsonrpc_code: 400,
+    HeaderMismatch.jsonrpc_code: 400,
+    -32021: 400,  # in the transport's table, but no error Bastion raises carries it
+    UnsupportedVersion.jsonrpc_code: 400,
+    MethodNotFound.jsonrpc_code: 404,
 }
 """HTTP status of a JSON reply carrying these JSON-RPC error codes (the 2026-07-28 transport's table)."""
 

@@ -24,7 +24,7 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bastion.errors import BastionError
+from bastion.errors import BastionError, error_response
 from bastion.pipeline.notice import NoticeKind
 from bastion.transports.stdio import StdioServerOutbound, open_stdio_streams, read_messages
 
@@ -58,7 +58,7 @@ async def serve_stdio(
     limits = gateway.config.limits
 
     async def invalid(exc: BastionError) -> None:
-        await outbound.send({"jsonrpc": "2.0", "id": None, "error": exc.to_jsonrpc_error()}, None)
+        await outbound.send(error_response(None, exc), None)
         notice = gateway.session_notice(
             NoticeKind.PROTOCOL_ERROR, session, reason=str(exc.reason), source="client"
         )
@@ -113,6 +113,6 @@ async def run_stdio(gateway: Gateway, principal_of: Callable[[], Principal]) -> 
         if session is not None:
             await session.aclose()
         await gateway.aclose()
-        with contextlib.suppress(Exception):  # the client may have closed our stdout already
+        with contextlib.suppress(OSError, RuntimeError):  # the client may have closed our stdout already
             writer.close()
     return 0

@@ -32,6 +32,8 @@ from bastion.errors import (
     SessionNotFound,
     UnsupportedVersion,
     UpstreamUnavailable,
+    error_response,
+    http_error,
 )
 from bastion.pipeline.notice import NoticeKind
 from bastion.protocol import jsonrpc, versions
@@ -43,20 +45,20 @@ from bastion.server.wire import (
     ClientGone,
     Rejections,
     RequestHeaders,
-    error_body,
     parse,
     principal_of,
     read_body,
     remote_of,
     send_empty,
+    send_error,
     send_json,
 )
 
 if TYPE_CHECKING:
-    from bastion.auth.principal import Principal
     from bastion.core.gateway import Gateway
     from bastion.server.app import Lifecycle
     from bastion.session import DownstreamSession
+    from bastion.types import Principal
 
 logger = logging.getLogger("bastion.server")
 
@@ -215,7 +217,7 @@ class StreamableEndpoint:
             return
         outlet = reply.outlet
         if mode is Mode.PENDING or outlet is None:
-            await send_json(send, 404, error_body(SessionNotFound("Session not found")))
+            await send_error(send, http_error(SessionNotFound("Session not found")))
             return
         priming = b""
         if session.info.protocol_version >= PRIMING_SINCE:
@@ -241,15 +243,17 @@ class StreamableEndpoint:
             try:
                 kind = jsonrpc.classify(item)
             except BastionError as exc:
-                errors.append(error_body(exc))
+                errors.append(jsonrpc.dumps(error_response(None, exc)))
                 await self._rejections.notice(scope, exc, 200, detail={"batch": True})
                 continue
             if kind is not jsonrpc.Kind.REQUEST:
                 others.append(item)
             elif item["id"] in seen or channel.in_flight(item["id"]):
-                errors.append(error_body(InvalidRequest("request id already in flight"), item["id"]))
+                errors.append(
+                    jsonrpc.dumps(error_response(item["id"], InvalidRequest("request id already in flight")))
+                )
             elif self._lifecycle.draining:
-                errors.append(error_body(_draining(), item["id"]))
+                errors.append(jsonrpc.dumps(error_response(item["id"], _draining())))
             else:
                 seen.add(item["id"])
                 requests.append(item)
@@ -359,7 +363,7 @@ class StreamableEndpoint:
             return SessionNotFound("Session not found")
         try:
             why = await revocations.explain(session_id, principal.name)
-        except Exception:  # the registry only explains; the answer is a 404 either way
+        except Exception:  # noqa: BLE001 - store boundary: the registry only explains, the answer is a 404 either way
             logger.warning("session registry unavailable while explaining a missing session")
             why = None
         if why is None:

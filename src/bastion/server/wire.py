@@ -13,13 +13,12 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
-import orjson
 from starlette.types import Receive, Scope, Send
 
-from bastion.auth.principal import ANONYMOUS, Principal
-from bastion.errors import BastionError, InvalidRequest, PayloadTooLarge
+from bastion.errors import BastionError, HttpAnswer, InvalidRequest, PayloadTooLarge, http_error
 from bastion.pipeline.notice import Notice, NoticeKind
 from bastion.protocol import jsonrpc
+from bastion.types import ANONYMOUS, Principal
 
 if TYPE_CHECKING:
     from bastion.core.gateway import Gateway
@@ -198,9 +197,9 @@ async def send_empty(send: Send, status: int, headers: list[tuple[bytes, bytes]]
     await send({"type": "http.response.body", "body": b""})
 
 
-def error_body(exc: BastionError, request_id: Any = None) -> bytes:
-    """The JSON-RPC error response for `exc` (`id` null when the request id is unknown)."""
-    return orjson.dumps({"jsonrpc": "2.0", "id": request_id, "error": exc.to_jsonrpc_error()})
+async def send_error(send: Send, answer: HttpAnswer) -> None:
+    """Send an `errors.http_error` answer (the one place an error becomes an HTTP response)."""
+    await send_json(send, answer.status, answer.body, answer.headers)
 
 
 class Rejections:
@@ -223,9 +222,9 @@ class Rejections:
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Refuse one HTTP request with `exc` (its own HTTP status unless `status` is given)."""
-        code = status or exc.http_status
-        await send_json(send, code, error_body(exc, request_id), headers or ())
-        await self.notice(scope, exc, code, kind=kind, detail=detail)
+        answer = http_error(exc, request_id=request_id, status=status, headers=headers or ())
+        await send_error(send, answer)
+        await self.notice(scope, exc, answer.status, kind=kind, detail=detail)
 
     async def notice(
         self,

@@ -1,15 +1,32 @@
-"""Shared state behind the `StateStore` seam: embedded (SQLite + in-process) or Redis."""
+"""Shared state behind the state seams (`state.base`): embedded (SQLite + in-process) or Redis."""
 
 from __future__ import annotations
 
 from bastion.errors import ConfigError
-from bastion.state.base import BucketResult, StateEvent, StateStore, Subscription
+from bastion.state.base import (
+    BucketResult,
+    BucketStore,
+    KeyValueStore,
+    LeaseStore,
+    MemberStore,
+    PubSub,
+    RecordStore,
+    StateEvent,
+    StateStore,
+    Subscription,
+)
 from bastion.state.config import StateConfig
 from bastion.state.embedded import EmbeddedStateStore
 
 __all__ = [
     "BucketResult",
+    "BucketStore",
     "EmbeddedStateStore",
+    "KeyValueStore",
+    "LeaseStore",
+    "MemberStore",
+    "PubSub",
+    "RecordStore",
     "StateConfig",
     "StateEvent",
     "StateStore",

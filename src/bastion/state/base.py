@@ -1,4 +1,4 @@
-"""The `StateStore` seam: the few shared-state operations auth, policy, rate limits and approvals need.
+"""The state seams: key-value, buckets, leases, records, members and pub/sub, and `StateStore`, all of them.
 
 Rules:
 - Every method is async and atomic on its own; callers never need a read-modify-write of their own
@@ -9,6 +9,8 @@ Rules:
 - Events are best effort and not durable: every record write is announced as a `record` event, and `publish`
   sends others; a subscriber that was disconnected must re-read what it cares about (the store is the truth).
 - Implementations: `EmbeddedStateStore` (one process) and `RedisStateStore` (many replicas, Lua scripts).
+- Users take the narrow Protocol they need (`RecordStore` for pins and keys, `BucketStore`+`LeaseStore` for rate
+  limits...); only the composition root holds the whole `StateStore`.
 """
 
 from __future__ import annotations
@@ -56,9 +58,8 @@ class Subscription(Protocol):
     async def aclose(self) -> None: ...
 
 
-@runtime_checkable
-class StateStore(Protocol):
-    """Shared state behind one small interface, so one process and a Redis cluster look the same to callers."""
+class KeyValueStore(Protocol):
+    """Bytes under keys, optionally expiring: sessions of the dashboard, salts, anomaly baselines."""
 
     async def get(self, key: str) -> bytes | None:
         """The value under `key`, or None when absent or expired."""
@@ -74,11 +75,19 @@ class StateStore(Protocol):
         """Remove `key`; True when it existed."""
         ...
 
+
+class BucketStore(Protocol):
+    """Token buckets (rate limits)."""
+
     async def take_tokens(
         self, key: str, *, capacity: float, refill_per_second: float, cost: float = 1.0
     ) -> BucketResult:
         """Atomically refill the bucket `key` (full when new) and take `cost` tokens if that many are there."""
         ...
+
+
+class LeaseStore(Protocol):
+    """Counted, expiring slots (concurrency limits)."""
 
     async def acquire_lease(self, key: str, *, limit: int, ttl: float) -> str | None:
         """Hold one of `limit` concurrent slots under `key`; the lease id, or None when all are held.
@@ -90,6 +99,10 @@ class StateStore(Protocol):
     async def release_lease(self, key: str, lease: str) -> None:
         """Give a slot back (a no-op for an unknown or expired lease)."""
         ...
+
+
+class RecordStore(Protocol):
+    """Durable JSON-able records by namespace and id: API keys, pins, approvals, witness heads."""
 
     async def put_record(self, namespace: str, record_id: str, record: Mapping[str, Any]) -> None:
         """Create or replace the durable record `record_id` in `namespace` (API keys, pins, approvals)."""
@@ -121,6 +134,10 @@ class StateStore(Protocol):
         """
         ...
 
+
+class MemberStore(Protocol):
+    """Sets of small values that expire one by one: the session registry, replica heartbeats, taint marks."""
+
     async def put_members(self, key: str, members: Mapping[str, bytes], *, ttl: float) -> None:
         """Add or refresh members of the set `key`, each with a small value, expiring `ttl` seconds from now."""
         ...
@@ -141,6 +158,10 @@ class StateStore(Protocol):
         """Drop members at once (unknown ones are ignored)."""
         ...
 
+
+class PubSub(Protocol):
+    """Best-effort events to every process sharing the store."""
+
     @property
     def origin(self) -> str:
         """This store instance's id, carried by the events it publishes."""
@@ -153,6 +174,14 @@ class StateStore(Protocol):
     async def subscribe(self) -> Subscription:
         """Start receiving events (this process's own included); close the subscription when done."""
         ...
+
+
+@runtime_checkable
+class StateStore(KeyValueStore, BucketStore, LeaseStore, RecordStore, MemberStore, PubSub, Protocol):
+    """All of the above behind one resource, so one process and a Redis cluster look the same to callers.
+
+    Implementations and the composition root hold this; every user names the narrow seam it needs.
+    """
 
     async def aclose(self) -> None:
         """Release connections and files."""

@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from bastion.auth.principal import Principal
 from bastion.pipeline.notice import Notice, NoticeKind
-from bastion.state.base import StateStore
+from bastion.state.base import KeyValueStore
 from bastion.telemetry.config import AnomalyConfig
 from bastion.telemetry.webhook import AlertWebhook
+from bastion.types import Principal
 
 if TYPE_CHECKING:
     from bastion.pipeline.exchange import Exchange
@@ -119,7 +119,7 @@ class AnomalyDetector:
     def __init__(
         self,
         config: AnomalyConfig,
-        store: StateStore,
+        store: KeyValueStore,
         emit: Emit,
         *,
         clock: Callable[[], float] = time.time,

@@ -26,7 +26,7 @@ from bastion.telemetry.config import MetricsConfig
 
 if TYPE_CHECKING:
     from bastion.auth.authenticator import Authenticator
-    from bastion.auth.principal import Principal
+    from bastion.types import Principal
 
 logger = logging.getLogger("bastion.telemetry")
 

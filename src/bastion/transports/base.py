@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from bastion.errors import UpstreamUnavailable
 
-JsonDict = dict[str, Any]
-RequestId = str | int
+# Re-exported for modules that still import them from here; new code imports `bastion.types`.
+from bastion.types import JsonDict as JsonDict
+from bastion.types import RequestId as RequestId
 
 
 @dataclass(frozen=True, slots=True)

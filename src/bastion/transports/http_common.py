@@ -26,9 +26,10 @@ from typing import Any, Final
 import httpx
 
 from bastion import __version__
-from bastion.errors import BastionError, PayloadTooLarge, UpstreamError
+from bastion.errors import BastionError, PayloadTooLarge, UpstreamError, error_response
 from bastion.protocol import jsonrpc
-from bastion.transports.base import Incoming, JsonDict, RequestId
+from bastion.transports.base import Incoming
+from bastion.types import JsonDict, RequestId
 
 logger = logging.getLogger("bastion.transports.http")
 if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
@@ -215,7 +216,7 @@ class Inbox:
 
     def fail(self, request_id: RequestId, exc: BastionError) -> None:
         """Answer our own request `request_id` with a JSON-RPC error (the HTTP exchange for it failed)."""
-        self.put({"jsonrpc": "2.0", "id": request_id, "error": exc.to_jsonrpc_error()}, request_id)
+        self.put(error_response(request_id, exc), request_id)
 
     def end(self) -> None:
         """Finish `receive()` after everything already delivered."""
@@ -346,7 +347,7 @@ def http_error_response(request_id: RequestId, status: int, body: bytes, server:
         return {"jsonrpc": "2.0", "id": request_id, "error": error}
     what = "accepted the request without answering it" if status == 202 else f"answered HTTP {status}"
     exc = UpstreamError(f"server {server} {what}", data={"server": server, "httpStatus": status})
-    return {"jsonrpc": "2.0", "id": request_id, "error": exc.to_jsonrpc_error()}
+    return error_response(request_id, exc)
 
 
 def trace_headers(message: JsonDict, headers: dict[str, str]) -> None:

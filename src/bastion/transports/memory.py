@@ -20,8 +20,8 @@ import orjson
 from mcp import types
 from mcp.shared.message import SessionMessage
 
-from bastion.auth.principal import ANONYMOUS, Principal
-from bastion.transports.base import Incoming, JsonDict, RequestId, TransportClosed
+from bastion.transports.base import Incoming, TransportClosed
+from bastion.types import ANONYMOUS, JsonDict, Principal, RequestId
 
 if TYPE_CHECKING:
     from bastion.core.gateway import Gateway

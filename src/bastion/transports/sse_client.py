@@ -18,9 +18,8 @@ import logging
 import httpx
 import orjson
 
-from bastion.errors import JSONRPC_METHOD_NOT_FOUND, BastionError, UpstreamUnavailable
-from bastion.protocol import jsonrpc
-from bastion.transports.base import JsonDict, TransportClosed
+from bastion.errors import BastionError, MethodNotFound, UpstreamUnavailable, error_response
+from bastion.transports.base import TransportClosed
 from bastion.transports.http_common import (
     MAX_ERROR_BODY_BYTES,
     HttpClientBase,
@@ -31,6 +30,7 @@ from bastion.transports.http_common import (
     same_origin,
     trace_headers,
 )
+from bastion.types import JsonDict
 
 logger = logging.getLogger("bastion.transports.sse")
 
@@ -129,9 +129,7 @@ class SseClientTransport(HttpClientBase):
             # This wire is defined for handshake revisions only: refuse the era probe here, so the connection
             # falls back to initialize at once (instead of waiting for a server that never answers it).
             self._inbox.put(
-                jsonrpc.error(
-                    request_id, JSONRPC_METHOD_NOT_FOUND, "server/discover is not available over HTTP+SSE"
-                ),
+                error_response(request_id, MethodNotFound("server/discover is not available over HTTP+SSE")),
                 request_id,
             )
             return

@@ -24,7 +24,8 @@ import orjson
 
 from bastion.errors import BastionError, PayloadTooLarge, UpstreamUnavailable
 from bastion.protocol import jsonrpc
-from bastion.transports.base import Incoming, JsonDict, RequestId, TransportClosed
+from bastion.transports.base import Incoming, TransportClosed
+from bastion.types import JsonDict, RequestId
 
 logger = logging.getLogger("bastion.transports.stdio")
 
@@ -116,7 +117,7 @@ class StdioClientTransport:
     async def _drain_stderr(self, stream: asyncio.StreamReader) -> None:
         # A full stderr pipe blocks the child, so it is always drained; lines go to our log as the child's.
         child_log = logging.getLogger(f"bastion.upstream.{self._name}.stderr")
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(OSError, ValueError):  # the pipe broke, or a line overran the reader's limit
             while line := await stream.readline():
                 child_log.info("%s", line.decode("utf-8", "replace").rstrip()[:2000])
 
@@ -155,7 +156,7 @@ class StdioClientTransport:
             return
         if process.returncode is None:
             if process.stdin is not None:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(OSError, RuntimeError):  # the pipe is already broken or closed
                     process.stdin.close()
             if not await _wait(process, TERMINATE_GRACE_SECONDS):
                 _signal_group(process, signal.SIGTERM)

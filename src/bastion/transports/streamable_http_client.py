@@ -30,7 +30,7 @@ import orjson
 from bastion.errors import BastionError, UpstreamError, UpstreamUnavailable
 from bastion.protocol import versions
 from bastion.protocol.jsonrpc import as_dict
-from bastion.transports.base import JsonDict, RequestId, TransportClosed
+from bastion.transports.base import TransportClosed
 from bastion.transports.http_common import (
     MAX_ERROR_BODY_BYTES,
     HttpClientBase,
@@ -43,6 +43,7 @@ from bastion.transports.http_common import (
     read_bounded,
     trace_headers,
 )
+from bastion.types import JsonDict, RequestId
 
 logger = logging.getLogger("bastion.transports.streamable_http")
 

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from bastion.transports.base import RequestId
+from bastion.types import RequestId
 
 
 class Isolation(enum.StrEnum):

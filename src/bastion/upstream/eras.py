@@ -28,7 +28,7 @@ import logging
 from typing import Final
 
 from bastion.protocol.methods import LIST_CHANGED
-from bastion.transports.base import JsonDict
+from bastion.types import JsonDict
 from bastion.upstream.association import Call
 from bastion.upstream.connection import ConnectionListener, State, UpstreamConnection
 

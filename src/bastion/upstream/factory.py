@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from bastion.config.model import ServerConfig
 from bastion.errors import BastionError
 from bastion.transports.base import ClientTransport
+from bastion.upstream.config import ServerConfig
 
 if TYPE_CHECKING:
     import httpx

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from bastion.errors import BastionError, UpstreamTimeout, UpstreamUnavailable
-from bastion.transports.base import JsonDict, RequestId
+from bastion.types import JsonDict, RequestId
 from bastion.upstream.association import RULES, Call, Kind, Scope, audience
 
 FAILURE_CODES: Final = frozenset({UpstreamUnavailable.jsonrpc_code, UpstreamTimeout.jsonrpc_code})

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from bastion.errors import RateLimited, UpstreamUnavailable
-from bastion.transports.base import JsonDict
+from bastion.types import JsonDict
 from bastion.upstream.association import Isolation, Scope, default_isolation
 from bastion.upstream.connection import ConnectionListener, UpstreamConnection
 from bastion.upstream.pending import Owner

@@ -16,11 +16,12 @@ from typing import Any, Final
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from bastion.auth.apikeys import parse_duration
-from bastion.auth.principal import Principal
+from bastion.errors import InvalidRequest, http_error
+from bastion.types import Principal
 from bastion.web.adapters import AuditFilters
 from bastion.web.feed import FILTER_KEYS, LiveFeed
 from bastion.web.service import AdminService, InvalidInput
@@ -80,7 +81,8 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 def _problem(status: int, error: str, description: str) -> Response:
-    return JSONResponse({"error": error, "error_description": description}, status_code=status)
+    answer = http_error(InvalidRequest(description), status=status, problem=(error, description))
+    return Response(answer.body, status_code=answer.status, media_type="application/json")
 
 
 def _int(request: Request, name: str, default: int, *, low: int = 0, high: int = MAX_PAGE) -> int:

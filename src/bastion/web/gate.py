@@ -22,16 +22,15 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import parse_qs, quote, urlsplit
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.auth.apikeys import NAMESPACE as API_KEYS
 from bastion.auth.authenticator import Authenticator
 from bastion.auth.failures import FailureHook as AuthFailureHook
 from bastion.auth.failures import credential_facts, failure_of
-from bastion.auth.principal import Principal
-from bastion.errors import AuthError
-from bastion.state.base import StateStore
+from bastion.errors import AuthError, Forbidden, HttpAnswer, http_error
+from bastion.state.base import RecordStore
+from bastion.types import Principal
 from bastion.web.sessions import COOKIE_NAME, CSRF_FIELD, CSRF_HEADER, UISession, UISessions
 
 logger = logging.getLogger("bastion.web")
@@ -107,17 +106,14 @@ def with_security_headers(send: Send) -> Send:
     return wrapped
 
 
-async def _json(
-    send: Send, status: int, body: dict[str, Any], extra: Iterable[tuple[bytes, bytes]] = ()
-) -> None:
-    payload = orjson.dumps(body)
+async def _answer(send: Send, answer: HttpAnswer) -> None:
     headers = [
         (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        *extra,
+        (b"content-length", str(len(answer.body)).encode()),
+        *answer.headers,
     ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
 
 
 async def _redirect(send: Send, location: str) -> None:
@@ -169,7 +165,7 @@ class AdminGate:
         area: str,
         authenticator: Authenticator,
         sessions: UISessions,
-        store: StateStore,
+        store: RecordStore,
         admin_role: str,
         roles_of: Callable[[], RolesOf],
         allowed_origins: Iterable[str] = (),
@@ -228,13 +224,24 @@ class AdminGate:
             if self._forbidden is not None and self.area == "ui":
                 await self._forbidden(scope, receive, send, principal)
             else:
-                await _json(send, 403, {"error": "forbidden", "error_description": "admin role required"})
+                await _answer(
+                    send,
+                    http_error(
+                        Forbidden("admin role required"), problem=("forbidden", "admin role required")
+                    ),
+                )
             return
         if session is not None and scope["method"] not in SAFE_METHODS:
             checked = await self._check_csrf(scope, receive, session)
             if checked is None:
                 self._report(scope, "csrf")
-                await _json(send, 403, {"error": "csrf", "error_description": "cross-site request refused"})
+                await _answer(
+                    send,
+                    http_error(
+                        Forbidden("cross-site request refused"),
+                        problem=("csrf", "cross-site request refused"),
+                    ),
+                )
                 return
             receive = checked
         state = scope.setdefault("state", {})
@@ -290,4 +297,7 @@ class AdminGate:
             return
         error = "invalid_token" if invalid else "unauthorized"
         challenge = b'Bearer error="invalid_token"' if invalid else b"Bearer"
-        await _json(send, 401, {"error": error}, [(b"www-authenticate", challenge)])
+        failure = AuthError("invalid credentials" if invalid else "authentication required")
+        await _answer(
+            send, http_error(failure, problem=(error, ""), headers=[(b"www-authenticate", challenge)])
+        )

@@ -24,8 +24,8 @@ from starlette.types import Receive, Scope, Send
 
 from bastion.auth.authenticator import Authenticator
 from bastion.auth.failures import credential_facts, failure_of
-from bastion.auth.principal import Principal
 from bastion.errors import AuthError
+from bastion.types import Principal
 from bastion.web import charts
 from bastion.web.adapters import AuditFilters
 from bastion.web.api import MAX_PAGE, audit_filters, feed_filters

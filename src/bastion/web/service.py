@@ -23,11 +23,11 @@ import yaml
 
 from bastion.audit.admin import key_notice, pin_notice
 from bastion.auth.apikeys import ApiKeyInfo, ApiKeyStore
-from bastion.auth.principal import Principal
 from bastion.errors import BastionError
 from bastion.pipeline.notice import Notice, NoticeKind
 from bastion.policy.engine import Kind
 from bastion.policy.names import is_canonical
+from bastion.types import Principal
 from bastion.upstream.connection import State
 from bastion.web.adapters import AuditFilters, AuditSource, PinView, ToolPinsView
 from bastion.web.config import UIConfig
@@ -88,7 +88,7 @@ class AdminService:
 
     async def session_taint(self, session_id: str) -> dict[str, Any]:
         """A client session's flow taint: its marks (tool, time, finding kinds, event) and how many fingerprints."""
-        from bastion.state.taint import TaintStore
+        from bastion.policy.taint import TaintStore
 
         policy = self.runtime.policy
         flow = policy.engine.flow.config if policy is not None else None

@@ -1,4 +1,4 @@
-"""Dashboard logins: a random session token in an HttpOnly, SameSite=Strict cookie, its record in the `StateStore`.
+"""Dashboard logins: a random session token in an HttpOnly, SameSite=Strict cookie, its record in the key-value store.
 
 Rules:
 - The cookie holds 256 random bits and nothing else; the store keys the record by the token's SHA-256, so a
@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bastion.auth.principal import Principal
-from bastion.state.base import StateStore
+from bastion.state.base import KeyValueStore
+from bastion.types import Principal
 
 COOKIE_NAME: Final = "bastion_ui"
 """Name of the dashboard session cookie."""
@@ -66,7 +66,9 @@ def _store_key(token: str) -> str:
 class UISessions:
     """Create, look up and end dashboard logins."""
 
-    def __init__(self, store: StateStore, *, lifetime: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: KeyValueStore, *, lifetime: float, clock: Callable[[], float] = time.time
+    ) -> None:
         self._store = store
         self.lifetime = lifetime
         self._clock = clock

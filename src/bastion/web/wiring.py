@@ -19,8 +19,8 @@ from starlette.staticfiles import StaticFiles
 
 from bastion.auth.authenticator import Authenticator
 from bastion.auth.config import AuthConfig
-from bastion.auth.principal import Principal
 from bastion.core.contribution import Contribution, Resource
+from bastion.types import Principal
 from bastion.web.adapters import audit_source, tool_pins
 from bastion.web.api import api_routes
 from bastion.web.config import UIConfig

@@ -1,4 +1,4 @@
-"""The `AuditSink` seam: where events are made durable, and the `AuditReader` side that queries and verifies them.
+"""The audit seams: `AuditSink` writes events durably (the recorder), `AuditReader` queries and verifies them.
 
 Rules:
 - `write()` returns only once the events are durable (committed, fsynced as configured); it raises otherwise
@@ -159,7 +159,10 @@ def sql_where(query: AuditQuery, placeholder: Callable[[int], str]) -> tuple[str
 
 
 class AuditSink(Protocol):
-    """Makes events durable. Implementations: `SqliteAuditSink`, `PostgresAuditSink`, `JsonlAuditSink`."""
+    """The writer side, all the recorder needs: makes events durable, checkpoints and prunes them.
+
+    Implementations: `SqliteAuditSink`, `PostgresAuditSink`, `JsonlAuditSink` (each is also an `AuditReader`).
+    """
 
     name: str
 
@@ -175,11 +178,15 @@ class AuditSink(Protocol):
         """Store a checkpoint or prune anchor."""
         ...
 
+    async def prune(self, before: float, key: SigningKey | None = None) -> list[Anchor]:
+        """Delete each chain's events up to the last one older than `before`, leaving prune anchors."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
 class AuditReader(Protocol):
-    """Queries and chain access; every sink is also a reader."""
+    """The reader side, all the CLI, `verify` and the dashboard need: queries and chain access."""
 
     name: str
 
@@ -217,10 +224,6 @@ class AuditReader(Protocol):
         """The head the writer recorded (None when the sink keeps none)."""
         ...
 
-    async def prune(self, before: float, key: SigningKey | None = None) -> list[Anchor]:
-        """Delete each chain's events up to the last one older than `before`, leaving prune anchors."""
-        ...
-
 
 class Sink(AuditSink, AuditReader, Protocol):
-    """Both sides, as every implementation provides them."""
+    """Both sides, as every implementation provides them (what `build_sink` returns and the recorder holds)."""

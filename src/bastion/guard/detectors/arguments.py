@@ -21,8 +21,8 @@ from urllib.parse import unquote
 from bastion.guard.config import ArgumentsConfig
 from bastion.guard.detector import Direction, Hit, Rule, ScanContext
 from bastion.guard.detectors.netaddr import classify_host, url_host
+from bastion.guard.detectors.standalone import StandaloneScan
 from bastion.guard.finding import Finding, Severity
-from bastion.guard.matcher import MultiMatcher
 
 _I: Final = re.IGNORECASE
 _DOT: Final = r"(?:\.|%2e|%252e|%c0%2e|%c0%ae|%e0%80%ae|%uff0e|0x2e|%%32%65)"
@@ -153,7 +153,7 @@ _HOST_KEYS: Final = re.compile(
 )
 
 
-class ArgumentsDetector:
+class ArgumentsDetector(StandaloneScan):
     """Dangerous values in tool-call arguments."""
 
     name = "arguments"
@@ -162,14 +162,10 @@ class ArgumentsDetector:
         self.config = config if config is not None else ArgumentsConfig()
         self.rules: tuple[Rule, ...] = RULES
         self._roots = tuple(posixpath.normpath(r.replace("\\", "/")) for r in self.config.roots)
-        self._matcher: MultiMatcher | None = None
 
     def scan(self, text: str, context: ScanContext) -> list[Finding]:
         """Standalone use: this detector's own single pass plus the every-string check."""
-        if self._matcher is None:
-            self._matcher = MultiMatcher(self.rules)
-        hits = [Hit(i, m) for i, m in self._matcher.search_all(text)]
-        found = self.confirm(text, sorted(hits, key=lambda h: h.match.start()), context) if hits else []
+        found = super().scan(text, context)
         if self.wants_every_string(context.direction):
             found.extend(self.check(text, context))
         return found

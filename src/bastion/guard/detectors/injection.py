@@ -18,14 +18,14 @@ from bastion.guard.detector import Hit, Rule, ScanContext
 from bastion.guard.detectors import obfuscation as ob
 from bastion.guard.detectors.discussion import soften
 from bastion.guard.detectors.injection_rules import CORE_RULES, INSTRUCTION_TYPES, OUTPUT_RULES
+from bastion.guard.detectors.standalone import StandaloneScan
 from bastion.guard.finding import Finding, Severity
-from bastion.guard.matcher import MultiMatcher
 
 MAX_FINDINGS_PER_STRING: Final = 16
 """Enough to explain a decision; an adversarial string repeating a phrase 10,000 times stays cheap to report."""
 
 
-class PhraseDetector:
+class PhraseDetector(StandaloneScan):
     """Shared machinery of `injection` and `poisoning`: phrase rules plus hidden-text recovery."""
 
     name = "phrases"
@@ -38,14 +38,6 @@ class PhraseDetector:
             r for r in rules if decode or r.type not in ("encoded_base64", "encoded_hex")
         )
         self._max_blobs = max_decoded_blobs
-        self._matcher: MultiMatcher | None = None
-
-    def scan(self, text: str, context: ScanContext) -> list[Finding]:
-        """Standalone use: this detector's own single pass."""
-        if self._matcher is None:
-            self._matcher = MultiMatcher(self.rules)
-        hits = [Hit(i, m) for i, m in self._matcher.search_all(text)]
-        return self.confirm(text, sorted(hits, key=lambda h: h.match.start()), context) if hits else []
 
     def confirm(self, text: str, hits: Sequence[Hit], context: ScanContext) -> list[Finding]:
         """Phrase hits become findings directly; hiding places are opened and judged by what they hide."""

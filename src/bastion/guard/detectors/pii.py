@@ -23,9 +23,9 @@ import phonenumbers
 from bastion.guard.config import PiiConfig
 from bastion.guard.detector import Hit, Rule, ScanContext
 from bastion.guard.detectors.pii_ids import ID_SPECS, IdSpec, id_confidence
+from bastion.guard.detectors.standalone import StandaloneScan
 from bastion.guard.detectors.textutil import luhn_ok, only_digits, window
 from bastion.guard.finding import Finding, Severity
-from bastion.guard.matcher import MultiMatcher
 
 IBAN_LENGTHS: Final = {
     **dict.fromkeys(["NO"], 15),
@@ -329,7 +329,7 @@ PII_RULES: Final[tuple[tuple[str, Rule], ...]] = (
 """(family, rule) for everything but national IDs."""
 
 
-class PiiDetector:
+class PiiDetector(StandaloneScan):
     """Personal data a regex plus a validator can prove."""
 
     name = "pii"
@@ -361,14 +361,6 @@ class PiiDetector:
                 rules.append(Rule(type=spec.type, pattern=spec.pattern, severity=Severity.HIGH))
                 self._validators.append(spec)
         self.rules: tuple[Rule, ...] = tuple(rules)
-        self._matcher: MultiMatcher | None = None
-
-    def scan(self, text: str, context: ScanContext) -> list[Finding]:
-        """Standalone use: this detector's own single pass."""
-        if self._matcher is None:
-            self._matcher = MultiMatcher(self.rules)
-        hits = [Hit(i, m) for i, m in self._matcher.search_all(text)]
-        return self.confirm(text, sorted(hits, key=lambda h: h.match.start()), context) if hits else []
 
     def confirm(self, text: str, hits: Sequence[Hit], context: ScanContext) -> list[Finding]:
         """Validate candidates; a span claimed by a stronger type (card over phone, IBAN over ID) wins."""

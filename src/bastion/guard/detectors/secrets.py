@@ -20,9 +20,9 @@ from typing import Final
 from bastion.guard.config import SecretsConfig
 from bastion.guard.detector import Hit, Rule, ScanContext
 from bastion.guard.detectors.secret_rules import HAS_SECRET_GROUP, PROVIDER_RULES
+from bastion.guard.detectors.standalone import StandaloneScan
 from bastion.guard.detectors.textutil import char_classes, looks_placeholder, shannon_entropy
 from bastion.guard.finding import Finding, Severity
-from bastion.guard.matcher import MultiMatcher
 
 _KEYWORD: Final = (
     r"(?:(?:api|access|secret|private|auth|client|signing|encryption|master|license|admin|account|service"
@@ -96,7 +96,7 @@ def _random_enough(value: str, *, min_entropy: float, min_length: int) -> bool:
     return char_classes(value) >= 2 or len(value) >= 24
 
 
-class SecretsDetector:
+class SecretsDetector(StandaloneScan):
     """Credentials of cloud and SaaS providers, keys, tokens and passwords."""
 
     name = "secrets"
@@ -115,14 +115,6 @@ class SecretsDetector:
             self._secret_group.append(True)
         self.rules: tuple[Rule, ...] = tuple(rules)
         self._allow = tuple(re.compile(p) for p in self.config.allow)
-        self._matcher: MultiMatcher | None = None
-
-    def scan(self, text: str, context: ScanContext) -> list[Finding]:
-        """Standalone use: this detector's own single pass."""
-        if self._matcher is None:
-            self._matcher = MultiMatcher(self.rules)
-        hits = [Hit(i, m) for i, m in self._matcher.search_all(text)]
-        return self.confirm(text, sorted(hits, key=lambda h: h.match.start()), context) if hits else []
 
     def confirm(self, text: str, hits: Sequence[Hit], context: ScanContext) -> list[Finding]:
         """Validate candidates and keep the most specific finding per span."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from bastion.auth.principal import Principal
 from bastion.errors import AuthError, BastionError, Denied, InvalidParams, Reason
 from bastion.guard.finding import Finding, Severity
 from bastion.pipeline.exchange import Exchange
@@ -24,6 +23,7 @@ from bastion.pipeline.stage import BaseStage, FailureMode
 from bastion.pipeline.verdicts import PASS, Flag, Reject, Verdict
 from bastion.policy.engine import NAMESPACE_SEPARATOR, Kind, PolicyEngine
 from bastion.policy.holder import PolicyHolder
+from bastion.types import Principal
 
 _KIND_OF_METHOD: Final[dict[str, Kind]] = {
     "tools/call": "tool",

@@ -28,7 +28,7 @@ from bastion.pipeline.stage import BaseStage, FailureMode
 from bastion.pipeline.verdicts import PASS, Ask, Flag, Reject, Verdict
 from bastion.policy.flow import FlowPolicy, FlowVerdict, TaintMark
 from bastion.policy.holder import PolicyHolder
-from bastion.state.taint import TaintStore
+from bastion.policy.taint import TaintStore
 
 _RESULT_METHODS: Final = frozenset({"tools/call", "prompts/get", "resources/read"})
 

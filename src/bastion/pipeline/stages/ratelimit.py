@@ -15,8 +15,7 @@ from bastion.pipeline.exchange import Exchange
 from bastion.pipeline.stage import BaseStage, FailureMode
 from bastion.pipeline.verdicts import PASS, Reject, Verdict
 from bastion.policy.holder import PolicyHolder
-from bastion.policy.ratelimit import Lease, RateLimiter
-from bastion.state.base import StateStore
+from bastion.policy.ratelimit import Lease, LimitStore, RateLimiter
 
 
 class RateLimitStage(BaseStage):
@@ -25,7 +24,7 @@ class RateLimitStage(BaseStage):
     name = "ratelimit"
     failure_mode = FailureMode.CLOSED
 
-    def __init__(self, policy: PolicyHolder, store: StateStore) -> None:
+    def __init__(self, policy: PolicyHolder, store: LimitStore) -> None:
         self.policy = policy
         self._limiter = RateLimiter(store, lease_seconds=policy.engine.config.lease_seconds)
         self._held: dict[str, list[Lease]] = {}

@@ -17,7 +17,8 @@ from typing import Any
 
 import anyio
 
-from bastion.audit.admin import cli_user, pin_notice, record_offline
+from bastion.app.commands.offline import cli_user, record_offline
+from bastion.audit.admin import pin_notice
 from bastion.config.model import BastionConfig
 from bastion.errors import BastionError
 from bastion.guard.pins import ToolPin, ToolPins, diff
@@ -162,7 +163,7 @@ def run_scan(args: argparse.Namespace) -> int:
 
 
 async def _scan(args: argparse.Namespace, config: BastionConfig) -> int:
-    from bastion.guard.scan import exit_status, render_json, render_table, scan
+    from bastion.app.commands.scan import exit_status, render_json, render_table, scan
 
     if args.no_pins:
         results = await scan(config, store=None, servers=args.server)
@@ -180,7 +181,7 @@ async def _scan(args: argparse.Namespace, config: BastionConfig) -> int:
 
 def _with_labels(args: argparse.Namespace, config: BastionConfig, results: list[Any]) -> int:
     """The scan report plus suggested flow labels (from the served definition, or the name of a withheld one)."""
-    from bastion.guard.scan import exit_status, render_json, render_table
+    from bastion.app.commands.scan import exit_status, render_json, render_table
     from bastion.policy.labels import render_suggestions, suggestions
 
     scanned = [(r.server, t.served or {"name": t.name}) for r in results for t in r.tools]

@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Final, Protocol
 
 from bastion.policy.fingerprints import Fingerprint, fingerprints
 from bastion.policy.flow import SessionTaint, TaintMark
-from bastion.state.base import StateStore
+from bastion.state.base import KeyValueStore, MemberStore
 
 _SET: Final = "flow:"
 _SALT: Final = "flow-salt:"
@@ -29,10 +29,14 @@ MAX_FINGERPRINTS: Final = 4096
 """Fingerprints kept per session; past this, new private values only taint (the CEL rules still apply)."""
 
 
+class TaintBackend(KeyValueStore, MemberStore, Protocol):
+    """What the taint store needs of shared state: the salt (key-value) and the marks (members)."""
+
+
 class TaintStore:
     """Load and extend the taint of sessions."""
 
-    def __init__(self, store: StateStore, *, ttl: float) -> None:
+    def __init__(self, store: TaintBackend, *, ttl: float) -> None:
         self._store = store
         self.ttl = ttl
         self._salts: dict[str, bytes] = {}

@@ -12,7 +12,8 @@ from typing import Any
 
 import anyio
 
-from bastion.audit.admin import cli_user, key_notice, record_offline
+from bastion.app.commands.offline import cli_user, record_offline
+from bastion.audit.admin import key_notice
 from bastion.auth.apikeys import ApiKeyStore, parse_duration
 from bastion.config.loader import load_config
 from bastion.errors import BastionError, ConfigError

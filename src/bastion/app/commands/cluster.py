@@ -17,10 +17,10 @@ from typing import Any, Final
 import anyio
 
 from bastion.cluster.member import RELOAD_TOPIC, policy_hash
-from bastion.cluster.registry import SessionRegistry
+from bastion.cluster.registry import RegistryStore, SessionRegistry
 from bastion.config.model import BastionConfig
 from bastion.errors import ConfigError
-from bastion.state import StateStore, open_state_store
+from bastion.state import open_state_store
 
 WAIT_POLL_SECONDS: Final = 0.2
 """How often `reload --wait` re-reads the replicas' heartbeats."""
@@ -116,7 +116,7 @@ async def _reload(config: BastionConfig, expected: str, wait: float) -> int:
     return 0
 
 
-async def _wait_for(store: StateStore, expected: str, wait: float) -> dict[str, dict[str, Any]]:
+async def _wait_for(store: RegistryStore, expected: str, wait: float) -> dict[str, dict[str, Any]]:
     registry = SessionRegistry(store, "")
     deadline = time.monotonic() + wait
     while True:

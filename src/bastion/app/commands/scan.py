@@ -22,14 +22,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from bastion.config.model import BastionConfig, ServerConfig
+from bastion.config.model import BastionConfig
 from bastion.errors import BastionError
 from bastion.guard.engine import Guard
 from bastion.guard.pins import PinCheck, ToolPins
 from bastion.guard.screen import ScreenedTool, ToolScreen
 from bastion.guard.setup import compiled_guard
 from bastion.routing.catalog import Catalog
-from bastion.state.base import StateStore
+from bastion.state.base import RecordStore
+from bastion.upstream.config import ServerConfig
 from bastion.upstream.connection import State, UpstreamConnection
 from bastion.upstream.factory import transport_factory
 
@@ -70,7 +71,7 @@ def exit_status(results: Sequence[ServerScan]) -> int:
 async def scan(
     config: BastionConfig,
     *,
-    store: StateStore | None,
+    store: RecordStore | None,
     servers: Sequence[str] = (),
     pin: bool = False,
     guard: Guard | None = None,

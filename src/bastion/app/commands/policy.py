@@ -1,5 +1,5 @@
 """`bastion policy test`: one decision and its explanation as JSON, for CI pipelines of policy repos.
-`bastion policy reload`: every running replica re-reads its policy file now (see `bastion.cluster.cli`).
+`bastion policy reload`: every running replica re-reads its policy file now (see `bastion.app.commands.cluster`).
 
 Exit status of `test`: 0 allowed, 1 denied (or, with `--history`, refused or held for approval by a flow rule),
 2 the policy, the arguments or the history are invalid.
@@ -12,11 +12,11 @@ import json
 import sys
 from typing import Any
 
-from bastion.auth.principal import Principal
 from bastion.errors import ConfigError
 from bastion.policy.engine import Kind
 from bastion.policy.holder import load_policy_file
 from bastion.policy.names import is_canonical
+from bastion.types import Principal
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run_reload(args: argparse.Namespace) -> int:
     """Handler of `bastion policy reload`: the same as `bastion cluster reload` (one replica or many)."""
-    from bastion.cluster.cli import run_cluster
+    from bastion.app.commands.cluster import run_cluster
 
     args.cluster_command = "reload"
     return run_cluster(args)

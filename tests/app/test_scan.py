@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bastion.config import load_config
-from bastion.guard.pins import ToolPins
-from bastion.guard.scan import (
+from bastion.app.commands.scan import (
     EXIT_CLEAN,
     EXIT_ERROR,
     EXIT_FOUND,
@@ -21,6 +19,8 @@ from bastion.guard.scan import (
     render_table,
     scan,
 )
+from bastion.config import load_config
+from bastion.guard.pins import ToolPins
 from bastion.state import EmbeddedStateStore
 from tests.guard.stub_detectors import stub_guard
 from tests.peers import PYTHON, ROOT, bastion_env, calc_stdio
