@@ -21,6 +21,7 @@ Rules:
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import functools
 import logging
@@ -173,7 +174,10 @@ def _re2_finder_for(pattern: str, flags: int) -> Any | None:
     """Cached by pattern: the same rule sits in the matcher of every direction (and of detectors' own matchers),
     and each RE2 program costs kilobytes; compiled programs are immutable and thread-safe, so one is shared."""
     if not pattern.isascii():
-        return None  # the finder runs on the ASCII view, where every non-ASCII letter is DEL: it could never match
+        # The finder runs on the ASCII view, where every non-ASCII character is DEL (or a space).
+        pattern = _as_ascii_view(pattern)  # type: ignore[assignment]
+        if pattern is None:
+            return None
     try:
         import re2
     except ImportError:
@@ -191,6 +195,33 @@ def _re2_finder_for(pattern: str, flags: int) -> Any | None:
         return re2.compile((inline + stripped).encode("latin-1"), options)
     except (re2.error, UnicodeEncodeError):
         return None
+
+
+def _as_ascii_view(pattern: str) -> str | None:
+    """`pattern` for the ASCII view: each non-ASCII character becomes what the view shows for it (DEL, or a space
+    for a space), so the finder matches (at least) wherever the pattern matches the text. None when a non-ASCII
+    character sits in a negated class (`[^…]`), where the same mapping would exclude every non-ASCII character."""
+    out: list[str] = []
+    in_class = negated = False
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class and ch == "]" and not (pattern[i - 1] == "[" or pattern[i - 2 : i] == "[^"):
+            in_class = False
+        elif not in_class and ch == "[":
+            in_class = True
+            negated = pattern[i + 1 : i + 2] == "^"
+        if not ch.isascii():
+            if in_class and negated:
+                return None
+            ch = " " if ch.isspace() else "\\x7f"
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 def _source(rule: Rule) -> str:
@@ -447,6 +478,89 @@ class MultiMatcher:
                     yield m
                     pos = m.end()
                     break
+
+    def finditer_joined(
+        self, index: int, buffer: str, view: bytes | None, starts: Sequence[int], strings: Sequence[str]
+    ) -> Iterator[tuple[int, re.Match[str]]]:
+        """Matches of rule `index` in each of `strings`, found in one pass over `buffer` (them joined by a separator).
+
+        Each candidate the finder reports in the buffer is confirmed on the string it starts in, so a match never
+        runs across a separator, and the search resumes at the next string after a candidate that did: a match
+        is the same as in a scan of that string alone (`^` and look-arounds see the string's own ends).
+
+        Args:
+            index: the rule.
+            buffer: `strings` joined by a one-character separator.
+            view: `ascii_view(buffer)` when `buffer` is not ASCII.
+            starts: offset of each string in `buffer`.
+            strings: the strings.
+
+        Yields:
+            (string index, match in that string).
+        """
+        regex = self.regexes[index]
+        finder = self._finders[index]
+        if finder is None:
+            yield from self._python_joined(regex, buffer, starts, strings)
+            return
+        data = view if view is not None else buffer.encode("ascii")
+        size = len(data)
+        pos = 0
+        search = finder.search
+        while pos <= size:
+            candidate = search(data, pos)
+            if candidate is None:
+                return
+            start, end = candidate.span()
+            i = bisect.bisect_right(starts, start) - 1
+            base = starts[i]
+            text = strings[i]
+            limit = base + len(text)
+            found = None
+            for at in range(start, min(max(end, start + 1), start + _MAX_TRIES)):
+                if at >= limit:  # a consumed boundary (the separator) or a run into the next strings
+                    while at > limit and i + 1 < len(strings):
+                        i += 1
+                        base, text = starts[i], strings[i]
+                        limit = base + len(text)
+                    if at >= limit:
+                        continue
+                m = regex.match(text, at - base)
+                if m is not None and m.end() > m.start():
+                    found = m
+                    break
+            if found is not None:
+                yield i, found
+                pos = base + found.end()
+            else:
+                pos = max(end, start + 1)
+            if pos > limit:
+                pos = limit + 1  # the next string starts after the separator
+            if pos <= start:
+                pos = start + 1
+
+    @staticmethod
+    def _python_joined(
+        regex: re.Pattern[str], buffer: str, starts: Sequence[int], strings: Sequence[str]
+    ) -> Iterator[tuple[int, re.Match[str]]]:
+        """`finditer_joined` for a rule only Python can search: one scan of the buffer, confirmed per string."""
+        rerun_from = 0
+        for m in regex.finditer(buffer):
+            i = bisect.bisect_right(starts, m.start()) - 1
+            if i < rerun_from:
+                continue
+            base = starts[i]
+            if m.end() <= base + len(strings[i]):
+                inside = regex.match(strings[i], m.start() - base)
+                if inside is not None and inside.end() > inside.start():
+                    yield i, inside
+                continue
+            # Ran across a separator: the strings it covered are searched one by one.
+            last = bisect.bisect_right(starts, m.end() - 1) - 1
+            for j in range(i, last + 1):
+                for inner in regex.finditer(strings[j]):
+                    yield j, inner
+            rerun_from = last + 1
 
     def search_all(self, text: str) -> list[tuple[int, re.Match[str]]]:
         """Every match of every rule in `text`: stage 1, then stage 2 for the rules it reported."""

@@ -163,6 +163,8 @@ class ArgumentsDetector:
         self.rules: tuple[Rule, ...] = RULES
         self._roots = tuple(posixpath.normpath(r.replace("\\", "/")) for r in self.config.roots)
         self._matcher: MultiMatcher | None = None
+        self._exec_tools: dict[str, bool] = {}
+        """Tool name -> exec-like, remembered: the glob match costs more than the rest of a confirmation."""
 
     def scan(self, text: str, context: ScanContext) -> list[Finding]:
         """Standalone use: this detector's own single pass plus the every-string check."""
@@ -259,7 +261,15 @@ class ArgumentsDetector:
         )
 
     def _is_exec_tool(self, tool: str | None) -> bool:
-        return tool is not None and any(fnmatch.fnmatchcase(tool.lower(), g) for g in self.config.exec_tools)
+        if tool is None:
+            return False
+        known = self._exec_tools.get(tool)
+        if known is None:
+            known = any(fnmatch.fnmatchcase(tool.lower(), g) for g in self.config.exec_tools)
+            if len(self._exec_tools) >= 4096:
+                self._exec_tools.clear()
+            self._exec_tools[tool] = known
+        return known
 
     def _host_kind(self, host: str) -> str | None:
         if any(fnmatch.fnmatchcase(host, g) for g in self.config.allow_hosts):
