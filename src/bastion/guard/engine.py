@@ -28,7 +28,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from bastion.guard.actions import Action, ActionTable, strongest
 from bastion.guard.allowlist import Allowlist
@@ -366,7 +366,7 @@ class _Pass:
         self.buffer = strings[0] if len(strings) == 1 else _JOIN.join(strings)
         self.matched: list[int] = plan.matcher.matching(self.buffer) if strings else []
         self.starts: list[int] = []
-        self._view: bytes | bool | None = False
+        self._view: bytes | None = None
         if len(strings) > 1 and self.matched:
             offset = 0
             for text in strings:
@@ -375,11 +375,12 @@ class _Pass:
         elif strings:
             self.starts = [0]
 
-    def view(self) -> bytes | None:
-        """`ascii_view(buffer)` for a non-ASCII buffer, made once for every rule's finder."""
-        if self._view is False:
-            self._view = None if self.buffer.isascii() else ascii_view(self.buffer)
-        return cast("bytes | None", self._view)
+    def view(self) -> bytes:
+        """The buffer as ASCII bytes for the finders (`ascii_view` when not ASCII), made once for every rule."""
+        if self._view is None:
+            buffer = self.buffer
+            self._view = buffer.encode("ascii") if buffer.isascii() else ascii_view(buffer)
+        return self._view
 
     def marks(self) -> dict[int, list[tuple[int, int, int]]]:
         """The views' marked segments (see `views.marks_in`)."""

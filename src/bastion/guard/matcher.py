@@ -26,6 +26,7 @@ import codecs
 import functools
 import logging
 import re
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Final, Protocol
@@ -467,17 +468,20 @@ class MultiMatcher:
             yield from regex.finditer(text)
             return
         data = view if view is not None else (text.encode("ascii") if text.isascii() else ascii_view(text))
-        pos = 0
-        for candidate in finder.finditer(data):
-            start, end = candidate.span()
+        size = len(data)
+        search = _span_search(finder)
+        pos = scan = 0
+        while scan <= size:
+            start, end = search(data, scan, size)
+            if start < 0:
+                return
+            scan = end if end > start else start + 1  # where the finder's own iteration goes on
             if end <= pos:
                 continue
-            for at in range(max(start, pos), min(max(end, start + 1), start + _MAX_TRIES)):
-                m = regex.match(text, at)
-                if m is not None and m.end() > m.start():
-                    yield m
-                    pos = m.end()
-                    break
+            m = _confirm(regex, text, max(start, pos), min(max(end, start + 1), start + _MAX_TRIES))
+            if m is not None:
+                yield m
+                pos = m.end()
 
     def finditer_joined(
         self, index: int, buffer: str, view: bytes | None, starts: Sequence[int], strings: Sequence[str]
@@ -491,7 +495,7 @@ class MultiMatcher:
         Args:
             index: the rule.
             buffer: `strings` joined by a one-character separator.
-            view: `ascii_view(buffer)` when `buffer` is not ASCII.
+            view: `buffer` as ASCII bytes (`ascii_view(buffer)` when it is not ASCII); None: made here.
             starts: offset of each string in `buffer`.
             strings: the strings.
 
@@ -506,29 +510,23 @@ class MultiMatcher:
         data = view if view is not None else buffer.encode("ascii")
         size = len(data)
         pos = 0
-        search = finder.search
+        search = _span_search(finder)
         while pos <= size:
-            candidate = search(data, pos)
-            if candidate is None:
+            start, end = search(data, pos, size)
+            if start < 0:
                 return
-            start, end = candidate.span()
+            stop = min(max(end, start + 1), start + _MAX_TRIES)
             i = bisect.bisect_right(starts, start) - 1
-            base = starts[i]
-            text = strings[i]
-            limit = base + len(text)
             found = None
-            for at in range(start, min(max(end, start + 1), start + _MAX_TRIES)):
-                if at >= limit:  # a consumed boundary (the separator) or a run into the next strings
-                    while at > limit and i + 1 < len(strings):
-                        i += 1
-                        base, text = starts[i], strings[i]
-                        limit = base + len(text)
-                    if at >= limit:
-                        continue
-                m = regex.match(text, at - base)
-                if m is not None and m.end() > m.start():
-                    found = m
+            while True:  # the strings the tried positions fall in (a candidate may start on a separator)
+                base, text = starts[i], strings[i]
+                limit = base + len(text)
+                low, high = max(start, base), min(stop, limit)
+                if low < high:
+                    found = _confirm(regex, text, low - base, high - base)
+                if found is not None or stop <= limit + 1 or i + 1 >= len(strings):
                     break
+                i += 1
             if found is not None:
                 yield i, found
                 pos = base + found.end()
@@ -569,6 +567,47 @@ class MultiMatcher:
             return []
         view = None if text.isascii() else ascii_view(text)
         return [(i, m) for i in hits for m in self.finditer(i, text, view)]
+
+
+def _span_search(finder: Any) -> Any:
+    """`(data, pos, end) -> (start, end)` of the finder's next match, `(-1, -1)` when none: RE2's own call, without
+    the match objects of the Python wrapper (a few microseconds per candidate on a record list)."""
+    raw = getattr(finder, "_regexp", None)
+    anchor = getattr(getattr(sys.modules.get("re2"), "_Anchor", None), "UNANCHORED", None)
+    if raw is not None and anchor is not None:
+        match = raw.Match
+
+        def search(data: bytes, pos: int, end: int) -> tuple[int, int]:
+            span: tuple[int, int] = match(anchor, data, pos, end)[0]
+            return span
+
+        return search
+
+    def fallback(data: bytes, pos: int, end: int) -> tuple[int, int]:
+        found = finder.search(data, pos, end)
+        return (-1, -1) if found is None else found.span()
+
+    return fallback
+
+
+_SEARCH_SPAN: Final = 512
+"""Up to this many characters after a candidate, one `search` (a loop in C) replaces a `match` per position."""
+
+
+def _confirm(regex: re.Pattern[str], text: str, low: int, high: int) -> re.Match[str] | None:
+    """The first non-empty match of `regex` in `text` that starts in [low, high), like trying `match` at each."""
+    if len(text) - low <= _SEARCH_SPAN:
+        m = regex.search(text, low)
+        while m is not None and m.start() < high:
+            if m.end() > m.start():
+                return m
+            m = regex.search(text, m.start() + 1)
+        return None
+    for at in range(low, high):
+        m = regex.match(text, at)
+        if m is not None and m.end() > m.start():
+            return m
+    return None
 
 
 class ShiftedMatch:

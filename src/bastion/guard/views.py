@@ -193,7 +193,7 @@ def marks_in(
         strings: the walked strings, joined by NUL in `buffer` (`buffer` is the string itself when there is one).
         buffer: what the pass scanned.
         starts: offset of each string in `buffer`.
-        view: `ascii_view(buffer)` when `buffer` is not ASCII (None otherwise).
+        view: `buffer` as the finders read it (`ascii_view` of it, or its ASCII bytes); None: made here.
         matcher: the matcher that holds the candidate rules at `base` onwards.
         found: the candidate rules the pass reported, numbered from 0 (`CANDIDATE_RULES` order).
         base: index of the first candidate rule in `matcher`.

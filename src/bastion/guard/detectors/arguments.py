@@ -165,6 +165,8 @@ class ArgumentsDetector:
         self._matcher: MultiMatcher | None = None
         self._exec_tools: dict[str, bool] = {}
         """Tool name -> exec-like, remembered: the glob match costs more than the rest of a confirmation."""
+        self._host_kinds: dict[str, str | None] = {}
+        """Host -> `classify_host` verdict after `allow_hosts`, remembered: API results repeat a few hosts."""
 
     def scan(self, text: str, context: ScanContext) -> list[Finding]:
         """Standalone use: this detector's own single pass plus the every-string check."""
@@ -272,6 +274,17 @@ class ArgumentsDetector:
         return known
 
     def _host_kind(self, host: str) -> str | None:
+        try:
+            return self._host_kinds[host]
+        except KeyError:
+            pass
+        kind = self._classify(host)
+        if len(self._host_kinds) >= 4096:
+            self._host_kinds.clear()
+        self._host_kinds[host] = kind
+        return kind
+
+    def _classify(self, host: str) -> str | None:
         if any(fnmatch.fnmatchcase(host, g) for g in self.config.allow_hosts):
             return None
         kind = classify_host(host)
