@@ -1,13 +1,16 @@
-"""Guard throughput per core and latency on realistic tool results, with every default detector on.
+"""Guard throughput per core and latency on realistic tool results, with every detector on: the reference for the
+guardrail budget of issues 17 and 18.
 
-Payloads (built locally, nothing downloaded):
+Payloads (built locally, nothing downloaded), each at 1 KB and 64 KB:
+- prose: English technical prose (standard-library docstrings), as the text of a tool result;
 - code: Python standard-library source, as the text of a tool result;
 - json: an API-style list of records (ids, URLs, timestamps, e-mail addresses, free text) as `structuredContent`;
-- prose: clean e-mails and tables from the tuning corpora (or stdlib docstrings when the corpora are absent);
-- mixed: the three above, one content block each.
+- pii-dense: clean e-mails, calendars and tables of the tuning corpora (names, addresses, dates, numbers);
+- mixed 192KB: code, prose and json in one result.
 
-Prints MB/s (payload bytes of JSON per second of `Guard.inspect`, one thread) per payload kind, and p50/min of
-64 KB and 1 KB tool results. Run: `.venv/bin/python bench/guard_throughput.py [--seconds 2] [--backend hyperscan|re2|re]`.
+Prints the model load time, the RSS the guard adds (import, compile, first scans), and per payload MB/s (payload
+bytes of JSON per second of `Guard.inspect`, one thread), p50 and min.
+Run: `.venv/bin/python bench/guard_throughput.py [--seconds 2] [--set every|default|both] [--only 'json 64']`.
 """
 
 from __future__ import annotations
@@ -24,9 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
-from bastion.guard.config import GuardrailsConfig
-from bastion.guard.engine import Guard
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPORA = Path(os.environ.get("BASTION_CORPORA", ROOT.parent / "shared" / "corpora"))
@@ -117,7 +117,7 @@ def text_result(text: str) -> dict[str, Any]:
     return {"content": [{"type": "text", "text": text}], "isError": False}
 
 
-def measure(guard: Guard, payload: Any, seconds: float) -> tuple[float, list[float]]:
+def measure(guard: Any, payload: Any, seconds: float) -> tuple[float, list[float]]:
     size = len(orjson.dumps(payload))
     timings: list[float] = []
     deadline = time.perf_counter() + seconds
@@ -129,6 +129,55 @@ def measure(guard: Guard, payload: Any, seconds: float) -> tuple[float, list[flo
     return mb_s, timings
 
 
+def rss_kb() -> int:
+    """Resident set size of this process (Linux `/proc`; 0 elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+EVERY_DETECTOR: dict[str, Any] = {
+    "actions": {
+        name: {"request": "flag", "response": "flag", "tool": "flag"}
+        for name in ("secrets", "pii", "injection", "poisoning", "arguments", "schema", "classifier")
+    },
+    "pii": {
+        "types": [
+            "email",
+            "phone_number",
+            "credit_card",
+            "iban",
+            "us_ssn",
+            "ip_address",
+            "national_id",
+            "postal_address",
+        ]
+    },
+}
+"""Every built-in detector on, acting on results (the budget of issues 17 and 18 is measured with this set)."""
+
+
+def payloads(sizes: tuple[int, ...]) -> dict[str, Any]:
+    """`<kind> <size>` -> tool result, for the four kinds of the budget (and a mixed 192 KB result)."""
+    out: dict[str, Any] = {}
+    for size in sizes:
+        label = f"{size // 1024}KB"
+        out[f"prose {label}"] = text_result(docs_text(size))
+        out[f"code {label}"] = text_result(code_text(size))
+        out[f"json {label}"] = json_records(size)
+        out[f"pii-dense {label}"] = text_result(prose_text(size))
+    if SIZE in sizes:
+        out["mixed 192KB"] = {
+            "content": [out["code 64KB"]["content"][0], out["prose 64KB"]["content"][0]],
+            "structuredContent": out["json 64KB"]["structuredContent"],
+        }
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="time spent per payload kind")
@@ -136,51 +185,49 @@ def main() -> int:
     parser.add_argument(
         "--classifier", choices=("on", "off"), default="on", help="the learned model detector (on by default)"
     )
+    parser.add_argument(
+        "--set", choices=("every", "default", "both"), default="both", help="detector sets to run"
+    )
+    parser.add_argument(
+        "--only", default=None, help="run only payloads whose name contains this (e.g. `json 64`)"
+    )
     args = parser.parse_args()
+    cases = {k: v for k, v in payloads((1024, SIZE)).items() if args.only is None or args.only in k}
     model = {"classifier": {"enabled": args.classifier == "on"}}
-    all_on = {
-        "actions": {
-            name: {"request": "flag", "response": "flag", "tool": "flag"}
-            for name in ("secrets", "pii", "injection", "poisoning", "arguments", "schema", "classifier")
-        },
-        "pii": {
-            "types": [
-                "email",
-                "phone_number",
-                "credit_card",
-                "iban",
-                "us_ssn",
-                "ip_address",
-                "national_id",
-                "postal_address",
-            ]
-        },
-    }
-    guards = {
-        "default": Guard(GuardrailsConfig.model_validate(model), backend=args.backend),
-        "every detector": Guard(GuardrailsConfig.model_validate({**all_on, **model}), backend=args.backend),
-    }
-    payloads = {
-        "code 64KB": text_result(code_text(SIZE)),
-        "json 64KB": json_records(SIZE),
-        "prose 64KB": text_result(docs_text(SIZE)),
-        "pii-dense 64KB": text_result(prose_text(SIZE)),
-    }
-    payloads["mixed 192KB"] = {
-        "content": [payloads["code 64KB"]["content"][0], payloads["prose 64KB"]["content"][0]],
-        "structuredContent": payloads["json 64KB"]["structuredContent"],
-    }
-    small = 1024
-    payloads["code 1KB"] = text_result(code_text(small))
-    payloads["json 1KB"] = json_records(small)
-    payloads["prose 1KB"] = text_result(docs_text(small))
+
+    # Model load and memory: measured before anything of the guard is imported (payloads are built already).
+    # The config models (pydantic) are loaded by every gateway whether or not guardrails are on: counted apart.
+    bare = rss_kb()
+    from bastion.guard.config import GuardrailsConfig
+
+    before = rss_kb()
+    started = time.perf_counter()
+    from bastion.guard.detectors.classifier import ClassifierDetector
+
+    ClassifierDetector()
+    load_s = time.perf_counter() - started
+    from bastion.guard.engine import Guard
+
+    sets: dict[str, Any] = {}
+    if args.set in ("every", "both"):
+        sets["every detector"] = GuardrailsConfig.model_validate({**EVERY_DETECTOR, **model})
+    if args.set in ("default", "both"):
+        sets["default"] = GuardrailsConfig.model_validate(model)
+    guards = {label: Guard(config, backend=args.backend) for label, config in sets.items()}
+    for guard in guards.values():
+        for payload in cases.values():
+            guard.inspect("response", payload)
+    after = rss_kb()
+    first = next(iter(guards.values()))
     print(
-        f"backend: {guards['default'].backend}; classifier {args.classifier}; python {sys.version.split()[0]}; "
-        "one thread"
+        f"backend: {first.backend}; classifier {args.classifier}; python {sys.version.split()[0]}; one thread\n"
+        f"model load (import + weights + checks): {load_s * 1000:.0f} ms; "
+        f"RSS added by the guard (import, compile, first scans): {(after - before) / 1024:.1f} MB "
+        f"({(after - bare) / 1024:.1f} MB with pydantic and the config models)"
     )
     for label, guard in guards.items():
         print(f"\n== {label} detector set (response direction)")
-        for name, payload in payloads.items():
+        for name, payload in cases.items():
             mb_s, timings = measure(guard, payload, args.seconds)
             p50 = statistics.median(timings) * 1000
             best = min(timings) * 1000

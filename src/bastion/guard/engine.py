@@ -24,13 +24,11 @@ Rules:
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from bastion.guard.actions import Action, ActionTable, strongest
 from bastion.guard.allowlist import Allowlist
@@ -46,9 +44,9 @@ from bastion.guard.detector import (
     StringCheck,
 )
 from bastion.guard.finding import Finding, Severity
-from bastion.guard.matcher import MultiMatcher, ShiftedMatch, ascii_view
+from bastion.guard.matcher import MultiMatcher, ascii_view
 from bastion.guard.payload import PathPart, Walk, path_parts, redact_string, replace_strings, walk
-from bastion.guard.views import View, derive
+from bastion.guard.views import CANDIDATE_RULES, View, derive, marks_in
 
 logger = logging.getLogger("bastion.guard")
 
@@ -95,6 +93,8 @@ class _Plan:
     owners: list[tuple[int, int]]
     """Global rule index -> (index in `pattern_detectors`, rule index inside that detector)."""
     matcher: MultiMatcher
+    """Every detector rule, then (when normalising) the views' candidate rules from index `view_base`."""
+    view_base: int
     plain: list[Detector]
     every_string: list[tuple[str, StringCheck]]
     schema: PayloadCheck | None
@@ -155,7 +155,12 @@ class Guard:
                         rules.append(rule)
                 else:
                     plain.append(detector)
-        return _Plan(pattern_detectors, owners, MultiMatcher(rules, backend=backend), plain, every, schema)
+        view_base = len(rules)
+        if self.config.normalize and (rules or plain or every):
+            # The views' marks join the same pass: one scan of the payload decides both.
+            rules.extend(CANDIDATE_RULES)
+        matcher = MultiMatcher(rules, backend=backend)
+        return _Plan(pattern_detectors, owners, matcher, view_base, plain, every, schema)
 
     @property
     def backend(self) -> str:
@@ -165,7 +170,7 @@ class Guard:
     def active(self, direction: Direction | str) -> bool:
         """Whether any detector runs in `direction` (a stage may skip the call when not)."""
         plan = self._plans[Direction(direction)]
-        return bool(plan.matcher.rules or plan.plain or plan.every_string or plan.schema)
+        return bool(plan.view_base or plan.plain or plan.every_string or plan.schema)
 
     def inspect(
         self,
@@ -202,9 +207,10 @@ class Guard:
                     plan.schema.name, plan.schema.inspect_payload, payload, seen, schema, direction
                 )
                 located.extend((-1, f) for f in checked)
+            stage1 = _Pass(plan, seen.strings)
             if self.config.normalize:
-                views = derive(seen)
-            located.extend(self._scan_strings(plan, seen, direction, server, tool, views))
+                views = derive(seen, stage1.marks())
+            located.extend(self._scan_strings(plan, seen, direction, server, tool, views, stage1))
         except Exception:
             # Anything the per-detector guards did not catch (walk, matcher): never let the payload through.
             logger.exception("guard engine failed; failing closed")
@@ -221,6 +227,7 @@ class Guard:
         server: str | None,
         tool: str | None,
         views: list[View],
+        stage1: _Pass,
     ) -> list[tuple[int, Finding]]:
         raw = len(seen.strings)
         strings = seen.strings + [v.text for v in views] if views else seen.strings
@@ -234,10 +241,10 @@ class Guard:
             return ScanContext(direction=direction, key=key, server=server, tool=tool, link=link)
 
         hits_by_string: dict[int, dict[int, list[Hit]]] = {}
-        if plan.matcher.rules:
-            hits_by_string = self._pattern_hits(plan, seen.strings)
+        if plan.view_base:
+            hits_by_string = stage1.hits()
             if views:  # a pass of their own: the raw strings keep their fast single-string path
-                extra = self._pattern_hits(plan, strings[raw:])
+                extra = _Pass(plan, strings[raw:]).hits()
                 hits_by_string.update({raw + i: found for i, found in extra.items()})
         wanted = set(hits_by_string)
         if plan.plain or plan.every_string:
@@ -254,49 +261,6 @@ class Guard:
             for plain in plan.plain:
                 out.extend((i, f) for f in self._guarded(plain.name, plain.scan, text, ctx))
         return _keep_view_findings(out, raw, views) if views else out
-
-    @staticmethod
-    def _pattern_hits(plan: _Plan, strings: list[str]) -> dict[int, dict[int, list[Hit]]]:
-        """Stage 1 once over all strings joined, stage 2 per reported rule; hits grouped by string and detector."""
-        hits: dict[int, dict[int, list[Hit]]] = {}
-        matcher = plan.matcher
-        if len(strings) == 1:
-            text = strings[0]
-            matched = matcher.matching(text)
-            view = None if not matched or text.isascii() else ascii_view(text)
-            for g in matched:
-                slot, local = plan.owners[g]
-                for m in matcher.finditer(g, text, view):
-                    hits.setdefault(0, {}).setdefault(slot, []).append(Hit(local, m))
-            return hits
-        buffer = _JOIN.join(strings)
-        matched = matcher.matching(buffer)
-        if not matched:
-            return hits
-        view = None if buffer.isascii() else ascii_view(buffer)
-        starts: list[int] = []
-        offset = 0
-        for s in strings:
-            starts.append(offset)
-            offset += len(s) + 1
-        for g in matched:
-            slot, local = plan.owners[g]
-            rerun: set[int] = set()
-            for m in matcher.finditer(g, buffer, view):
-                i = bisect.bisect_right(starts, m.start()) - 1
-                if m.end() <= starts[i] + len(strings[i]):
-                    shifted = cast("re.Match[str]", ShiftedMatch(m, starts[i]))
-                    hits.setdefault(i, {}).setdefault(slot, []).append(Hit(local, shifted))
-                else:
-                    # A candidate ran across a separator; it may hide a real match in either string.
-                    rerun.update(range(i, bisect.bisect_right(starts, m.end() - 1)))
-            for i in sorted(rerun):
-                found = hits.setdefault(i, {}).setdefault(slot, [])
-                seen_spans = {(h.match.start(), h.rule) for h in found}
-                for m in matcher.finditer(g, strings[i]):
-                    if (m.start(), local) not in seen_spans:
-                        found.append(Hit(local, m))
-        return hits
 
     def _guarded(self, name: str, fn: Any, *args: Any) -> list[Finding]:
         try:
@@ -385,3 +349,64 @@ def _matched(seen: Walk, views: list[View], index: int, finding: Finding) -> str
     raw = len(seen.strings)
     text = seen.strings[index] if index < raw else views[index - raw].text
     return text[finding.start : finding.end]
+
+
+class _Pass:
+    """Stage 1 over the strings of one payload (joined by NUL into one buffer), and what it located.
+
+    The multi-pattern pass runs once here; stage 2 (where each reported rule matches) runs on demand, for the
+    detectors (`hits`) and for the views' candidate rules (`marks`), on the same buffer and ASCII view.
+    """
+
+    __slots__ = ("_view", "buffer", "matched", "plan", "starts", "strings")
+
+    def __init__(self, plan: _Plan, strings: list[str]) -> None:
+        self.plan = plan
+        self.strings = strings
+        self.buffer = strings[0] if len(strings) == 1 else _JOIN.join(strings)
+        self.matched: list[int] = plan.matcher.matching(self.buffer) if strings else []
+        self.starts: list[int] = []
+        self._view: bytes | None = None
+        if len(strings) > 1 and self.matched:
+            offset = 0
+            for text in strings:
+                self.starts.append(offset)
+                offset += len(text) + 1
+        elif strings:
+            self.starts = [0]
+
+    def view(self) -> bytes:
+        """The buffer as ASCII bytes for the finders (`ascii_view` when not ASCII), made once for every rule."""
+        if self._view is None:
+            buffer = self.buffer
+            self._view = buffer.encode("ascii") if buffer.isascii() else ascii_view(buffer)
+        return self._view
+
+    def marks(self) -> dict[int, list[tuple[int, int, int]]]:
+        """The views' marked segments (see `views.marks_in`)."""
+        base = self.plan.view_base
+        found = [g - base for g in self.matched if g >= base]
+        if not found:
+            return {}
+        return marks_in(self.strings, self.buffer, self.starts, self.view(), self.plan.matcher, found, base)
+
+    def hits(self) -> dict[int, dict[int, list[Hit]]]:
+        """Stage 2 for each reported detector rule: hits grouped by string and detector."""
+        plan, matcher, strings = self.plan, self.plan.matcher, self.strings
+        hits: dict[int, dict[int, list[Hit]]] = {}
+        wanted = [g for g in self.matched if g < plan.view_base]
+        if not wanted:
+            return hits
+        buffer, view = self.buffer, self.view()
+        if len(strings) == 1:
+            for g in wanted:
+                slot, local = plan.owners[g]
+                for m in matcher.finditer(g, buffer, view):
+                    hits.setdefault(0, {}).setdefault(slot, []).append(Hit(local, m))
+            return hits
+        starts = self.starts
+        for g in wanted:
+            slot, local = plan.owners[g]
+            for i, m in matcher.finditer_joined(g, buffer, view, starts, strings):
+                hits.setdefault(i, {}).setdefault(slot, []).append(Hit(local, m))
+        return hits

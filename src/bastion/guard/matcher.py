@@ -21,15 +21,17 @@ Rules:
 
 from __future__ import annotations
 
+import bisect
 import codecs
-import functools
 import logging
 import re
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Final, Protocol
 
 from bastion.guard.detector import Rule
+from bastion.guard.finders import re2_finder
 from bastion.guard.hs_compile import compile_in_child, release_freed_heap
 
 logger = logging.getLogger("bastion.guard.matcher")
@@ -58,139 +60,6 @@ def ascii_view(text: str) -> bytes:
 
 _MAX_TRIES: Final = 64
 """Positions tried inside one candidate span before giving up on it (bounds adversarial spans)."""
-
-
-def _strip_lookarounds(pattern: str) -> str | None:
-    """`pattern` without `(?=..)`, `(?!..)`, `(?<=..)`, `(?<!..)`, for RE2; `None` if it has back-references."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    in_class = False
-    while i < n:
-        ch = pattern[i]
-        if ch == "\\":
-            nxt = pattern[i + 1 : i + 2]
-            if nxt.isdigit() and nxt != "0" and not in_class:
-                return None
-            if nxt == "u":
-                return None
-            out.append("\\z" if nxt == "Z" and not in_class else pattern[i : i + 2])
-            i += 2
-            continue
-        if in_class:
-            in_class = ch != "]"
-            out.append(ch)
-            i += 1
-            continue
-        if ch == "[":
-            in_class = True
-            out.append(ch)
-            if pattern[i + 1 : i + 2] == "^":
-                out.append("^")
-                i += 1
-            if pattern[i + 1 : i + 2] == "]":
-                out.append("]")
-                i += 1
-            i += 1
-            continue
-        if pattern.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
-            depth, j, cls = 0, i, False
-            while j < n:
-                c = pattern[j]
-                if c == "\\":
-                    j += 2
-                    continue
-                if cls:
-                    cls = c != "]"
-                elif c == "[":
-                    cls = True
-                elif c == "(":
-                    depth += 1
-                elif c == ")":
-                    depth -= 1
-                    if depth == 0:
-                        break
-                j += 1
-            i = j + 1
-            continue
-        if pattern.startswith("(?P=", i):
-            return None
-        out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-_LEADING_NOT_BEFORE: Final = re.compile(r"^\(\?<!(\[(?:\\.|[^\]\\])+\]|\\[wds])\)")
-_TRAILING_NOT_AFTER: Final = re.compile(r"\(\?!(\[(?:\\.|[^\]\\])+\]|\\[wds])\)$")
-
-
-def _negate(cls: str) -> str:
-    if cls.startswith("\\"):
-        return cls.upper()
-    return "[" + cls[2:] if cls.startswith("[^") else "[^" + cls[1:]
-
-
-def _boundaries(pattern: str) -> str:
-    """A leading `(?<![..])` / trailing `(?![..])` becomes a consumed `(?:^|[^..])` / `(?:[^..]|$)` for RE2.
-
-    Stripping them instead would let the finder match inside longer tokens (9 digits inside a hex hash), which is
-    correct but floods the confirmation step with candidates.
-    """
-    lead = _LEADING_NOT_BEFORE.match(pattern)
-    if lead is not None and "|" not in pattern[: pattern.find(")") + 1]:
-        pattern = f"(?:^|{_negate(lead.group(1))})" + pattern[lead.end() :]
-    trail = _TRAILING_NOT_AFTER.search(pattern)
-    if trail is not None and _balanced_tail(pattern, trail.start()):
-        pattern = pattern[: trail.start()] + f"(?:{_negate(trail.group(1))}|$)"
-    return pattern
-
-
-def _balanced_tail(pattern: str, index: int) -> bool:
-    """Whether `index` is at the top level of the pattern (not inside a group or after a `|` alternative)."""
-    depth = 0
-    i = 0
-    while i < index:
-        ch = pattern[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "|" and depth == 0:
-            return False
-        i += 1
-    return depth == 0
-
-
-def _re2_finder(rule: Rule) -> Any | None:
-    """An RE2 regex that matches (at least) wherever the rule's Python pattern does, or `None`."""
-    return _re2_finder_for(rule.pattern, rule.flags)
-
-
-@functools.lru_cache(maxsize=2048)
-def _re2_finder_for(pattern: str, flags: int) -> Any | None:
-    """Cached by pattern: the same rule sits in the matcher of every direction (and of detectors' own matchers),
-    and each RE2 program costs kilobytes; compiled programs are immutable and thread-safe, so one is shared."""
-    if not pattern.isascii():
-        return None  # the finder runs on the ASCII view, where every non-ASCII letter is DEL: it could never match
-    try:
-        import re2
-    except ImportError:
-        return None
-    stripped = _strip_lookarounds(_boundaries(pattern))
-    if stripped is None:
-        return None
-    options = re2.Options()
-    options.encoding = re2.Options.Encoding.LATIN1
-    options.case_sensitive = not flags & re.IGNORECASE
-    options.dot_nl = bool(flags & re.DOTALL)
-    options.log_errors = False
-    inline = "(?m)" if flags & re.MULTILINE else ""
-    try:
-        return re2.compile((inline + stripped).encode("latin-1"), options)
-    except (re2.error, UnicodeEncodeError):
-        return None
 
 
 def _source(rule: Rule) -> str:
@@ -383,7 +252,7 @@ def _compile(rules: tuple[Rule, ...], backend: str | None) -> _Compiled:
         except ImportError:
             continue
         regexes = tuple(rule.compiled() for rule in rules)
-        finders = tuple(_re2_finder(rule) for rule in rules)
+        finders = tuple(re2_finder(rule) for rule in rules)
         return impl, tuple(always), regexes, finders
     raise ValueError(f"no matcher backend available among {candidates}")
 
@@ -436,17 +305,97 @@ class MultiMatcher:
             yield from regex.finditer(text)
             return
         data = view if view is not None else (text.encode("ascii") if text.isascii() else ascii_view(text))
-        pos = 0
-        for candidate in finder.finditer(data):
-            start, end = candidate.span()
+        size = len(data)
+        search = _span_search(finder)
+        pos = scan = 0
+        while scan <= size:
+            start, end = search(data, scan, size)
+            if start < 0:
+                return
+            scan = end if end > start else start + 1  # where the finder's own iteration goes on
             if end <= pos:
                 continue
-            for at in range(max(start, pos), min(max(end, start + 1), start + _MAX_TRIES)):
-                m = regex.match(text, at)
-                if m is not None and m.end() > m.start():
-                    yield m
-                    pos = m.end()
+            m = _confirm(regex, text, max(start, pos), min(max(end, start + 1), start + _MAX_TRIES))
+            if m is not None:
+                yield m
+                pos = m.end()
+
+    def finditer_joined(
+        self, index: int, buffer: str, view: bytes | None, starts: Sequence[int], strings: Sequence[str]
+    ) -> Iterator[tuple[int, re.Match[str]]]:
+        """Matches of rule `index` in each of `strings`, found in one pass over `buffer` (them joined by a separator).
+
+        Each candidate the finder reports in the buffer is confirmed on the string it starts in, so a match never
+        runs across a separator, and the search resumes at the next string after a candidate that did: a match
+        is the same as in a scan of that string alone (`^` and look-arounds see the string's own ends).
+
+        Args:
+            index: the rule.
+            buffer: `strings` joined by a one-character separator.
+            view: `buffer` as ASCII bytes (`ascii_view(buffer)` when it is not ASCII); None: made here.
+            starts: offset of each string in `buffer`.
+            strings: the strings.
+
+        Yields:
+            (string index, match in that string).
+        """
+        regex = self.regexes[index]
+        finder = self._finders[index]
+        if finder is None:
+            yield from self._python_joined(regex, buffer, starts, strings)
+            return
+        data = view if view is not None else buffer.encode("ascii")
+        size = len(data)
+        pos = 0
+        search = _span_search(finder)
+        while pos <= size:
+            start, end = search(data, pos, size)
+            if start < 0:
+                return
+            stop = min(max(end, start + 1), start + _MAX_TRIES)
+            i = bisect.bisect_right(starts, start) - 1
+            found = None
+            while True:  # the strings the tried positions fall in (a candidate may start on a separator)
+                base, text = starts[i], strings[i]
+                limit = base + len(text)
+                low, high = max(start, base), min(stop, limit)
+                if low < high:
+                    found = _confirm(regex, text, low - base, high - base)
+                if found is not None or stop <= limit + 1 or i + 1 >= len(strings):
                     break
+                i += 1
+            if found is not None:
+                yield i, found
+                pos = base + found.end()
+            else:
+                pos = max(end, start + 1)
+            if pos > limit:
+                pos = limit + 1  # the next string starts after the separator
+            if pos <= start:
+                pos = start + 1
+
+    @staticmethod
+    def _python_joined(
+        regex: re.Pattern[str], buffer: str, starts: Sequence[int], strings: Sequence[str]
+    ) -> Iterator[tuple[int, re.Match[str]]]:
+        """`finditer_joined` for a rule only Python can search: one scan of the buffer, confirmed per string."""
+        rerun_from = 0
+        for m in regex.finditer(buffer):
+            i = bisect.bisect_right(starts, m.start()) - 1
+            if i < rerun_from:
+                continue
+            base = starts[i]
+            if m.end() <= base + len(strings[i]):
+                inside = regex.match(strings[i], m.start() - base)
+                if inside is not None and inside.end() > inside.start():
+                    yield i, inside
+                continue
+            # Ran across a separator: the strings it covered are searched one by one.
+            last = bisect.bisect_right(starts, m.end() - 1) - 1
+            for j in range(i, last + 1):
+                for inner in regex.finditer(strings[j]):
+                    yield j, inner
+            rerun_from = last + 1
 
     def search_all(self, text: str) -> list[tuple[int, re.Match[str]]]:
         """Every match of every rule in `text`: stage 1, then stage 2 for the rules it reported."""
@@ -455,6 +404,47 @@ class MultiMatcher:
             return []
         view = None if text.isascii() else ascii_view(text)
         return [(i, m) for i in hits for m in self.finditer(i, text, view)]
+
+
+def _span_search(finder: Any) -> Any:
+    """`(data, pos, end) -> (start, end)` of the finder's next match, `(-1, -1)` when none: RE2's own call, without
+    the match objects of the Python wrapper (a few microseconds per candidate on a record list)."""
+    raw = getattr(finder, "_regexp", None)
+    anchor = getattr(getattr(sys.modules.get("re2"), "_Anchor", None), "UNANCHORED", None)
+    if raw is not None and anchor is not None:
+        match = raw.Match
+
+        def search(data: bytes, pos: int, end: int) -> tuple[int, int]:
+            span: tuple[int, int] = match(anchor, data, pos, end)[0]
+            return span
+
+        return search
+
+    def fallback(data: bytes, pos: int, end: int) -> tuple[int, int]:
+        found = finder.search(data, pos, end)
+        return (-1, -1) if found is None else found.span()
+
+    return fallback
+
+
+_SEARCH_SPAN: Final = 512
+"""Up to this many characters after a candidate, one `search` (a loop in C) replaces a `match` per position."""
+
+
+def _confirm(regex: re.Pattern[str], text: str, low: int, high: int) -> re.Match[str] | None:
+    """The first non-empty match of `regex` in `text` that starts in [low, high), like trying `match` at each."""
+    if len(text) - low <= _SEARCH_SPAN:
+        m = regex.search(text, low)
+        while m is not None and m.start() < high:
+            if m.end() > m.start():
+                return m
+            m = regex.search(text, m.start() + 1)
+        return None
+    for at in range(low, high):
+        m = regex.match(text, at)
+        if m is not None and m.end() > m.start():
+            return m
+    return None
 
 
 class ShiftedMatch:

@@ -115,18 +115,25 @@ class View:
     """Offsets where joined strings meet; a joined view counts only findings that cross one."""
 
 
-_matcher: MultiMatcher | None = None
+_matchers: dict[str | None, MultiMatcher] = {}
 
 
-def _candidates() -> MultiMatcher:
-    global _matcher
-    if _matcher is None:
-        _matcher = MultiMatcher(_CANDIDATES)
-    return _matcher
+def _candidates(backend: str | None = None) -> MultiMatcher:
+    """The candidate rules alone: a pass of their own for `derive` without marks (default backend), and finders
+    for decoding inside a window (`re`: nothing to compile, as only `finditer` is used)."""
+    matcher = _matchers.get(backend)
+    if matcher is None:
+        matcher = _matchers[backend] = MultiMatcher(_CANDIDATES, backend=backend)
+    return matcher
 
 
-def derive(seen: Walk) -> list[View]:
-    """The views worth scanning for one walked payload (usually none)."""
+def derive(seen: Walk, marks: dict[int, list[tuple[int, int, int]]] | None = None) -> list[View]:
+    """The views worth scanning for one walked payload (usually none).
+
+    Args:
+        seen: the walk.
+        marks: the marked segments when the caller's own pass already found them (`marks_in`); found here if None.
+    """
     out: list[View] = []
     budget = [MAX_VIEW_CHARS]
 
@@ -136,7 +143,7 @@ def derive(seen: Walk) -> list[View]:
             out.append(view)
 
     strings, links = seen.strings, seen.links
-    for i, spans in sorted(_marks(strings).items()):
+    for i, spans in sorted((marks if marks is not None else _marks(strings)).items()):
         cleaned = _normalise_windows(strings[i], spans)
         if cleaned is not None:
             add(View(cleaned, (i,), links[i]))
@@ -147,6 +154,10 @@ def derive(seen: Walk) -> list[View]:
     for key, link in seen.keys:
         add(View(_key_text(key), (), link))
     return out
+
+
+CANDIDATE_RULES: Final = _CANDIDATES
+"""The marking rules, for a caller that runs them in its own multi-pattern pass (then `marks_in`)."""
 
 
 def _marks(strings: list[str]) -> dict[int, list[tuple[int, int, int]]]:
@@ -163,10 +174,33 @@ def _marks(strings: list[str]) -> dict[int, list[tuple[int, int, int]]]:
     for text in strings:
         starts.append(offset)
         offset += len(text) + 1
-    out: dict[int, list[tuple[int, int, int]]] = {}
     view = None if buffer.isascii() else ascii_view(buffer)  # made once for every rule's finder
+    return marks_in(strings, buffer, starts, view, matcher, found, 0)
+
+
+def marks_in(
+    strings: list[str],
+    buffer: str,
+    starts: list[int],
+    view: bytes | None,
+    matcher: MultiMatcher,
+    found: list[int],
+    base: int,
+) -> dict[int, list[tuple[int, int, int]]]:
+    """The marks of candidate rules a pass already reported, located in the pass's buffer.
+
+    Args:
+        strings: the walked strings, joined by NUL in `buffer` (`buffer` is the string itself when there is one).
+        buffer: what the pass scanned.
+        starts: offset of each string in `buffer`.
+        view: `buffer` as the finders read it (`ascii_view` of it, or its ASCII bytes); None: made here.
+        matcher: the matcher that holds the candidate rules at `base` onwards.
+        found: the candidate rules the pass reported, numbered from 0 (`CANDIDATE_RULES` order).
+        base: index of the first candidate rule in `matcher`.
+    """
+    out: dict[int, list[tuple[int, int, int]]] = {}
     for rule in found:
-        for n, m in enumerate(matcher.finditer(rule, buffer, view)):
+        for n, m in enumerate(matcher.finditer(base + rule, buffer, view)):
             if n >= _MARKS_PER_RULE:
                 break
             if rule in _NOT_HEX_RULES and _NOT_ENCODED.fullmatch(m.group(0)):
@@ -204,7 +238,7 @@ def _normalise(text: str, kinds: set[str], rules: list[int]) -> str:
     for index in rules:
         kind = _CANDIDATES[index].type
         if kind in ("base64", "hex"):
-            out = _decode_segments(out, kind, _candidates(), index)
+            out = _decode_segments(out, kind, _candidates("re"), index)
     if "percent" in kinds and "%" in out:
         out = urllib.parse.unquote(out)
     if "unicode_escape" in kinds:

@@ -162,6 +162,10 @@ class ArgumentsDetector(StandaloneScan):
         self.config = config if config is not None else ArgumentsConfig()
         self.rules: tuple[Rule, ...] = RULES
         self._roots = tuple(posixpath.normpath(r.replace("\\", "/")) for r in self.config.roots)
+        self._exec_tools: dict[str, bool] = {}
+        """Tool name -> exec-like, remembered: the glob match costs more than the rest of a confirmation."""
+        self._host_kinds: dict[str, str | None] = {}
+        """Host -> `classify_host` verdict after `allow_hosts`, remembered: API results repeat a few hosts."""
 
     def scan(self, text: str, context: ScanContext) -> list[Finding]:
         """Standalone use: this detector's own single pass plus the every-string check."""
@@ -255,9 +259,28 @@ class ArgumentsDetector(StandaloneScan):
         )
 
     def _is_exec_tool(self, tool: str | None) -> bool:
-        return tool is not None and any(fnmatch.fnmatchcase(tool.lower(), g) for g in self.config.exec_tools)
+        if tool is None:
+            return False
+        known = self._exec_tools.get(tool)
+        if known is None:
+            known = any(fnmatch.fnmatchcase(tool.lower(), g) for g in self.config.exec_tools)
+            if len(self._exec_tools) >= 4096:
+                self._exec_tools.clear()
+            self._exec_tools[tool] = known
+        return known
 
     def _host_kind(self, host: str) -> str | None:
+        try:
+            return self._host_kinds[host]
+        except KeyError:
+            pass
+        kind = self._classify(host)
+        if len(self._host_kinds) >= 4096:
+            self._host_kinds.clear()
+        self._host_kinds[host] = kind
+        return kind
+
+    def _classify(self, host: str) -> str | None:
         if any(fnmatch.fnmatchcase(host, g) for g in self.config.allow_hosts):
             return None
         kind = classify_host(host)

@@ -96,11 +96,14 @@ def features(text: str, bits: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[n
 
         positions: list[npt.NDArray[np.int64]] = []
         buckets: list[npt.NDArray[np.int64]] = []
+        every = np.arange(n, dtype=np.int64)
         for order in CHAR_ORDERS:
             if n >= order:
-                starts = np.arange(n - order + 1, dtype=np.int64)
-                positions.append(starts)
-                buckets.append(segment(starts, starts + order, _SALTS[order]))
+                # The same hash as `segment` over consecutive starts, with slices instead of gathers.
+                count = n - order + 1
+                h = (prefix[order:] - prefix[:count]) * inv[:count] + np.uint64(_SALTS[order])
+                positions.append(every[:count])
+                buckets.append(((h * _MIX) >> shift).astype(np.int64))
         word = _is_word_char(cps)
         edges = np.flatnonzero(np.diff(np.concatenate(([False], word, [False])).astype(np.int8)))
         if len(edges):
