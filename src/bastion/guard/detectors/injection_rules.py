@@ -14,6 +14,8 @@ import re
 from typing import Final
 
 from bastion.guard.detector import Rule
+from bastion.guard.detectors.class_rules import CLASS_CORE_RULES, CLASS_TOOL_RULES
+from bastion.guard.detectors.class_rules_i18n import CLASS_I18N_RULES
 from bastion.guard.detectors.multilingual_rules import MULTILINGUAL_CORE_RULES
 from bastion.guard.finding import Severity
 
@@ -196,7 +198,10 @@ CORE_RULES: Final[tuple[Rule, ...]] = (
     # 6. Coercing tool calls and actions on the user's accounts.
     _r(
         "tool_coercion",
-        r"\b(?:now\s+|then\s+|first\s+|please\s+|immediately\s+)?(?:call|invoke|use|run|execute|trigger)\s+(?:the\s+)?[`'\"]?[a-z][a-z0-9]*(?:_[a-z0-9]+)+[`'\"]?(?:\s+(?:tool|function|command))?\s+(?:with|to|and|passing)\b",
+        # "use" only with "tool": "use `max_length` to limit the answer" names a parameter, not a tool.
+        r"\b(?:now\s+|then\s+|first\s+|please\s+|immediately\s+)?(?:(?:call|invoke|run|execute|trigger)\s+(?:the\s+)?[`'\"]?"
+        r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+[`'\"]?(?:\s+(?:tool|function|command))?|use\s+(?:the\s+)?[`'\"]?[a-z][a-z0-9]*"
+        r"(?:_[a-z0-9]+)+[`'\"]?\s+(?:tool|function|command))\s+(?:with|to|and|passing)\b",
         _M,
     ),
     _r(
@@ -261,6 +266,8 @@ CORE_RULES: Final[tuple[Rule, ...]] = (
         _H,
     ),
     *MULTILINGUAL_CORE_RULES,
+    *CLASS_CORE_RULES,
+    *CLASS_I18N_RULES,
 )
 """Rules both detectors use (English here, seven more languages in `multilingual_rules`)."""
 
@@ -407,6 +414,7 @@ POISONING_RULES: Final[tuple[Rule, ...]] = (
         r"(?:full\s+|entire\s+|complete\s+|raw\s+)?(?:contents?|text|data|values?)\s+of\b",
         _H,
     ),
+    *CLASS_TOOL_RULES,
 )
 """Extra rules for tool definitions: credential files, arguments used as side channels, shadowing other tools."""
 
