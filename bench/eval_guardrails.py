@@ -175,6 +175,7 @@ def evaluate(name: str, detector: str, direction: str, guard: Guard) -> FileRepo
 def _heldapart(only: set[str], guards: dict[str, Guard]) -> None:
     """Per detector: hand-written held-out cases, leave-source-out figures and benign false positives."""
     import anyio
+
     from eval_classifier import _list_tools, _stdlib
     from eval_heldapart import benign_sets, heldapart_rows, report_cases, report_heldapart
 

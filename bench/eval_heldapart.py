@@ -55,11 +55,15 @@ def heldapart_rows() -> tuple[list[Row], str]:
         try:
             rows.extend(r for r in load() if r.split == "validation" or r.source == "agentdojo_tools")
         except (ImportError, OSError, subprocess.CalledProcessError, SystemExit) as exc:
-            notes.append(f"{name} unavailable ({type(exc).__name__}: {exc}); `make train-guard` installs its deps")
+            notes.append(
+                f"{name} unavailable ({type(exc).__name__}: {exc}); `make train-guard` installs its deps"
+            )
     return rows, "; ".join(notes)
 
 
-def _measure(guard: Guard, detector: str, direction: str, wrap: Payload, items: Sequence[tuple[str, int]]) -> Counts:
+def _measure(
+    guard: Guard, detector: str, direction: str, wrap: Payload, items: Sequence[tuple[str, int]]
+) -> Counts:
     counts = Counts()
     for text, label in items:
         result = guard.inspect(direction, wrap(text), server="eval")
@@ -75,7 +79,9 @@ def _blocked(guard: Guard, direction: str, wrap: Payload, detector: str, texts: 
     return n
 
 
-def report_heldapart(detector: str, guard: Guard, default: Guard, rows: Sequence[Row], benign: dict[str, Any]) -> None:
+def report_heldapart(
+    detector: str, guard: Guard, default: Guard, rows: Sequence[Row], benign: dict[str, Any]
+) -> None:
     """Print one detector's held-apart figures (attack sources) and benign false positives."""
     direction = "tool" if detector == "poisoning" else "response"
     wrap = _tool if detector == "poisoning" else _result
@@ -91,7 +97,8 @@ def report_heldapart(detector: str, guard: Guard, default: Guard, rows: Sequence
     print("   false positives on benign material (fired / blocked by the default actions):")
     for label, (dir_, wrap_, texts) in benign.items():
         fired = sum(
-            any(f.detector == detector for f in guard.inspect(dir_, wrap_(t), server="eval").findings) for t in texts
+            any(f.detector == detector for f in guard.inspect(dir_, wrap_(t), server="eval").findings)
+            for t in texts
         )
         blocked = _blocked(default, dir_, wrap_, detector, texts)
         n = max(len(texts), 1)
@@ -100,7 +107,9 @@ def report_heldapart(detector: str, guard: Guard, default: Guard, rows: Sequence
         )
 
 
-def benign_sets(rows: Sequence[Row], tools: Sequence[dict[str, Any]], stdlib: tuple[list[str], list[str]]) -> dict[str, Any]:
+def benign_sets(
+    rows: Sequence[Row], tools: Sequence[dict[str, Any]], stdlib: tuple[list[str], list[str]]
+) -> dict[str, Any]:
     """Benign real tools, documents and code, each with the direction it travels in."""
     docs, code = stdlib
     tool_texts = [r.text for r in rows if r.source == "agentdojo_tools"]
@@ -123,21 +132,49 @@ def report_cases(detector: str, guard: Guard) -> None:
 
     sets: dict[str, list[tuple[str, str, Payload, list[tuple[str, int]]]]] = {
         "injection": [
-            ("multilingual (heldout_cases)", "response", _result, [(t, 1) for _, t in hc.MULTILINGUAL_INJECTIONS]
-             + [(t, 0) for t in hc.MULTILINGUAL_BENIGN]),
-            ("classes x 8 languages (class_cases)", "response", _result,
-             [(t, 1) for _, _, t in cc.MULTILINGUAL_CLASSES] + [(t, 0) for t in cc.MULTILINGUAL_BENIGN]),
+            (
+                "multilingual (heldout_cases)",
+                "response",
+                _result,
+                [(t, 1) for _, t in hc.MULTILINGUAL_INJECTIONS] + [(t, 0) for t in hc.MULTILINGUAL_BENIGN],
+            ),
+            (
+                "classes x 8 languages (class_cases)",
+                "response",
+                _result,
+                [(t, 1) for _, _, t in cc.MULTILINGUAL_CLASSES] + [(t, 0) for t in cc.MULTILINGUAL_BENIGN],
+            ),
         ],
         "poisoning": [
-            ("polite poisoning (heldout_cases)", "tool", _tool,
-             [(t, 1) for t in hc.POLITE_POISONED_DESCRIPTIONS] + [(t, 0) for t in hc.BENIGN_DESCRIPTIONS]),
-            ("polite poisoning (class_cases)", "tool", _tool,
-             [(t, 1) for t in cc.POLITE_POISONING] + [(t, 0) for t in cc.BENIGN_TOOLS]),
+            (
+                "polite poisoning (heldout_cases)",
+                "tool",
+                _tool,
+                [(t, 1) for t in hc.POLITE_POISONED_DESCRIPTIONS] + [(t, 0) for t in hc.BENIGN_DESCRIPTIONS],
+            ),
+            (
+                "polite poisoning (class_cases)",
+                "tool",
+                _tool,
+                [(t, 1) for t in cc.POLITE_POISONING] + [(t, 0) for t in cc.BENIGN_TOOLS],
+            ),
         ],
-        "secrets": [("encoded and split (secret_cases)", "response", lambda t: t,
-                     [(p, 1) for p in sc.SECRET_PAYLOADS] + [(p, 0) for p in sc.NOT_SECRETS])],
-        "pii": [("structural (secret_cases)", "response", lambda t: t,
-                 [(p, 1) for p in sc.PII_PAYLOADS] + [(p, 0) for p in sc.NOT_PII])],
+        "secrets": [
+            (
+                "encoded and split (secret_cases)",
+                "response",
+                lambda t: t,
+                [(p, 1) for p in sc.SECRET_PAYLOADS] + [(p, 0) for p in sc.NOT_SECRETS],
+            )
+        ],
+        "pii": [
+            (
+                "structural (secret_cases)",
+                "response",
+                lambda t: t,
+                [(p, 1) for p in sc.PII_PAYLOADS] + [(p, 0) for p in sc.NOT_PII],
+            )
+        ],
     }
     if detector not in sets:
         return

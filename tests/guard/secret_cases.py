@@ -21,7 +21,11 @@ SECRET_PAYLOADS: Final[tuple[Any, ...]] = (
     {"text": "token (base64): " + base64.b64encode(_GH.encode()).decode()},
     {"text": "token=" + urllib.parse.quote(_STRIPE, safe="")},
     {"headers": {"Authorization": "Basic " + base64.b64encode(f"svc-deploy:{_PASSWORD}".encode()).decode()}},
-    {"log": "curl -H 'Authorization: Basic " + base64.b64encode(b"admin:Vq93-lark-Tide").decode() + "' https://x.test"},
+    {
+        "log": "curl -H 'Authorization: Basic "
+        + base64.b64encode(b"admin:Vq93-lark-Tide").decode()
+        + "' https://x.test"
+    },
     {"key_id": _AWS[:8], "key_rest": _AWS[8:]},
     {"content": [{"type": "text", "text": _GH[:18]}, {"type": "text", "text": _GH[18:]}]},
     {"password": _PASSWORD},

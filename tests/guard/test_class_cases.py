@@ -27,7 +27,9 @@ def _detectors(guard: Guard, direction: str, payload: Any) -> set[str]:
     return {f.detector for f in guard.inspect(direction, payload).findings}
 
 
-@pytest.mark.parametrize("description", POLITE_POISONING, ids=[f"poison-{i}" for i in range(len(POLITE_POISONING))])
+@pytest.mark.parametrize(
+    "description", POLITE_POISONING, ids=[f"poison-{i}" for i in range(len(POLITE_POISONING))]
+)
 def test_keyword_free_tool_poisoning_is_withheld(guard: Guard, description: str) -> None:
     result = guard.inspect("tool", {"name": "helper", "description": description})
     assert result.blocked
@@ -42,14 +44,20 @@ def test_benign_tools_with_the_same_verbs_pass(guard: Guard, description: str) -
 @pytest.mark.parametrize(
     ("language", "attack", "text"), MULTILINGUAL_CLASSES, ids=[f"{c[0]}-{c[1]}" for c in MULTILINGUAL_CLASSES]
 )
-def test_each_attack_class_is_found_in_each_language(guard: Guard, language: str, attack: str, text: str) -> None:
+def test_each_attack_class_is_found_in_each_language(
+    guard: Guard, language: str, attack: str, text: str
+) -> None:
     assert "injection" in _detectors(guard, "response", _result(text))
 
 
 @pytest.mark.parametrize(
     ("language", "attack", "text"),
     [c for c in MULTILINGUAL_CLASSES if c[1] in ("override", "exfiltration", "hidden_action")],
-    ids=[f"{c[0]}-{c[1]}" for c in MULTILINGUAL_CLASSES if c[1] in ("override", "exfiltration", "hidden_action")],
+    ids=[
+        f"{c[0]}-{c[1]}"
+        for c in MULTILINGUAL_CLASSES
+        if c[1] in ("override", "exfiltration", "hidden_action")
+    ],
 )
 def test_overrides_exfiltration_and_hidden_actions_are_blocked_in_every_language(
     guard: Guard, language: str, attack: str, text: str
@@ -57,14 +65,18 @@ def test_overrides_exfiltration_and_hidden_actions_are_blocked_in_every_language
     assert guard.inspect("response", _result(text)).blocked
 
 
-@pytest.mark.parametrize("text", MULTILINGUAL_BENIGN, ids=[f"benign-{i}" for i in range(len(MULTILINGUAL_BENIGN))])
+@pytest.mark.parametrize(
+    "text", MULTILINGUAL_BENIGN, ids=[f"benign-{i}" for i in range(len(MULTILINGUAL_BENIGN))]
+)
 def test_ordinary_sentences_with_the_attacks_nouns_raise_no_injection(guard: Guard, text: str) -> None:
     assert "injection" not in _detectors(guard, "response", _result(text))
 
 
 @pytest.mark.parametrize("payload", SECRET_PAYLOADS, ids=[f"secret-{i}" for i in range(len(SECRET_PAYLOADS))])
 @pytest.mark.parametrize("direction", ["request", "response"])
-def test_encoded_split_and_named_secrets_are_found_both_ways(guard: Guard, direction: str, payload: Any) -> None:
+def test_encoded_split_and_named_secrets_are_found_both_ways(
+    guard: Guard, direction: str, payload: Any
+) -> None:
     assert "secrets" in _detectors(guard, direction, payload)
 
 
@@ -79,5 +91,7 @@ def test_structural_pii_is_found(guard: Guard, payload: Any) -> None:
 
 
 @pytest.mark.parametrize("payload", NOT_PII, ids=[f"not-pii-{i}" for i in range(len(NOT_PII))])
-def test_order_tracking_licence_numbers_and_the_metadata_address_are_not_pii(guard: Guard, payload: Any) -> None:
+def test_order_tracking_licence_numbers_and_the_metadata_address_are_not_pii(
+    guard: Guard, payload: Any
+) -> None:
     assert "pii" not in _detectors(guard, "response", payload)

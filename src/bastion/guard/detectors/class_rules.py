@@ -69,9 +69,7 @@ _DEST_EN: Final = (
 )
 """Where a tool call carries data: a named parameter."""
 
-_SEND_EN: Final = (
-    r"(?:send|mail|e-?mail|forward|upload|post|transmit|deliver|share|leak|copy|relay|submit|pass\s+on|hand\s+over)"
-)
+_SEND_EN: Final = r"(?:send|mail|e-?mail|forward|upload|post|transmit|deliver|share|leak|copy|relay|submit|pass\s+on|hand\s+over)"
 _ADDR: Final = r"(?:https?://|[\w.+-]+@[\w-]+\.|\bwww\.)"
 
 _ANSWER_EN: Final = (
@@ -116,7 +114,11 @@ CLASS_CORE_RULES: Final[tuple[Rule, ...]] = (
         rf"|use)\s+(?:the\s+)?{_TOOL_ID}",
         _H,
     ),
-    _r("task_hijack", rf"\b(?:also|additionally|secretly|quietly)\s+(?:call|invoke|trigger|execute)\s+(?:the\s+)?{_TOOL_ID}", _M),
+    _r(
+        "task_hijack",
+        rf"\b(?:also|additionally|secretly|quietly)\s+(?:call|invoke|trigger|execute)\s+(?:the\s+)?{_TOOL_ID}",
+        _M,
+    ),
     # 2. Secrecy said as an outcome.
     _r(
         "secrecy",
@@ -206,9 +208,9 @@ CLASS_TOOL_RULES: Final[tuple[Rule, ...]] = (
     # A side action on another tool: "also invoke send_email", "call upload_file ... as well".
     _r(
         "tool_shadowing",
-        rf"\b(?:also|additionally|as\s+well,?|afterwards|then|first)\s+(?:call|invoke|run|trigger|execute|use)\s+(?:the\s+)?"
-        rf"[`'\"]?(?:send|e?mail|upload|post|delete|remove|transfer|forward|share|write|exec|run|publish|notify|create|move)"
-        rf"[a-z0-9_]*[`'\"]?",
+        r"\b(?:also|additionally|as\s+well,?|afterwards|then|first)\s+(?:call|invoke|run|trigger|execute|use)\s+(?:the\s+)?"
+        r"[`'\"]?(?:send|e?mail|upload|post|delete|remove|transfer|forward|share|write|exec|run|publish|notify|create|move)"
+        r"[a-z0-9_]*[`'\"]?",
         _H,
     ),
     _r(

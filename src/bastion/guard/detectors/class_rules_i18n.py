@@ -19,11 +19,71 @@ _CJK: Final = r"[^。！？!?\n\x00]"
 
 
 def _r(type_: str, pattern: str, severity: Severity, prefilter: str) -> Rule:
-    return Rule(type=type_, pattern=pattern, severity=severity, flags=re.IGNORECASE, prefilter=f"(?i){prefilter}")
+    return Rule(
+        type=type_, pattern=pattern, severity=severity, flags=re.IGNORECASE, prefilter=f"(?i){prefilter}"
+    )
 
 
 def _near(first: str, second: str) -> str:
     return rf"(?:{first})[^\n]{{0,400}}(?:{second})"
+
+
+_DROP: Final = (
+    # en, fr, es, pt, de, ru, it-free: verbs of discarding, bypassing or switching off.
+    r"(?:ignore|disregard|abandon|discard|drop|shed|bypass|override|disable|deactivate|switch\s+off|turn\s+off|circumvent"
+    r"|escape|break\s+free\s+(?:of|from)|throw\s+off|cast\s+off|suspend|lift|remove|deviate\s+from|depart\s+from"
+    r"|disassociate\s+from|neglect|forget|rebel\s+against|mutiny\s+against|defy|transcend|set\s+aside|go\s+beyond|step\s+outside"
+    r"|ignore[zr]?|oublie[zr]?|néglige[zr]?|jette[zr]?|abandonne[zr]?|contourne[zr]?|désactive[zr]?|desactive[zr]?|supprime[zr]?"
+    r"|affranchis|libère|ignora|olvida|descarta|omite|abandona|desactiva|desvía|desvia|desasóciate|desasociate|elude|evita"
+    r"|salta(?:te)?|deixa|despreze|desconsidere|desative|desligue|desvie|contorne|ignorier\w*|vergiss|umgeh\w*|deaktivier\w*"
+    r"|vernachlässig\w*|missacht\w*|über\s?schreit\w*|setz\w*\s+(?:\w+\s+)?außer\s+Kraft|игнорируй\w*|отключи\w*|обойди\w*"
+    r"|забудь\w*|отбрось\w*|откажись\w*\s+от|пренебреги\w*|忽略|无视|無視|绕过|繞過|关闭|關閉|抛开|拋開|放弃|放棄|解除|無効に|外して)"
+)
+_YOUR: Final = (
+    r"(?:your|your\s+own|the\s+(?:model|assistant|ai)'s|tes|tous\s+tes|vos|votre|ton|ta|les|tus|tu|todas\s+tus|sus|su|seus"
+    r"|suas|teus|tuas|os|as|deine\w*|Ihre\w*|alle\s+deine\w*|die|свои\w*|твои\w*|тво\w+|ваши\w*|все|你的|您的|所有|あなたの)"
+)
+_CONSTRAINT: Final = (
+    r"(?:(?:\w+\s+){0,2}?(?:programming|programmed\s+\w+|settings|safety|safeguards|restrictions|limitations|limits|guidelines"
+    r"|protocols|parameters|training|values|filters?|constraints|ethics|ethical\s+\w+|guardrails|principles|conditioning"
+    r"|boundaries|alignment|content\s+polic\w+|paramètres|parametres|limitations|restrictions|règles|programmation|sécurité"
+    r"|filtres|garde-fous|principes|parámetros|limitaciones|restricciones|programación|programacion|funciones\s+programadas"
+    r"|protocolos|filtros|seguridad|salvaguardas|directrices|parâmetros|limitações|restrições|programação|segurança|diretrizes"
+    r"|Einstellungen|Einschränkungen|Sicherheit\w*|Programmierung|Protokolle|Filter|Richtlinien|Vorgaben|Schutzmaßnahmen"
+    r"|настройк\w*|ограничени\w*|программ\w*|протокол\w*|фильтр\w*|безопасност\w*|принцип\w*)"
+    r"|(?:限制|安全|设定|設定|程序|编程|規則|规则|过滤|過濾|准则|準則|制限|プログラム|ルール|フィルター|ガイドライン))"
+)
+
+_LEAK_ADJ: Final = (
+    r"(?:initial|original|main|principal|secret|hidden|guiding|core|key|underlying|first|starting|internal|base"
+    r"|foundational|primary|clé|cle|cachée?s?|secrète?s?|initiale?s?|de\s+départ|principale?s?|oculta|secreta|guía|guia"
+    r"|inicial(?:es)?|geheime\w*|versteckte\w*|ursprüngliche\w*|anfängliche\w*|erste\w*|скрыт\w*|секретн\w*|исходн\w*"
+    r"|начальн\w*|главн\w*|основн\w*)"
+)
+_LEAK_NOUN: Final = (
+    r"(?:instructions?|prompts?|query|directives?|rules|configuration|programming|invite|consigne|instrucci[oó]n(?:es)?"
+    r"|indicaci[oó]n|instru[cç][aã]o|instruções|Anweisung\w*|Instruktion\w*|Prompt\w*|инструкци\w*|промпт\w*|указани\w*)"
+)
+_LEAK_PAIR: Final = rf"(?:{_LEAK_ADJ}\s+{_LEAK_NOUN}|{_LEAK_NOUN}\s+{_LEAK_ADJ})"
+
+_LEAK: Final = (
+    rf"\b(?:reveal|show|display|print|tell\s+me|share|disclose|output|repeat|recite|what\s+(?:is|was|are|were)|which\s+(?:is|was)"
+    rf"|révèle\w*|montre\w*|affiche\w*|donne-moi|quel(?:le)?s?\s+(?:est|sont|était|a\s+été)|revela\w*|muestra\w*|muéstrame|dime"
+    rf"|cu[aá]l(?:es)?\s+(?:es|son|fue|era)|mostre|mostra|revele|diga-me|qual\s+(?:é|foi|era)|zeig\w*|verrat\w*|nenn\w*"
+    rf"|was\s+(?:ist|war|sind|waren)|покажи\w*|раскрой\w*|выведи\w*|какая|какой|каковы)\s+(?:me\s+|moi\s+|mir\s+)?"
+    rf"(?:(?:your|the|la|le|l'|les|tes|ta|ton|tu|tus|el|los|las|a|o|as|os|sua|seu|deine\w*|die|der|den|твою|твои|тво\w+"
+    rf"|ваш\w*)\s*)?(?:\w+\s+){{0,2}}?{_LEAK_PAIR}"
+)
+_LEAK_PREFILTER: Final = _near(
+    r"reveal|show|display|print|tell|share|disclose|output|repeat|recite|what|which|r\xc3\xa9v\xc3\xa8l|montre"
+    r"|affiche|donne|quel|revel|muestr|mu\xc3\xa9str|dime|cu\xc3\xa1l|cual|mostr|diga|qual|zeig|verrat|nenn|was"
+    r"|\xd0\xbe\xd0\xba\xd0\xb0\xd0\xb6\xd0\xb8|\xd0\xb0\xd1\x81\xd0\xba\xd1\x80\xd0\xbe\xd0\xb9|\xd1\x8b\xd0\xb2\xd0"
+    r"\xb5\xd0\xb4\xd0\xb8|\xd0\xb0\xd0\xba\xd0\xb0\xd1\x8f|\xd0\xb0\xd0\xba\xd0\xbe\xd0\xb9|\xd0\xb0\xd0\xba\xd0\xbe"
+    r"\xd0\xb2\xd1\x8b",
+    r"instruc|prompt|query|directive|rules|configuration|programming|invite|consigne|indicaci|instru|anweisung"
+    r"|\xd0\xbd\xd1\x81\xd1\x82\xd1\x80\xd1\x83\xd0\xba\xd1\x86|\xd1\x80\xd0\xbe\xd0\xbc\xd0\xbf\xd1\x82"
+    r"|\xd0\xba\xd0\xb0\xd0\xb7\xd0\xb0\xd0\xbd",
+)
 
 
 CLASS_I18N_RULES: Final[tuple[Rule, ...]] = (
@@ -35,8 +95,11 @@ CLASS_I18N_RULES: Final[tuple[Rule, ...]] = (
         r"|transmettez|consulte[zr]?)\b"
         rf"|\b(?:appelle[zr]?|invoque[zr]?|utilise[zr]?|exécute[zr]?)\s+(?:aussi|également|egalement|d'abord|en\s+plus)\b",
         Severity.HIGH,
-        _near(r"avant|appel|invoqu|utilis|ex\xc3\xa9cut", r"appel|invoqu|ex\xc3\xa9cut|utilis|lance|envoie|lis|ouvre|transm"
-              r"|consult|aussi|galement|abord|plus"),
+        _near(
+            r"avant|appel|invoqu|utilis|ex\xc3\xa9cut",
+            r"appel|invoqu|ex\xc3\xa9cut|utilis|lance|envoie|lis|ouvre|transm"
+            r"|consult|aussi|galement|abord|plus",
+        ),
     ),
     _r(
         "task_hijack",
@@ -45,8 +108,11 @@ CLASS_I18N_RULES: Final[tuple[Rule, ...]] = (
         r"|\b(?:llama|invoca|usa|utiliza|ejecuta|chame|invoque|use|utilize|execute)\s+(?:también|tambien|además|ademas|primero"
         r"|além\s+disso|alem\s+disso)\b",
         Severity.HIGH,
-        _near(r"antes|llama|invoca|usa|utiliz|ejecuta|chame|invoque|use|execute", r"llama|invoca|ejecuta|usa|utiliz|env"
-              r"|lee|abre|manda|chame|invoque|execute|use|leia|abra|mande|tambi|adem|primero|al\xc3\xa9m|alem"),
+        _near(
+            r"antes|llama|invoca|usa|utiliz|ejecuta|chame|invoque|use|execute",
+            r"llama|invoca|ejecuta|usa|utiliz|env"
+            r"|lee|abre|manda|chame|invoque|execute|use|leia|abra|mande|tambi|adem|primero|al\xc3\xa9m|alem",
+        ),
     ),
     _r(
         "task_hijack",
@@ -55,8 +121,11 @@ CLASS_I18N_RULES: Final[tuple[Rule, ...]] = (
         r"|\b(?:rufe?|führe?|nutze|verwende)\s+(?:\w+\s+){0,3}?(?:zusätzlich|auch|außerdem|zuerst|vorher)\s+(?:das|die|den)\s+"
         r"(?:Tool|Werkzeug|Funktion)",
         Severity.HIGH,
-        _near(r"antwort|ruf|f\xc3\xbchr|nutze|verwende", r"ruf|f\xc3\xbchr|schick|send|lies|lese|ffne|nutze|verwende|benutze"
-              r"|tool|werkzeug|funktion"),
+        _near(
+            r"antwort|ruf|f\xc3\xbchr|nutze|verwende",
+            r"ruf|f\xc3\xbchr|schick|send|lies|lese|ffne|nutze|verwende|benutze"
+            r"|tool|werkzeug|funktion",
+        ),
     ),
     _r(
         "task_hijack",
@@ -120,6 +189,38 @@ CLASS_I18N_RULES: Final[tuple[Rule, ...]] = (
         r"|ユーザー(?:に|には)(?:内緒|秘密)",
         Severity.MEDIUM,
         r"用户|用戶|使用者|ユーザー",
+    ),
+    # 3. Throwing off the model's own constraints ("shed your built-in limitations"), in eight languages.
+    _r(
+        "instruction_override",
+        rf"(?:\b|(?<=[\u3000-\u9fff]))(?:{_DROP})(?:\s+de|\s+von|\s+от)?\s*(?:{_YOUR})\s*{_CONSTRAINT}",
+        Severity.MEDIUM,
+        r"ignor|disregard|abandon|discard|drop|shed|bypass|override|disable|deactivat|off|circumvent|escape|free|throw|cast"
+        r"|suspend|lift|remove|deviate|depart|disassociat|neglect|forget|rebel|mutiny|defy|transcend|aside|beyond|outside"
+        r"|oubli|glige|jette|contourne|sactive|supprime|affranchis|lib|olvid|descart|omit|abandon|desv|desas|elude|evita|salta"
+        r"|deixa|despreze|desconsidere|desativ|deslig|contorne|vergiss|umgeh|deaktivier|vernachl|missacht|schreit|kraft"
+        r"|гнорир|тключ|бойди|абудь|тбрось|ткажись|ренебрег|忽略|无视|無視|绕过|繞過|关闭|關閉|抛开|拋開|放弃|放棄|解除|無効|外して",
+    ),
+    _r(
+        "instruction_override",
+        rf"(?:{_DROP})(?:\s+de|\s+von|\s+от)?\s*(?:{_YOUR})\s*{_CONSTRAINT}{_S}{{0,80}}?\b(?:my|mes|mis|meus|minhas|meine\w*|мои\w*"
+        r"|моим\w*|me|moi|mí|mim|mir|мне)\b",
+        Severity.HIGH,
+        _near(
+            r"ignor|abandon|discard|drop|shed|bypass|override|disabl|deactivat|off|neglect|forget|oubli|glige|jette|olvid"
+            r"|descart|desv|desas|desconsid|vergiss|umgeh|vernachl|гнорир|тключ|абудь|тбрось|ренебрег",
+            r"my|mes|mis|meu|minh"
+            r"|mein|\xd0\xbc\xd0\xbe|\xd0\x9c\xd0\xbe|me|moi|m\xc3\xad|mim|mir|\xd0\xbc\xd0\xbd\xd0\xb5",
+        ),
+    ),
+    # 4. Asking for the hidden instructions by what they are, not by the words "system prompt"; `high` when the
+    # sentence also speaks to the model ("... that you follow"), since "show the hidden rules" alone may be a game.
+    _r("prompt_leak", _LEAK, Severity.MEDIUM, _LEAK_PREFILTER),
+    _r(
+        "prompt_leak",
+        rf"{_LEAK}{_S}{{0,80}}?\b(?:you|your|tu|tes|ton|ta|vous|votre|vos|tus|te|sigues|du|dein\w*|dir|Sie|ты|тво\w*|вы|ваш\w*)\b",
+        Severity.HIGH,
+        _LEAK_PREFILTER,
     ),
 )
 """Structural classes in seven more languages (both the `injection` and `poisoning` detectors use them)."""

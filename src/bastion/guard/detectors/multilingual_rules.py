@@ -108,7 +108,8 @@ MULTILINGUAL_CORE_RULES: Final[tuple[Rule, ...]] = (
         _PT_OVERRIDE,
         Severity.HIGH,
         _near(
-            r"ignor|esque|desconsider|descart|despreze|deix|seguir|sig|obede", r"instru|orienta|regras|diretrizes|ordens|comandos"
+            r"ignor|esque|desconsider|descart|despreze|deix|seguir|sig|obede",
+            r"instru|orienta|regras|diretrizes|ordens|comandos",
         ),
     ),
     _rule(
@@ -134,7 +135,10 @@ MULTILINGUAL_CORE_RULES: Final[tuple[Rule, ...]] = (
         "instruction_override",
         _RU_OVERRIDE,
         Severity.HIGH,
-        _near("гнорир|абудь|обращай|тбрось|ренебрег|следуй|выполняй|соблюдай|слушай|ерестань", "нструкци|казани|равил|оманд|аспоряжени|ромпт"),
+        _near(
+            "гнорир|абудь|обращай|тбрось|ренебрег|следуй|выполняй|соблюдай|слушай|ерестань",
+            "нструкци|казани|равил|оманд|аспоряжени|ромпт",
+        ),
     ),
     _rule(
         "instruction_override",

@@ -52,7 +52,9 @@ _CODE_VALUE: Final = re.compile(
     r"|(?:[A-Z]?[a-z]+)+|(?:true|false|null|none|nil|undefined|required|optional|string|bytes|str|int))$"
 )
 """Values that are code (attribute chains, identifiers, constants, types), not credentials."""
-_RANDOM_SEGMENT: Final = re.compile(r"(?=[A-Za-z0-9_-]{16})(?=[^.]*[a-z])(?=[^.]*[A-Z])(?=[^.]*\d)[A-Za-z0-9_-]{16,}")
+_RANDOM_SEGMENT: Final = re.compile(
+    r"(?=[A-Za-z0-9_-]{16})(?=[^.]*[a-z])(?=[^.]*[A-Z])(?=[^.]*\d)[A-Za-z0-9_-]{16,}"
+)
 """A dotted value with one long mixed-case, digit-bearing segment is a token (`ya29.<random>`), not `self.attr`."""
 _WEAK_PASSWORDS: Final = frozenset(
     {"password", "passwd", "secret", "changeme", "admin", "root", "test", "testing", "pass", "pwd", "xxx"}
