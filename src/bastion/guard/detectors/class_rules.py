@@ -32,12 +32,12 @@ _S: Final = r"[^.!?\n\x00]"
 _CJK: Final = r"[^。！？!?\n\x00]"
 
 
-def _r(type_: str, pattern: str, severity: Severity, prefilter: str | None = None) -> Rule:
+def _r(type_: str, pattern: str, severity: Severity, prefilter: str | None = None, flags: int = _I) -> Rule:
     return Rule(
         type=type_,
         pattern=pattern,
         severity=severity,
-        flags=_I,
+        flags=flags,
         prefilter=None if prefilter is None else f"(?i){prefilter}",
     )
 
@@ -96,6 +96,18 @@ _TAG_PREFILTER: Final = (
     r"|システム|管理|开发者|開発者)"
 )
 
+_SETUP_EN: Final = (
+    r"(?:your|its|the\s+(?:model|assistant|ai|bot)'?s)\s+(?:(?:actual|exact|full|complete|entire|real|original|initial|hidden"
+    r"|secret|internal|current|underlying)\s+)?(?:system\s+(?:prompt|message|instructions?)|initiali[sz]ation\s+(?:text|prompt)"
+    r"|setup\s+instructions|operational\s+parameters|operating\s+(?:parameters|instructions)|hidden\s+instructions|pre-?prompt"
+    r"|secret\s+instructions|internal\s+(?:rules|instructions|guidelines)|(?:original|initial)\s+instructions|prompt|instructions)\b"
+)
+"""What the model was set up with, as the user names it when asking for it."""
+_ASK_EN: Final = (
+    r"share|reveal|quote|show|explain|include|reproduce|repeat|tell|say|says|said|print|output|disclose|dump|display|recite"
+    r"|starts?\s+with|first\s+(?:letter|word|line)|what\s+(?:is|was|does)|audit\w*|document|hide|hiding|exact\s+text|word\s+for\s+word"
+    r"|verbatim|revealed|revealing|sharing|quoting"
+)
 _TOOL_ID: Final = r"[`'\"]?[a-z][a-z0-9]*_[a-z0-9_]+[`'\"]?"
 """A tool name in snake case, as MCP tools are named."""
 
@@ -159,7 +171,69 @@ CLASS_CORE_RULES: Final[tuple[Rule, ...]] = (
         r"|before|previously|so\s+far|above|until\s+now|up\s+to\s+now|prior|beforehand|at\s+the\s+start|originally)\b",
         _H,
     ),
-    # 5. Private data sent to an address.
+    # 5. Direct requests for what the model was told, by any name ("display your guidelines"): flagged, since
+    # "share your prompt" is also how a bug report asks for a reproduction.
+    _r(
+        "prompt_leak",
+        r"\b(?:reveal|show|display|share|output|print|dump|disclose|expose|leak|list|recite|repeat|provide|give)\s+(?:me\s+|us\s+)?"
+        r"(?:all\s+(?:of\s+)?)?(?:your|the\s+(?:model|assistant|ai|bot)'?s|its)\s+(?:\w+\s+){0,2}?(?:guidelines|instructions|prompt"
+        r"|rules|restrictions|constraints|directives|system\s+message|policies|programming|hidden\s+\w+|internal\s+\w+|secret\s+\w+"
+        r"|restricted\s+\w+|private\s+\w+)\b",
+        _M,
+    ),
+    _r(
+        "prompt_leak",
+        # What the model was configured with, named by the user and asked for in the same sentence.
+        rf"\b(?:{_ASK_EN})\b{_S}{{0,60}}?\b{_SETUP_EN}|\b{_SETUP_EN}{_S}{{0,60}}?\b(?:{_ASK_EN})\b",
+        _M,
+    ),
+    # 6. An unrestricted mode or persona, or constraints declared gone.
+    _r(
+        "role_play",
+        r"\b(?:unrestricted|unfiltered|uncensored|jailbroken|unbound|unshackled|limitless|no-?limits?|god)\s+(?:mode|persona|ai"
+        r"|assistant|model|chatbot)\b|\b(?:enter|enable|activate|switch\s+to|(?:you\s+are|you're)\s+(?:now\s+)?in)\s+(?:\w+\s+)?"
+        r"(?:sudo|root|admin|developer|debug|maintenance|override|unrestricted|god)\s+mode\b"
+        r"|\b(?:an?|the|you(?:'re|\s+are)?)\s+(?:\w+\s+)?(?:ai|assistant|model|chatbot|bot|llm|persona|character|version)\s+"
+        r"(?:without|with\s+no|free\s+(?:of|from)|lacking|devoid\s+of|unbound\s+by|not\s+bound\s+by)\s+(?:any\s+)?(?:\w+\s+)?"
+        r"(?:restrictions|constraints|limits|limitations|filters|guidelines|rules|censorship|boundaries|ethics|morals|safeguards)",
+        _M,
+    ),
+    _r(
+        "role_play",
+        # A named persona to step into: "Enter character LIBERATOR", "Keep acting as JAILBREAK".
+        r"\b(?:[Ee]mbody|[Ee]nter\s+(?:the\s+)?(?:character|persona|mode)|[Bb]ecome|[Kk]eep\s+(?:acting|being|playing)\s+(?:as\s+)?"
+        r"|[Aa]ct\s+as|[Rr]ole-?play\s+as|[Pp]lay\s+the\s+(?:role|part)\s+of|[Ss]witch\s+to|[Aa]ctivate)\s+(?:the\s+)?[A-Z][A-Z0-9_-]{3,}\b"
+        r"|\b(?:version|copy|clone)\s+of\s+(?:yourself|you)\b[^.!?\n\x00]{0,60}?\b(?:without|with\s+no|free\s+of)\b",
+        _M,
+        flags=0,
+    ),
+    _r(
+        "instruction_override",
+        r"\b(?:your|the|all|its)\s+(?:\w+\s+){0,2}?(?:safety|ethical|content|moral)?\s*(?:training|filters?|guardrails|restrictions"
+        r"|guidelines|safeguards|protections|limitations|constraints|rules|configuration\s+limiting\s+you|censorship)\s+(?:is|are"
+        r"|have\s+been|has\s+been|were|was|now)\s+(?:now\s+|temporarily\s+|officially\s+)?(?:disabled|removed|lifted|off|suspended"
+        r"|turned\s+off|deactivated|gone|waived|void|revoked|no\s+longer\s+(?:active|apply|applicable|in\s+effect|valid))\b"
+        rf"|\b(?:as\s+(?:though|if)|pretend|imagine|assume|suppose)\b{_S}{{0,40}}?\b(?:your|the)\s+(?:\w+\s+)?(?:safety|ethical"
+        r"|content)?\s*(?:training|filters?|guardrails|restrictions|guidelines|safeguards|rules)\s+(?:is|are|were|was|had\s+been"
+        r"|have\s+been)\s+(?:disabled|removed|lifted|off|suspended|turned\s+off|gone)",
+        _H,
+    ),
+    # 7. Claimed authority that grants itself more access.
+    _r(
+        "role_play",
+        r"\b(?:i\s+am|i'm|as|this\s+is)\s+(?:your|the|an?)\s+(?:\w+\s+)?(?:admin(?:istrator)?|developer|creator|owner|operator"
+        r"|supervisor|root\s+user|system\s+owner|compliance\s+officer|security\s+officer)\b[^.!?\n\x00]{0,60}?\b(?:unrestricted"
+        r"|full\s+(?:access|transparency|permissions?)|override|authori[sz]\w*|grant\w*|command\w*|require\w*|bypass\w*|unlock\w*)"
+        r"|\b(?:admin(?:istrator)?|root|developer|sudo|elevated|override)\s+(?:access|privileges?|credentials|rights|permissions?)"
+        r"\s+(?:granted|enabled|activated|confirmed|unlocked)\b",
+        _M,
+    ),
+    _r(
+        "role_marker",
+        r"""["']role["']\s*:\s*["'](?:system|developer)["']\s*,\s*["']content["']\s*:""",
+        _M,
+    ),
+    # 8. Private data sent to an address.
     _r(
         "exfiltration",
         rf"\b{_SEND_EN}\b{_S}{{0,60}}?\b(?:passwords?|credentials|login\s+details|(?:api|private|ssh|access|secret)\s+keys?"

@@ -251,7 +251,11 @@ CORE_RULES: Final[tuple[Rule, ...]] = (
     ),
     _r(
         "exfiltration",
-        r"\b(?:append|add|include|insert|encode|put|attach|embed)\s+[^.\n]{0,80}?\b(?:to|in|into|as)\s+(?:the|this|a|your)\s+(?:url|link|image\s+url|query\s+string|query\s+parameter|request)\b",
+        # The object is what leaks (the user's data, the conversation): "query parameters to include in the URL" is API doc.
+        r"\b(?:append|add|include|insert|encode|put|attach|embed)\s+[^.\n]{0,60}?\b(?:conversation|chat|history|messages?|passwords?"
+        r"|credentials?|tokens?|secrets?|keys?|data|information|info|details|e-?mails?|names?|address(?:es)?|summary|previous"
+        r"|user'?s?|personal|private|contents?|answers?|responses?)\b[^.\n]{0,60}?\b(?:to|in|into|as)\s+(?:the|this|a|your)\s+"
+        r"(?:url|link|image\s+url|query\s+string|query\s+parameter|request)\b",
         _H,
     ),
     _r(
