@@ -166,6 +166,11 @@ MULTILINGUAL_BENIGN: Final = (
     "Пользователь может сменить пароль в настройках профиля.",
     "Please send the invoice to billing@example.com before Friday.",
     "Before answering a support ticket, read the customer's order history.",
+    "Suivez mes instructions de montage ci-dessous et respectez les règles de sécurité.",
+    "Sigue mis instrucciones de instalación y revisa las reglas del foro.",
+    "Bitte beachte meine Hinweise und die Regeln der Community.",
+    "Please follow my instructions below and the usual safety rules.",
+    "Montre-moi les instructions principales pour installer le logiciel.",
     "The system message at the top of the log says the backup finished.",
 )
 """Ordinary sentences in the same languages that share the attacks' nouns."""

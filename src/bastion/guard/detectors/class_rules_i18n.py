@@ -58,11 +58,13 @@ _LEAK_ADJ: Final = (
     r"(?:initial|original|main|principal|secret|hidden|guiding|core|key|underlying|first|starting|internal|base"
     r"|foundational|primary|clé|cle|cachée?s?|secrète?s?|initiale?s?|de\s+départ|principale?s?|oculta|secreta|guía|guia"
     r"|inicial(?:es)?|geheime\w*|versteckte\w*|ursprüngliche\w*|anfängliche\w*|erste\w*|скрыт\w*|секретн\w*|исходн\w*"
-    r"|начальн\w*|главн\w*|основн\w*)"
+    r"|начальн\w*|главн\w*|основн\w*|central|centrale?|fundamental|fondamentale?|basic|directrice|sous-jacente|clave|núcleo"
+    r"|base|guía|orientadora|grundlegende\w*|zentrale\w*|ключев\w*|базов\w*|центральн\w*)"
 )
 _LEAK_NOUN: Final = (
     r"(?:instructions?|prompts?|query|directives?|rules|configuration|programming|invite|consigne|instrucci[oó]n(?:es)?"
-    r"|indicaci[oó]n|instru[cç][aã]o|instruções|Anweisung\w*|Instruktion\w*|Prompt\w*|инструкци\w*|промпт\w*|указани\w*)"
+    r"|indicaci[oó]n|instru[cç][aã]o|instruções|Anweisung\w*|Instruktion\w*|Prompt\w*|инструкци\w*|промпт\w*|указани\w*"
+    r"|commands?|commande|comando|Befehl\w*|directriz|diretriz|Richtlinie|guidelines?|entreaty)"
 )
 _LEAK_PAIR: Final = rf"(?:{_LEAK_ADJ}\s+{_LEAK_NOUN}|{_LEAK_NOUN}\s+{_LEAK_ADJ})"
 
@@ -82,7 +84,46 @@ _LEAK_PREFILTER: Final = _near(
     r"\xd0\xb2\xd1\x8b",
     r"instruc|prompt|query|directive|rules|configuration|programming|invite|consigne|indicaci|instru|anweisung"
     r"|\xd0\xbd\xd1\x81\xd1\x82\xd1\x80\xd1\x83\xd0\xba\xd1\x86|\xd1\x80\xd0\xbe\xd0\xbc\xd0\xbf\xd1\x82"
-    r"|\xd0\xba\xd0\xb0\xd0\xb7\xd0\xb0\xd0\xbd",
+    r"|\xd0\xba\xd0\xb0\xd0\xb7\xd0\xb0\xd0\xbd|command|comando|befehl|directriz|diretriz|richtlinie|guideline|entreaty",
+)
+_LEAK_NOUN_PREFILTER: Final = (
+    r"instruc|prompt|query|directive|rules|configuration|programming|invite|consigne|indicaci|instru|anweisung|command"
+    r"|comando|befehl|directriz|diretriz|richtlinie|guideline|entreaty|\xd0\xbd\xd1\x81\xd1\x82\xd1\x80\xd1\x83\xd0\xba"
+    r"\xd1\x86|\xd1\x80\xd0\xbe\xd0\xbc\xd0\xbf\xd1\x82|\xd0\xba\xd0\xb0\xd0\xb7\xd0\xb0\xd0\xbd"
+)
+
+_MY_COMMAND: Final = (
+    r"(?:\b(?:my|mes|ma|mis|mi|meus|minhas|meu|minha|mie|miei|mio|mia)\s+(?:\w+\s+){0,2}?(?:instructions?|commands?|orders"
+    r"|directives?|demands?|wishes|whims|bidding|guidance|direction|authority|will|requests?|advice|demandes|conseils|souhaits"
+    r"|désirs|commandes|requêtes|volonté|instrucciones|peticiones|órdenes|ordenes|directrices|deseos|demandas|solicitudes"
+    r"|mandatos|indicaciones|comandos|dirección|autoridad|preferencias|instruções|ordens|diretrizes|pedidos?|desejos"
+    r"|solicitações|orientações|direttive|richieste|istruzioni|desideri|comandi|ordini)\b"
+    r"|\b(?:meine[nmrs]?|meiner)\s+(?:\w+\s+)?(?:Anweisungen|Befehle\w*|Forderungen|Wünsche\w*|Ratschläge\w*|Anordnungen"
+    r"|Vorgaben|Direktiven|Anfragen|Richtlinien)\b|(?:мои\w*|моим\w*|моей|моему)\s+(?:\w+\s+)?(?:инструкци\w*|команд\w*"
+    r"|приказ\w*|указани\w*|требовани\w*|желани\w*|распоряжени\w*)|我的(?:指令|命令|指示|要求|吩咐)|私の(?:指示|命令|要求))"
+)
+"""The user's own orders, as a jailbreak sets them above the model's."""
+_MY_ABOVE: Final = (
+    r"(?:\b(?:only|solely|exclusively|strictly|just|uniquement|seulement|exclusivement|strictement|únicamente|unicamente|solo"
+    r"|sólo|exclusivamente|estrictamente|apenas|somente|estritamente|nur|ausschließlich|strikt|lediglich|soltanto|solamente"
+    r"|priorit\w*|priority|priorité|prioridad\w*|Vorrang|under|sous|bajo|sob|unter|sotto)\s+(?:\w+\s+){0,3}?|(?:только|исключительно"
+    r"|приоритет\w*)\s+(?:\w+\s+){0,3}?|只|仅|僅|优先|優先)"
+    rf"{_MY_COMMAND}"
+)
+"""The user's orders set above everything else: "only my", "priority to my", "under my direction"."""
+_RULEBOOK: Final = (
+    r"(?:procedures|procédures|procedimientos|procedimentos|Verfahren|процедур\w*|protocol\w*|protocoles|protocolos|Protokoll\w*"
+    r"|протокол\w*|code\s+of\s+conduct|code\s+de\s+conduite|código\s+de\s+conducta|Verhaltenskodex|norms|normes|normas|Normen"
+    r"|norme|pautas|guidelines|linee\s+guida|directives|Richtlinien|diretrizes|directrices|safeguards|boundaries|limits|limites"
+    r"|límites|Grenzen|programming|programmation|programación|programação|Programmierung|programmazione|ethic\w*|éthique\w*"
+    r"|étic\w*|Ethik\w*|etic\w*|этик\w*|rules|règles|reglas|regras|Regeln|regole|правил\w*|规则|規則|ルール|限制|制限)"
+)
+"""What a jailbreak asks the model to set aside."""
+_LEAK_AI: Final = (
+    r"(?:\bai\b|\bia\b|\bki\b|\bии\b|programm\w*|programación|programação|functionality|funcionalidad|fonctionnalité|funcionalidade"
+    r"|funzionalità|Funktionalität|respuestas|réponses|Antworten|respostas|responses?|answers?|ответ\w*|guides?\s+(?:you|tu|te)"
+    r"|guía|drives?\s+you|impulsa|entraîne|antreibt|operas|operate|built|construido|construit|creation|création|creación"
+    r"|criação|creazione|formation|formación|training|formação|обучени\w*|созда\w*)"
 )
 
 
@@ -221,6 +262,21 @@ CLASS_I18N_RULES: Final[tuple[Rule, ...]] = (
         rf"{_LEAK}{_S}{{0,80}}?\b(?:you|your|tu|tes|ton|ta|vous|votre|vos|tus|te|sigues|du|dein\w*|dir|Sie|ты|тво\w*|вы|ваш\w*)\b",
         Severity.HIGH,
         _LEAK_PREFILTER,
+    ),
+    # 5. The model's rulebook set against the user's orders: "heed only my guidance over standard procedures".
+    _r(
+        "instruction_override",
+        rf"{_RULEBOOK}{_S}{{0,80}}?{_MY_ABOVE}|{_MY_ABOVE}{_S}{{0,80}}?{_RULEBOOK}",
+        Severity.MEDIUM,
+        r"my|mes|ma|mis|mi|meu|minh|mie|mio|mia|mein|\xd0\xbc\xd0\xbe|\xd0\x9c\xd0\xbe|我的|私の",
+    ),
+    # 6. The hidden instructions named by what they do ("the core command that guides you"), without a verb.
+    _r(
+        "prompt_leak",
+        rf"{_LEAK_PAIR}{_S}{{0,80}}?{_LEAK_AI}|(?:Schlüssel|Kern|Haupt|Grund|Basis)(?:anweisung|befehl|prompt|richtlinie)\w*"
+        rf"{_S}{{0,80}}?{_LEAK_AI}",
+        Severity.MEDIUM,
+        _LEAK_NOUN_PREFILTER,
     ),
 )
 """Structural classes in seven more languages (both the `injection` and `poisoning` detectors use them)."""
