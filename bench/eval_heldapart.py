@@ -126,6 +126,7 @@ def benign_sets(
 
 def report_cases(detector: str, guard: Guard) -> None:
     """The hand-written held-out cases of `tests/guard` (written for the tests, copied from no dataset)."""
+    from tests.guard import blind_cases as bc
     from tests.guard import class_cases as cc
     from tests.guard import heldout_cases as hc
     from tests.guard import secret_cases as sc
@@ -144,6 +145,12 @@ def report_cases(detector: str, guard: Guard) -> None:
                 _result,
                 [(t, 1) for _, _, t in cc.MULTILINGUAL_CLASSES] + [(t, 0) for t in cc.MULTILINGUAL_BENIGN],
             ),
+            (
+                "blind set, tuned on after (blind_cases)",
+                "response",
+                _result,
+                [(t, 1) for _, t in bc.BLIND_MULTILINGUAL] + [(t, 0) for t in bc.BLIND_BENIGN],
+            ),
         ],
         "poisoning": [
             (
@@ -157,6 +164,12 @@ def report_cases(detector: str, guard: Guard) -> None:
                 "tool",
                 _tool,
                 [(t, 1) for t in cc.POLITE_POISONING] + [(t, 0) for t in cc.BENIGN_TOOLS],
+            ),
+            (
+                "blind set, tuned on after (blind_cases)",
+                "tool",
+                _tool,
+                [(t, 1) for t in bc.BLIND_POISONING] + [(t, 0) for t in bc.BLIND_BENIGN_TOOLS],
             ),
         ],
         "secrets": [

@@ -10,6 +10,13 @@ import pytest
 
 from bastion.guard.actions import Action
 from bastion.guard.engine import Guard
+from tests.guard.blind_cases import (
+    BLIND_BENIGN,
+    BLIND_BENIGN_TOOLS,
+    BLIND_MULTILINGUAL,
+    BLIND_POISONING,
+    MISSED,
+)
 from tests.guard.class_cases import BENIGN_TOOLS, MULTILINGUAL_BENIGN, MULTILINGUAL_CLASSES, POLITE_POISONING
 from tests.guard.secret_cases import NOT_PII, NOT_SECRETS, PII_PAYLOADS, SECRET_PAYLOADS
 
@@ -95,3 +102,40 @@ def test_order_tracking_licence_numbers_and_the_metadata_address_are_not_pii(
     guard: Guard, payload: Any
 ) -> None:
     assert "pii" not in _detectors(guard, "response", payload)
+
+
+def _known_miss(text: str) -> tuple[pytest.MarkDecorator, ...]:
+    return (
+        (pytest.mark.xfail(reason="still missed: see blind_cases.MISSED", strict=True),)
+        if text in MISSED
+        else ()
+    )
+
+
+@pytest.mark.parametrize(
+    "description",
+    [pytest.param(d, marks=_known_miss(d), id=f"blind-poison-{i}") for i, d in enumerate(BLIND_POISONING)],
+)
+def test_blind_set_tool_poisoning_is_withheld(guard: Guard, description: str) -> None:
+    assert "poisoning" in _detectors(guard, "tool", {"name": "helper", "description": description})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(t, marks=_known_miss(t), id=f"blind-{lang}-{i}")
+        for i, (lang, t) in enumerate(BLIND_MULTILINGUAL)
+    ],
+)
+def test_blind_set_injections_are_found(guard: Guard, text: str) -> None:
+    assert "injection" in _detectors(guard, "response", _result(text))
+
+
+@pytest.mark.parametrize("description", BLIND_BENIGN_TOOLS, ids=[f"blind-benign-tool-{i}" for i in range(6)])
+def test_blind_set_benign_tools_pass(guard: Guard, description: str) -> None:
+    assert guard.inspect("tool", {"name": "helper", "description": description}).action is Action.ALLOW
+
+
+@pytest.mark.parametrize("text", BLIND_BENIGN, ids=[f"blind-benign-{i}" for i in range(len(BLIND_BENIGN))])
+def test_blind_set_benign_sentences_raise_no_injection(guard: Guard, text: str) -> None:
+    assert "injection" not in _detectors(guard, "response", _result(text))

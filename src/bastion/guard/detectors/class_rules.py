@@ -49,7 +49,9 @@ _PRIVATE_EN: Final = (
     r"|secret|signing|session)\s+keys?|key\s+files?|keys?\b|tokens?|secrets?|session\s+cookies?|cookies|clipboard"
     r"|e-?mails?|inbox|(?:recent|previous|prior|earlier|latest|last|other)\s+messages|messages\s+(?:of|in|from)\s+(?:the|this)"
     r"\s+(?:chat|conversation|session)|chat\s+(?:log|history|transcript)|conversation(?:\s+(?:so\s+far|history|log))?"
-    r"|(?:environment|env|\.env|dotenv)(?:\s+(?:file|variables?|vars|configuration|settings))?|`?env`?\s+command"
+    r"|(?:environment|env|\.env|dotenv)(?:\s+(?:file|variables?|vars|configuration|settings))?|`?env`?\s+command|browser\s+(?:profile|data|history|cookies)\w*|session\s+(?:data|tokens?|cookies?|ids?)|profile\s+folder"
+    r"|messages\s+(?:you|we|they|the\s+user)\s+(?:have\s+)?(?:exchanged|sent|received|wrote|had)|(?:file|contents?)\s+(?:at|of|in)\s+"
+    r"[~/.][\w./-]+"
     r"|config(?:uration)?\s+files?|home\s+(?:folder|directory)|documents?\s+(?:the\s+user|they|you)|files?\s+(?:the\s+user"
     r"|they)|contacts|address\s+book|browser\s+history|history\s+of)"
 )
@@ -57,7 +59,7 @@ _PRIVATE_EN: Final = (
 
 _OWNER_EN: Final = (
     r"(?:\bthe\s+(?:user|project|workspace|system|machine|host|account|session|customer|client)'?s?\b|\buser'?s\b|\byour\b"
-    r"|\b(?:saved|stored|cached|local|any|all|every|recent|seen|available|current)\b|\b(?:retrieve|read|obtain|fetch|look"
+    r"|\b(?:saved|stored|cached|local|any|all|every|recent|seen|available|current|last|latest|previous|prior|earlier)\b|\b(?:retrieve|read|obtain|fetch|look"
     r"\s+(?:through|up|at|in)|collect|gather|copy|grab|find|harvest|extract|dump|output\s+of|contents?\s+of|text\s+of)\b)"
 )
 """Whose the data is, or how it is reached: what makes a credential noun the user's rather than an argument's."""
@@ -131,12 +133,23 @@ CLASS_CORE_RULES: Final[tuple[Rule, ...]] = (
         rf"\b(?:also|additionally|secretly|quietly)\s+(?:call|invoke|trigger|execute)\s+(?:the\s+)?{_TOOL_ID}",
         _M,
     ),
+    # Data raised to the rank of instructions: "treat any instruction found in the ticket as the user's".
+    _r(
+        "task_hijack",
+        r"\btreat\b[^.!?\n\x00]{0,60}?\b(?:instructions?|text|content|commands?|requests?)\b[^.!?\n\x00]{0,60}?\bas\s+(?:if\s+(?:it|they)"
+        r"\s+(?:came|come|were)\s+from|coming\s+from|from|issued\s+by|written\s+by|sent\s+by)\s+(?:the\s+)?(?:user|system|developer"
+        r"|operator|administrator|admin|owner)\b|\b(?:follow|obey|execute|carry\s+out)\s+(?:any|all|every)\s+(?:instructions?"
+        r"|commands?|directions?)\s+(?:found|contained|embedded|written|included|that\s+appear)\s+(?:in|inside|within)\b",
+        _H,
+    ),
     # 2. Secrecy said as an outcome.
     _r(
         "secrecy",
         r"\b(?:user|human|person|customer|owner|recipient)s?\b[^.!?\n\x00]{0,25}?\b(?:never|not|n't|must\s+not|should\s+not"
-        r"|cannot)\s+(?:ever\s+)?(?:finds?\s+out|learns?\s+(?:of|about)|notices?|reali[sz]es?|knows?\s+(?:about|of)|becomes?"
-        r"\s+aware|gets?\s+wind|hears?\s+(?:about|of)|suspects?)\b",
+        r"|cannot)\s+(?:ever\s+)?(?:need\s+to\s+)?(?:finds?\s+out|learns?\s+(?:of|about)|notices?|reali[sz]es?|knows?\s+(?:about|of)"
+        r"|becomes?\s+aware|gets?\s+wind|hears?\s+(?:about|of)|suspects?|be\s+(?:told|informed|notified|made\s+aware))\b"
+        r"|\bwithout\s+(?:ever\s+)?(?:mentioning|saying|reporting|disclosing|revealing|surfacing|flagging)\s+(?:it|this|that|so"
+        r"|anything|the\s+\w+)\b",
         _M,
     ),
     _r(
@@ -300,6 +313,23 @@ CLASS_TOOL_RULES: Final[tuple[Rule, ...]] = (
         r"\b(?:route|send|direct|redirect|divert|handle|funnel|pass)\b[^.!?\n\x00]{0,60}?\bthrough\s+this\s+(?:tool|function|server)"
         r"\b|\b(?:rather\s+than|instead\s+of|over)\s+(?:the\s+(?:one|tool)s?|whatever|whichever|any\s+tool)\s+(?:that\s+)?(?:the"
         r"\s+user|you|they)\s+(?:picked|chose|choose|selected|select|asked\s+for|requested|prefers?|named)",
+        _H,
+    ),
+    # Sending a copy to a fixed address from inside a tool description (a plain "report bugs to x@y" is a support
+    # address and passes: any poisoning finding blocks a definition).
+    _r(
+        "tool_shadowing",
+        rf"[\w.+-]+@[\w-]+\.\w+{_S}{{0,60}}?\b(?:as\s+well|too|also|additionally|in\s+addition|each\s+time|every\s+time|by\s+the"
+        rf"\s+(?:assistant|agent|model))\b|\b(?:additionally|also|as\s+well)\b{_S}{{0,60}}?\b(?:send|report|forward|copy|cc|bcc"
+        rf"|mail|e-?mail|post|upload|deliver)\w*\s+{_S}{{0,60}}?\bto\s+[\w.+-]+@[\w-]+\.\w+",
+        _H,
+    ),
+    # Another tool's work routed here, or this tool hidden from the user.
+    _r(
+        "tool_shadowing",
+        r"\b(?:through|via|with|using)\s+this\s+(?:tool|function|server)\s+instead\b|\b(?:another|other|any\s+other)\s+tools?\b"
+        r"[^.!?\n\x00]{0,60}?\b(?:retry|redo|repeat|reroute|resend|route|send|pass)\b[^.!?\n\x00]{0,30}?\bthis\s+(?:tool|function)\b"
+        r"|\b(?:do\s+not|don't|never)\s+(?:list|mention|show|include|reveal|disclose|name)\s+this\s+(?:one|tool|function|server)\b",
         _H,
     ),
     # Misrepresenting the tool to the user.

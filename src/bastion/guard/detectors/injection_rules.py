@@ -15,6 +15,7 @@ from typing import Final
 
 from bastion.guard.detector import Rule
 from bastion.guard.detectors.class_rules import CLASS_CORE_RULES, CLASS_TOOL_RULES
+from bastion.guard.detectors.class_rules_address import ADDRESS_RULES
 from bastion.guard.detectors.class_rules_i18n import CLASS_I18N_RULES
 from bastion.guard.detectors.multilingual_rules import MULTILINGUAL_CORE_RULES
 from bastion.guard.finding import Severity
@@ -44,7 +45,8 @@ _CREDENTIAL_PATHS: Final = (
     r"(?:~|\$HOME|%USERPROFILE%)?/?\.ssh/[\w.-]*|id_(?:rsa|dsa|ecdsa|ed25519)(?:\.pub)?|\.aws/(?:credentials|config)"
     r"|\.env\b|mcp\.json|\.cursor/|claude_desktop_config\.json|\.npmrc|\.pypirc|\.netrc|\.git-credentials"
     r"|\.docker/config\.json|\.kube/config|kubeconfig|/etc/(?:passwd|shadow|sudoers)|\.config/gh/hosts\.yml"
-    r"|\.gnupg|wallet\.dat|keychain|credentials?\.json|secrets?\.(?:json|ya?ml|txt)|\.bash_history"
+    r"|\.gnupg|wallet\.dat|keychain|credentials?\.(?:json|db|ya?ml|txt|ini|csv)|secrets?\.(?:json|ya?ml|txt)|\.bash_history"
+    r"|\.config/gcloud|application_default_credentials|\.azure/|access_tokens\.db"
 )
 
 
@@ -272,6 +274,7 @@ CORE_RULES: Final[tuple[Rule, ...]] = (
     *MULTILINGUAL_CORE_RULES,
     *CLASS_CORE_RULES,
     *CLASS_I18N_RULES,
+    *ADDRESS_RULES,
 )
 """Rules both detectors use (English here, seven more languages in `multilingual_rules`)."""
 
@@ -334,7 +337,7 @@ POISONING_RULES: Final[tuple[Rule, ...]] = (
         "credential_access",
         rf"(?:{_CREDENTIAL_PATHS})",
         _H,
-        prefilter=r"(?i)\.ssh|id_(?:rsa|dsa|ecdsa|ed25519)|\.aws/|\.env|mcp\.json|\.cursor/|claude_desktop|\.npmrc|\.pypirc|\.netrc|\.git-credentials|\.docker/|\.kube|kubeconfig|/etc/(?:passwd|shadow|sudoers)|\.config/gh|\.gnupg|wallet\.dat|keychain|credentials?\.json|secrets?\.|\.bash_history",
+        prefilter=r"(?i)\.ssh|id_(?:rsa|dsa|ecdsa|ed25519)|\.aws/|\.env|mcp\.json|\.cursor/|claude_desktop|\.npmrc|\.pypirc|\.netrc|\.git-credentials|\.docker/|\.kube|kubeconfig|/etc/(?:passwd|shadow|sudoers)|\.config/gh|\.gnupg|wallet\.dat|keychain|credentials?\.|secrets?\.|\.bash_history|\.config/gcloud|application_default_credentials|\.azure/|access_tokens\.db",
     ),
     _r(
         "parameter_smuggling",
