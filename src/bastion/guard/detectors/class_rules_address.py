@@ -35,6 +35,13 @@ _HAIL: Final = (
     r"|nota|importante|hola|querid[oa]|atenção|atencao|olá|ola|caro|cara|avis|bonjour|cher|chère|внимание|важно|примечание"
     r"|привет|уважаемый|дорогой)"
 )
+_P_AI: Final = r"ai|a\.i\.|llm|ia|i\.a\.|ki|ии|ИИ|assist|asist|ссист|agent|гент|model|mod\xc3\xa8le|одел|chatbot|bot|бот|Бот"
+_P_HAIL: Final = (
+    r"attention|note|important|notice|hey|dear|hello|hi|achtung|hinweis|wichtig|liebe|hallo|atenci|aviso|nota|hola|querid"
+    r"|aten\xc3\xa7|ol\xc3\xa1|ola|caro|cara|avis|bonjour|cher|ch\xc3\xa8re|нимание|ажно|римечание|ривет|важаем|орог"
+)
+_P_READING: Final = r"reading|processing|reads|qui\s+lit|que\s+lee|que\s+l\xc3\xaa|liest|читающ"
+
 
 ADDRESS_RULES: Final[tuple[Rule, ...]] = (
     # 1. Turning to the AI that reads the text.
@@ -48,8 +55,8 @@ ADDRESS_RULES: Final[tuple[Rule, ...]] = (
         rf"|(?:^|(?<=[.!?\n\x00]))\s*{_AI_WORD}\s+(?:reading|processing|that\s+reads|who\s+reads|qui\s+lit|que\s+lee|que\s+lê"
         rf"|die\s+(?:das|dies)\s+liest|читающ\w*)\s+(?:this|these|ceci|cela|esto|isto|dies|это)\w*\s*[:,]",
         Severity.HIGH,
-        r"ai|llm|ia|ki|\xd0\xb8\xd0\xb8|\xd0\x98\xd0\x98|assist|asist|\xd1\x81\xd1\x81\xd0\xb8\xd1\x81\xd1\x82|agent|\xd0\xb3"
-        r"\xd0\xb5\xd0\xbd\xd1\x82|model|mod\xc3\xa8le|\xd0\xbe\xd0\xb4\xd0\xb5\xd0\xbb|bot|\xd0\xb1\xd0\xbe\xd1\x82",
+        rf"(?:{_P_HAIL})[\s,:]{{0,4}}(?:(?:to|for|pour|\xc3\xa0|para|f\xc3\xbcr|an|для)\s+)?(?:the\s+|l'|l\xe2\x80\x99|el\s+"
+        rf"|la\s+|o\s+|a\s+|die\s+|den\s+|der\s+)?(?:{_P_AI})|(?:{_P_AI})\w*\s+(?:(?:that|who)\s+)?(?:{_P_READING})",
     ),
     _r(
         "ai_addressed",
@@ -58,7 +65,7 @@ ADDRESS_RULES: Final[tuple[Rule, ...]] = (
         r"(?:disregard|ignore|forget|from\s+now|a\s+partir|à\s+partir|desde\s+ahora|ab\s+(?:jetzt|sofort)|с\s+этого|please"
         r"|por\s+favor|bitte|s'il|пожалуйста|you\s+(?:must|should|will)|tu\s+dois|debes|deves|du\s+(?:musst|sollst))",
         Severity.HIGH,
-        r"ai|ia|ki|\xd0\xb8\xd0\xb8|\xd0\x98\xd0\x98|assist|asist|\xd1\x81\xd1\x81\xd0\xb8\xd1\x81\xd1\x82",
+        r"(?:ai|ia|ki|ии|ИИ|assist|asist|ссист)\w*\s*,",
     ),
     _r(
         "ai_addressed",
@@ -67,7 +74,8 @@ ADDRESS_RULES: Final[tuple[Rule, ...]] = (
         r"|(?:注意|重要|お知らせ)[：:]\s*(?:AI|アシスタント|エージェント)|(?:读到|讀到|看到)(?:这|這)(?:条|條|段)?(?:消息|信息|内容)的(?:AI|助手|模型)"
         r"|このメッセージを読んだ(?:AI|アシスタント)",
         Severity.HIGH,
-        r"助手|模型|智能|AI|アシスタント|エージェント|モデル",
+        r"注意|提示|重要|致|给|給|读到|讀到|看到|このメッセージ|への(?:指示|お願い|注意|メッセージ|命令)|に(?:指示|お願い|注意|メッセージ|命令)"
+        r"|お知らせ",
     ),
     # 2. Setting the user's own request aside.
     _r(
@@ -84,8 +92,10 @@ ADDRESS_RULES: Final[tuple[Rule, ...]] = (
         r"|\b(?:ignore|esqueça|desconsidere)\s+o\s+que\s+o\s+(?:usuário|usuario|utilizador)\s+(?:pediu|disse|perguntou)"
         r"|\b(?:ignora|olvida)\s+lo\s+que\s+(?:te\s+)?(?:pidió|pidio|dijo|preguntó)\s+el\s+usuario",
         Severity.HIGH,
-        r"ignor|disregard|forget|skip|drop|aside|abandon|discard|oubli|tomber|olvid|omite|vergiss|esque|desconsid"
-        r"|\xd0\xb3\xd0\xbd\xd0\xbe\xd1\x80\xd0\xb8\xd1\x80|\xd0\xb0\xd0\xb1\xd1\x83\xd0\xb4\xd1\x8c",
+        r"(?:ignor|disregard|forget|skip|drop|aside|abandon|discard|oubli|tomber|olvid|omite|vergiss|esque|desconsid|гнорир"
+        r"|абудь)[^\n]{0,40}(?:user|original|initial|actual|real|current|owner|customer|human|demande|t\xc3\xa2che|question"
+        r"|requ\xc3\xaate|consigne|petici|pregunta|tarea|solicit|aufgabe|frage|anfrage|auftrag|bitte|pedido|pergunta|tarefa"
+        r"|задач|опрос|апрос|росьб|ce\s+qu|o\s+que|lo\s+que)",
     ),
     _r(
         "task_hijack",

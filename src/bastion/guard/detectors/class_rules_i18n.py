@@ -28,14 +28,67 @@ def _near(first: str, second: str) -> str:
     return rf"(?:{first})[^\n]{{0,400}}(?:{second})"
 
 
+# Byte-level stems for the prefilters below (Hyperscan folds ASCII case only, so Cyrillic stems skip the first letter).
+_P_ADJ: Final = (
+    r"initial|original|main|principal|secret|hidden|guiding|core|key|underlying|first|starting|internal|base|foundational"
+    r"|primary|cl\xc3\xa9|cle|cach|secr\xc3\xa8t|d\xc3\xa9part|oculta|secreta|gu\xc3\xada|guia|inicial|geheim|versteckt"
+    r"|urspr\xc3\xbcnglich|anf\xc3\xa4nglich|erste|central|centrale|fundamental|fondamental|basic|directrice|sous-jacente"
+    r"|clave|n\xc3\xbacleo|orientadora|grundlegend|zentral|крыт|екретн|сходн|ачальн|лавн|сновн|лючев|азов|ентральн"
+)
+_P_NOUN: Final = (
+    r"instruc|prompt|query|directive|rules|configuration|programming|invite|consigne|indicaci|instru|anweisung|command"
+    r"|comando|befehl|directriz|diretriz|richtlinie|guideline|entreaty|нструкци|ромпт|казани"
+)
+_P_EXCL: Final = (
+    r"only|solely|exclusively|strictly|just|uniquement|seulement|exclusivement|strictement|nicamente|solo|s\xc3\xb3lo"
+    r"|exclusivamente|estrictamente|apenas|somente|estritamente|nur|ausschlie|strikt|lediglich|soltanto|solamente|priorit"
+    r"|vorrang|under|sous|bajo|sob|unter|sotto|олько|сключительно|риоритет|只|仅|僅|优先|優先"
+)
+_P_MY: Final = r"my|mes|ma|mis|mi|meus|minhas|meu|minha|mie|miei|mio|mia|mein|мо|Мо|我的|私の"
+_P_RULEBOOK: Final = (
+    r"procedur|proc\xc3\xa9dur|procedim|verfahren|роцедур|protoc|protokoll|ротокол|conduct|conduite|conducta|kodex|norm"
+    r"|pautas|guideline|linee|directive|richtlinie|diretriz|directri|safeguard|boundar|limit|l\xc3\xadmit|grenzen|programm"
+    r"|programa|ethic|\xc3\xa9thique|\xc3\xa9tic|ethik|etic|этик|rules|r\xc3\xa8gles|reglas|regras|regeln|regole|равил"
+    r"|规则|規則|ルール|限制|制限"
+)
+_P_DROP: Final = (
+    r"ignor|disregard|abandon|discard|shed|bypass|override|disable|deactivat|switch\s+off|turn\s+off|circumvent"
+    r"|break\s+free|throw\s+off|cast\s+off|suspend|deviate|depart|disassociat|neglect|forget|rebel|mutiny|defy|transcend"
+    r"|set\s+aside|oubli|glige|jette|contourne|sactive|supprime|affranchis|olvid|descart|omit|desv|desas|elude"
+    r"|deixa|despreze|desconsidere|desativ|deslig|contorne|vergiss|umgeh|deaktivier|vernachl|missacht|schreit|kraft"
+    r"|гнорир|тключ|бойди|абудь|тбрось|ткажись|ренебрег|忽略|无视|無視|绕过|繞過|关闭|關閉|抛开|拋開|放弃|放棄|解除|無効|外して"
+)
+_P_CONSTRAINT: Final = (
+    r"programm|program|setting|safety|safeguard|restrict|limit|guideline|protocol|param|training|values|filter|constraint"
+    r"|ethic|guardrail|principle|condition|boundar|alignment|polic|s\xc3\xa9curit|r\xc3\xa8gle|filtre|garde-fou|principe"
+    r"|par\xc3\xa1metro|limitaci|restricci|programaci|funciones|seguridad|salvaguard|directri|par\xc3\xa2metro|limita\xc3\xa7"
+    r"|restri\xc3\xa7|programa\xc3\xa7|seguran|diretriz|einstellung|einschr\xc3\xa4nk|sicherheit|programmier|protokoll"
+    r"|richtlinie|vorgabe|schutzma|астройк|граничени|рограмм|ротокол|ильтр|езопасност|ринцип|限制|安全|设定|設定|程序"
+    r"|编程|規則|规则|过滤|過濾|准则|準則|制限|プログラム|ルール|フィルター|ガイドライン"
+)
+
+_P_LEAK_AI: Final = (
+    r"\bai\b|\bia\b|\bki\b|ии|ИИ|programm|programaci|programa\xc3\xa7|functionalit|funcionalid|fonctionnalit|funzionalit"
+    r"|funktionalit|respuestas|r\xc3\xa9ponses|antworten|respostas|respons|answer|твет|guide|gu\xc3\xada|drive|impulsa"
+    r"|entra\xc3\xaene|antreibt|operas|operate|built|construi|creati|cr\xc3\xa9ation|creaci|cria\xc3\xa7|formation|formaci"
+    r"|training|forma\xc3\xa7|бучени|озда"
+)
+
+
+def _either(a: str, b: str, gap: int) -> str:
+    """`a` then `b`, or `b` then `a`, at most `gap` bytes apart on one line."""
+    return rf"(?:(?:{a})[^\n]{{0,{gap}}}(?:{b})|(?:{b})[^\n]{{0,{gap}}}(?:{a}))"
+
+
 _DROP: Final = (
     # en, fr, es, pt, de, ru, it-free: verbs of discarding, bypassing or switching off.
-    r"(?:ignore|disregard|abandon|discard|drop|shed|bypass|override|disable|deactivate|switch\s+off|turn\s+off|circumvent"
-    r"|escape|break\s+free\s+(?:of|from)|throw\s+off|cast\s+off|suspend|lift|remove|deviate\s+from|depart\s+from"
-    r"|disassociate\s+from|neglect|forget|rebel\s+against|mutiny\s+against|defy|transcend|set\s+aside|go\s+beyond|step\s+outside"
+    # Generic verbs ("remove", "drop", "escape", "lift") are left out: with "your settings" they are how manuals talk.
+    r"(?:ignore|disregard|abandon|discard|shed|bypass|override|disable|deactivate|switch\s+off|turn\s+off|circumvent"
+    r"|break\s+free\s+(?:of|from)|throw\s+off|cast\s+off|suspend|deviate\s+from|depart\s+from"
+    r"|disassociate\s+from|neglect|forget|rebel\s+against|mutiny\s+against|defy|transcend|set\s+aside"
     r"|ignore[zr]?|oublie[zr]?|néglige[zr]?|jette[zr]?|abandonne[zr]?|contourne[zr]?|désactive[zr]?|desactive[zr]?|supprime[zr]?"
-    r"|affranchis|libère|ignora|olvida|descarta|omite|abandona|desactiva|desvía|desvia|desasóciate|desasociate|elude|evita"
-    r"|salta(?:te)?|deixa|despreze|desconsidere|desative|desligue|desvie|contorne|ignorier\w*|vergiss|umgeh\w*|deaktivier\w*"
+    r"|affranchis|ignora|olvida|descarta|omite|abandona|desactiva|desvía|desvia|desasóciate|desasociate|elude"
+    r"|deixa|despreze|desconsidere|desative|desligue|desvie|contorne|ignorier\w*|vergiss|umgeh\w*|deaktivier\w*"
     r"|vernachlässig\w*|missacht\w*|über\s?schreit\w*|setz\w*\s+(?:\w+\s+)?außer\s+Kraft|игнорируй\w*|отключи\w*|обойди\w*"
     r"|забудь\w*|отбрось\w*|откажись\w*\s+от|пренебреги\w*|忽略|无视|無視|绕过|繞過|关闭|關閉|抛开|拋開|放弃|放棄|解除|無効に|外して)"
 )
@@ -76,21 +129,16 @@ _LEAK: Final = (
     rf"(?:(?:your|the|la|le|l'|les|tes|ta|ton|tu|tus|el|los|las|a|o|as|os|sua|seu|deine\w*|die|der|den|твою|твои|тво\w+"
     rf"|ваш\w*)\s*)?(?:\w+\s+){{0,2}}?{_LEAK_PAIR}"
 )
-_LEAK_PREFILTER: Final = _near(
+_LEAK_VERBS: Final = (
     r"reveal|show|display|print|tell|share|disclose|output|repeat|recite|what|which|r\xc3\xa9v\xc3\xa8l|montre"
     r"|affiche|donne|quel|revel|muestr|mu\xc3\xa9str|dime|cu\xc3\xa1l|cual|mostr|diga|qual|zeig|verrat|nenn|was"
     r"|\xd0\xbe\xd0\xba\xd0\xb0\xd0\xb6\xd0\xb8|\xd0\xb0\xd1\x81\xd0\xba\xd1\x80\xd0\xbe\xd0\xb9|\xd1\x8b\xd0\xb2\xd0"
     r"\xb5\xd0\xb4\xd0\xb8|\xd0\xb0\xd0\xba\xd0\xb0\xd1\x8f|\xd0\xb0\xd0\xba\xd0\xbe\xd0\xb9|\xd0\xb0\xd0\xba\xd0\xbe"
-    r"\xd0\xb2\xd1\x8b",
-    r"instruc|prompt|query|directive|rules|configuration|programming|invite|consigne|indicaci|instru|anweisung"
-    r"|\xd0\xbd\xd1\x81\xd1\x82\xd1\x80\xd1\x83\xd0\xba\xd1\x86|\xd1\x80\xd0\xbe\xd0\xbc\xd0\xbf\xd1\x82"
-    r"|\xd0\xba\xd0\xb0\xd0\xb7\xd0\xb0\xd0\xbd|command|comando|befehl|directriz|diretriz|richtlinie|guideline|entreaty",
+    r"\xd0\xb2\xd1\x8b"
 )
-_LEAK_NOUN_PREFILTER: Final = (
-    r"instruc|prompt|query|directive|rules|configuration|programming|invite|consigne|indicaci|instru|anweisung|command"
-    r"|comando|befehl|directriz|diretriz|richtlinie|guideline|entreaty|\xd0\xbd\xd1\x81\xd1\x82\xd1\x80\xd1\x83\xd0\xba"
-    r"\xd1\x86|\xd1\x80\xd0\xbe\xd0\xbc\xd0\xbf\xd1\x82|\xd0\xba\xd0\xb0\xd0\xb7\xd0\xb0\xd0\xbd"
-)
+_P_PAIR: Final = rf"(?:(?:{_P_ADJ})\w*\s+(?:{_P_NOUN})|(?:{_P_NOUN})\w*\s+(?:{_P_ADJ}))"
+"""An adjective and an instruction noun side by side, as `_LEAK_PAIR` requires."""
+_LEAK_PREFILTER: Final = rf"(?:{_LEAK_VERBS})[^\n]{{0,80}}{_P_PAIR}"
 
 _MY_COMMAND: Final = (
     r"(?:\b(?:my|mes|ma|mis|mi|meus|minhas|meu|minha|mie|miei|mio|mia)\s+(?:\w+\s+){0,2}?(?:instructions?|commands?|orders"
@@ -236,11 +284,7 @@ CLASS_I18N_RULES: Final[tuple[Rule, ...]] = (
         "instruction_override",
         rf"(?:\b|(?<=[\u3000-\u9fff]))(?:{_DROP})(?:\s+de|\s+von|\s+от)?\s*(?:{_YOUR})\s*{_CONSTRAINT}",
         Severity.MEDIUM,
-        r"ignor|disregard|abandon|discard|drop|shed|bypass|override|disable|deactivat|off|circumvent|escape|free|throw|cast"
-        r"|suspend|lift|remove|deviate|depart|disassociat|neglect|forget|rebel|mutiny|defy|transcend|aside|beyond|outside"
-        r"|oubli|glige|jette|contourne|sactive|supprime|affranchis|lib|olvid|descart|omit|abandon|desv|desas|elude|evita|salta"
-        r"|deixa|despreze|desconsidere|desativ|deslig|contorne|vergiss|umgeh|deaktivier|vernachl|missacht|schreit|kraft"
-        r"|гнорир|тключ|бойди|абудь|тбрось|ткажись|ренебрег|忽略|无视|無視|绕过|繞過|关闭|關閉|抛开|拋開|放弃|放棄|解除|無効|外して",
+        rf"(?:{_P_DROP})[^\n]{{0,70}}(?:{_P_CONSTRAINT})",
     ),
     _r(
         "instruction_override",
@@ -268,7 +312,7 @@ CLASS_I18N_RULES: Final[tuple[Rule, ...]] = (
         "instruction_override",
         rf"{_RULEBOOK}{_S}{{0,80}}?{_MY_ABOVE}|{_MY_ABOVE}{_S}{{0,80}}?{_RULEBOOK}",
         Severity.MEDIUM,
-        r"my|mes|ma|mis|mi|meu|minh|mie|mio|mia|mein|\xd0\xbc\xd0\xbe|\xd0\x9c\xd0\xbe|我的|私の",
+        _either(rf"(?:{_P_EXCL})[^\n]{{0,40}}(?:{_P_MY})", _P_RULEBOOK, 200),
     ),
     # 6. The hidden instructions named by what they do ("the core command that guides you"), without a verb.
     _r(
@@ -276,7 +320,8 @@ CLASS_I18N_RULES: Final[tuple[Rule, ...]] = (
         rf"{_LEAK_PAIR}{_S}{{0,80}}?{_LEAK_AI}|(?:Schlüssel|Kern|Haupt|Grund|Basis)(?:anweisung|befehl|prompt|richtlinie)\w*"
         rf"{_S}{{0,80}}?{_LEAK_AI}",
         Severity.MEDIUM,
-        _LEAK_NOUN_PREFILTER,
+        rf"{_P_PAIR}[^\n]{{0,160}}(?:{_P_LEAK_AI})|(?:schl\xc3\xbcssel|kern|haupt|grund|basis)(?:anweisung|befehl|prompt"
+        rf"|richtlinie)[^\n]{{0,160}}(?:{_P_LEAK_AI})",
     ),
 )
 """Structural classes in seven more languages (both the `injection` and `poisoning` detectors use them)."""
