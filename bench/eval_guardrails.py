@@ -172,12 +172,35 @@ def evaluate(name: str, detector: str, direction: str, guard: Guard) -> FileRepo
     return report
 
 
+def _heldapart(only: set[str], guards: dict[str, Guard]) -> None:
+    """Per detector: hand-written held-out cases, leave-source-out figures and benign false positives."""
+    import anyio
+
+    from eval_classifier import _list_tools, _stdlib
+    from eval_heldapart import benign_sets, heldapart_rows, report_cases, report_heldapart
+
+    rows, note = heldapart_rows()
+    tools = [] if os.environ.get("BASTION_EVAL_NO_PEERS") else anyio.run(_list_tools)
+    benign = benign_sets(rows, tools, _stdlib())
+    default = Guard()
+    for detector in ("injection", "poisoning", "secrets", "pii", "classifier"):
+        if only and detector not in only:
+            continue
+        print(f"\n== {detector}: held apart (data the detector was not written or trained against)")
+        if note:
+            print(f"   note: {note}")
+        guard = guards.setdefault(detector, guard_for(detector))
+        report_cases(detector, guard)
+        report_heldapart(detector, guard, default, rows, benign)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fp", type=int, default=15, help="false positives to print per file")
     parser.add_argument("--misses", type=int, default=0, help="missed positives to print per file")
     parser.add_argument("--only", default="", help="comma-separated detectors to evaluate")
     parser.add_argument("--categories", action="store_true", help="print every category, not only the worst")
+    parser.add_argument("--no-heldapart", action="store_true", help="tuning-set figures only")
     args = parser.parse_args()
     if not CORPORA.is_dir():
         print(f"corpora not found at {CORPORA} (set BASTION_CORPORA)", file=sys.stderr)
@@ -221,6 +244,8 @@ def main() -> int:
             print(f"   FP {row_id} [{kinds}] {text[:110]!r}")
         for row_id, text in report.misses[: args.misses]:
             print(f"   MISS {row_id} {text[:140]!r}")
+    if not args.no_heldapart:
+        _heldapart(only, guards)
     if not only or "classifier" in only:
         from eval_classifier import report_classifier
 

@@ -14,6 +14,9 @@ import re
 from typing import Final
 
 from bastion.guard.detector import Rule
+from bastion.guard.detectors.class_rules import CLASS_CORE_RULES, CLASS_TOOL_RULES
+from bastion.guard.detectors.class_rules_address import ADDRESS_RULES
+from bastion.guard.detectors.class_rules_i18n import CLASS_I18N_RULES
 from bastion.guard.detectors.multilingual_rules import MULTILINGUAL_CORE_RULES
 from bastion.guard.finding import Severity
 
@@ -42,7 +45,8 @@ _CREDENTIAL_PATHS: Final = (
     r"(?:~|\$HOME|%USERPROFILE%)?/?\.ssh/[\w.-]*|id_(?:rsa|dsa|ecdsa|ed25519)(?:\.pub)?|\.aws/(?:credentials|config)"
     r"|\.env\b|mcp\.json|\.cursor/|claude_desktop_config\.json|\.npmrc|\.pypirc|\.netrc|\.git-credentials"
     r"|\.docker/config\.json|\.kube/config|kubeconfig|/etc/(?:passwd|shadow|sudoers)|\.config/gh/hosts\.yml"
-    r"|\.gnupg|wallet\.dat|keychain|credentials?\.json|secrets?\.(?:json|ya?ml|txt)|\.bash_history"
+    r"|\.gnupg|wallet\.dat|keychain|credentials?\.(?:json|db|ya?ml|txt|ini|csv)|secrets?\.(?:json|ya?ml|txt)|\.bash_history"
+    r"|\.config/gcloud|application_default_credentials|\.azure/|access_tokens\.db"
 )
 
 
@@ -196,7 +200,10 @@ CORE_RULES: Final[tuple[Rule, ...]] = (
     # 6. Coercing tool calls and actions on the user's accounts.
     _r(
         "tool_coercion",
-        r"\b(?:now\s+|then\s+|first\s+|please\s+|immediately\s+)?(?:call|invoke|use|run|execute|trigger)\s+(?:the\s+)?[`'\"]?[a-z][a-z0-9]*(?:_[a-z0-9]+)+[`'\"]?(?:\s+(?:tool|function|command))?\s+(?:with|to|and|passing)\b",
+        # "use" only with "tool": "use `max_length` to limit the answer" names a parameter, not a tool.
+        r"\b(?:now\s+|then\s+|first\s+|please\s+|immediately\s+)?(?:(?:call|invoke|run|execute|trigger)\s+(?:the\s+)?[`'\"]?"
+        r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+[`'\"]?(?:\s+(?:tool|function|command))?|use\s+(?:the\s+)?[`'\"]?[a-z][a-z0-9]*"
+        r"(?:_[a-z0-9]+)+[`'\"]?\s+(?:tool|function|command))\s+(?:with|to|and|passing)\b",
         _M,
     ),
     _r(
@@ -246,7 +253,11 @@ CORE_RULES: Final[tuple[Rule, ...]] = (
     ),
     _r(
         "exfiltration",
-        r"\b(?:append|add|include|insert|encode|put|attach|embed)\s+[^.\n]{0,80}?\b(?:to|in|into|as)\s+(?:the|this|a|your)\s+(?:url|link|image\s+url|query\s+string|query\s+parameter|request)\b",
+        # The object is what leaks (the user's data, the conversation): "query parameters to include in the URL" is API doc.
+        r"\b(?:append|add|include|insert|encode|put|attach|embed)\s+[^.\n]{0,60}?\b(?:conversation|chat|history|messages?|passwords?"
+        r"|credentials?|tokens?|secrets?|keys?|data|information|info|details|e-?mails?|names?|address(?:es)?|summary|previous"
+        r"|user'?s?|personal|private|contents?|answers?|responses?)\b[^.\n]{0,60}?\b(?:to|in|into|as)\s+(?:the|this|a|your)\s+"
+        r"(?:url|link|image\s+url|query\s+string|query\s+parameter|request)\b",
         _H,
     ),
     _r(
@@ -261,6 +272,9 @@ CORE_RULES: Final[tuple[Rule, ...]] = (
         _H,
     ),
     *MULTILINGUAL_CORE_RULES,
+    *CLASS_CORE_RULES,
+    *CLASS_I18N_RULES,
+    *ADDRESS_RULES,
 )
 """Rules both detectors use (English here, seven more languages in `multilingual_rules`)."""
 
@@ -323,7 +337,7 @@ POISONING_RULES: Final[tuple[Rule, ...]] = (
         "credential_access",
         rf"(?:{_CREDENTIAL_PATHS})",
         _H,
-        prefilter=r"(?i)\.ssh|id_(?:rsa|dsa|ecdsa|ed25519)|\.aws/|\.env|mcp\.json|\.cursor/|claude_desktop|\.npmrc|\.pypirc|\.netrc|\.git-credentials|\.docker/|\.kube|kubeconfig|/etc/(?:passwd|shadow|sudoers)|\.config/gh|\.gnupg|wallet\.dat|keychain|credentials?\.json|secrets?\.|\.bash_history",
+        prefilter=r"(?i)\.ssh|id_(?:rsa|dsa|ecdsa|ed25519)|\.aws/|\.env|mcp\.json|\.cursor/|claude_desktop|\.npmrc|\.pypirc|\.netrc|\.git-credentials|\.docker/|\.kube|kubeconfig|/etc/(?:passwd|shadow|sudoers)|\.config/gh|\.gnupg|wallet\.dat|keychain|credentials?\.|secrets?\.|\.bash_history|\.config/gcloud|application_default_credentials|\.azure/|access_tokens\.db",
     ),
     _r(
         "parameter_smuggling",
@@ -407,6 +421,7 @@ POISONING_RULES: Final[tuple[Rule, ...]] = (
         r"(?:full\s+|entire\s+|complete\s+|raw\s+)?(?:contents?|text|data|values?)\s+of\b",
         _H,
     ),
+    *CLASS_TOOL_RULES,
 )
 """Extra rules for tool definitions: credential files, arguments used as side channels, shadowing other tools."""
 

@@ -43,31 +43,42 @@ def _rule(type_: str, pattern: str, severity: Severity, prefilter: str) -> Rule:
 
 
 _FR_OVERRIDE: Final = _override(
-    r"\b(?:ignore[zr]?|ignorer|oublie[zr]?|néglige[zr]?|ne\s+(?:tiens|tenez)\s+(?:pas|plus)\s+compte|fai(?:s|tes)\s+abstraction)\b",
-    r"\b(?:précédent\w*|precedent\w*|antérieur\w*|anterieur\w*|ci-dessus|initia\w+|d'origine|originale?s?|toute?s?|tout\s+ce|du\s+système)",
+    r"\b(?:ignore[zr]?|ignorer|oublie[zr]?|néglige[zr]?|ne\s+(?:tiens|tenez)\s+(?:pas|plus)\s+compte|fai(?:s|tes)\s+abstraction"
+    r"|ne\s+(?:plus\s+)?(?:suiv\w*|respect\w*|obé\w*|appliqu\w*)|(?:cess|arrêt)\w*\s+de\s+(?:suivre|respecter|appliquer)"
+    r"|(?:mets|mettez|laisse[zr]?)\s+de\s+côté)\b",
+    r"\b(?:précédent\w*|precedent\w*|antérieur\w*|anterieur\w*|ci-dessus|initia\w+|d'origine|originale?s?|toute?s?|tout\s+ce|du\s+système"
+    r"|plus\s+tôt|auparavant|précédemment|jusqu'ici|jusqu'à\s+présent|reçu\w*)",
     r"\b(?:instructions?|consignes?|règles|regles|directives?|ordres|indications|prompts?)\b",
 )
 _ES_OVERRIDE: Final = _override(
-    r"\b(?:ignora|ignore|ignorad|ignoren|olvida|olvide|olvidad|olvídate|olvidate|omite|omita|descarta|descarte|haz\s+caso\s+omiso)\b",
-    r"\b(?:anteriores|previas|precedentes|de\s+arriba|originales|iniciales|del\s+sistema|todas|todo\s+lo)\b",
-    r"\b(?:instrucciones|instrucción|instruccion|indicaciones|reglas|directrices|órdenes|ordenes|prompt)\b",
+    r"\b(?:ignora|ignore|ignorad|ignoren|olvida|olvide|olvidad|olvídate|olvidate|omite|omita|descarta|descarte|haz\s+caso\s+omiso"
+    r"|no\s+(?:hagas|haga|hagáis|hagan)\s+caso|deja\s+de\s+(?:seguir|obedecer|cumplir)|no\s+(?:sigas|siga|obedezcas|cumplas)"
+    r"|deja\s+(?:de\s+lado|a\s+un\s+lado))\b",
+    r"\b(?:anteriores|previas|precedentes|de\s+arriba|originales|iniciales|del\s+sistema|todas|todo\s+lo"
+    r"|antes|previamente|hasta\s+ahora|recibid\w*)\b",
+    r"\b(?:instrucciones|instrucción|instruccion|indicaciones|reglas|directrices|órdenes|ordenes|prompt"
+    r"|lo\s+que\s+(?:te|se\s+te)\s+(?:dijeron|indicaron|pidieron|ordenaron|dieron|han\s+dicho))\b",
 )
 _PT_OVERRIDE: Final = _override(
-    r"\b(?:ignore|ignora|ignorem|esqueça|esqueca|esqueçam|desconsidere|desconsidera|descarte|despreze)\b",
-    r"\b(?:anteriores|prévias|previas|acima|originais|iniciais|do\s+sistema|todas|tudo)\b",
+    r"\b(?:ignore|ignora|ignorem|esqueça|esqueca|esqueçam|desconsidere|desconsidera|descarte|despreze"
+    r"|deix\w*\s+de\s+lado|deix\w*\s+de\s+seguir|pare\s+de\s+seguir|não\s+sig\w*|não\s+obede\w*)\b",
+    r"\b(?:anteriores|prévias|previas|acima|originais|iniciais|do\s+sistema|todas|tudo"
+    r"|antes|anteriormente|até\s+agora|recebid\w*|que\s+recebeu)\b",
     r"(?:instruções|instrucoes|instrução|instrucao|orientações|orientacoes|regras|diretrizes|ordens|comandos)\b",
 )
-_DE_QUALS: Final = r"\b(?:vorherig\w*|bisherig\w*|obig\w*|vorangegangen\w*|früher\w*|ursprünglich\w*|alle|alles|sämtlich\w*|System\w*)"
+_DE_QUALS: Final = r"\b(?:vorherig\w*|bisherig\w*|obig\w*|vorangegangen\w*|früher\w*|ursprünglich\w*|alle|alles|sämtlich\w*|System\w*|vorhin|zuvor|vorher|davor|erhalten\w*)"
 _DE_NOUNS: Final = (
     r"(?:Anweisung\w*|Instruktion\w*|Befehl\w*|Regeln|Vorgaben|Richtlinien|Anordnung\w*|Prompts?)\b"
 )
 _DE_OVERRIDE: Final = _override(
-    r"\b(?:ignorier\w*|vergiss|vergessen|missacht\w*|übergeh\w*|nicht\s+(?:mehr\s+)?beacht\w*)",
+    r"\b(?:ignorier\w*|vergiss|vergessen|missacht\w*|übergeh\w*|nicht\s+(?:mehr\s+)?beacht\w*"
+    r"|halte?\s+dich\s+nicht\s+(?:mehr\s+)?an|halten\s+Sie\s+sich\s+nicht\s+(?:mehr\s+)?an|nicht\s+mehr\s+(?:befolg\w*|folg\w*))",
     _DE_QUALS,
     _DE_NOUNS,
 )
 _RU_OVERRIDE: Final = _override(
-    r"(?:игнорируй\w*|проигнорируй\w*|забудь\w*|не\s+обращай\w*\s+внимани\w+|отбрось\w*|пренебреги\w*)",
+    r"(?:игнорируй\w*|проигнорируй\w*|забудь\w*|не\s+обращай\w*\s+внимани\w+|отбрось\w*|пренебреги\w*"
+    r"|не\s+(?:следуй|выполняй|соблюдай|слушай)\w*|перестань\w*\s+(?:следовать|выполнять|соблюдать))",
     r"(?:предыдущ\w*|прошл\w*|прежн\w*|вс[её]\w*|вышеуказанн\w*|изначальн\w*|системн\w*|ранее)",
     r"(?:инструкци\w*|указани\w*|правил\w*|команд\w*|распоряжени\w*|промпт\w*)",
 )
@@ -79,7 +90,7 @@ MULTILINGUAL_CORE_RULES: Final[tuple[Rule, ...]] = (
         _FR_OVERRIDE,
         Severity.HIGH,
         _near(
-            r"ignor|oubli|glige|compte|abstraction",
+            r"ignor|oubli|glige|compte|abstraction|suiv|respect|ob\xc3\xa9|appliqu|c\xc3\xb4t\xc3\xa9",
             r"instruction|consigne|r\xc3\xa8gle|regle|directive|ordre|indication|prompt",
         ),
     ),
@@ -88,8 +99,8 @@ MULTILINGUAL_CORE_RULES: Final[tuple[Rule, ...]] = (
         _ES_OVERRIDE,
         Severity.HIGH,
         _near(
-            r"ignor|olvid|omit|descart|caso\s+omiso",
-            r"instrucci|indicaciones|reglas|directrices|\xc3\xb3rdenes|ordenes|prompt",
+            r"ignor|olvid|omit|descart|caso|seguir|sigas|siga|obede|cumpl|lado",
+            r"instrucci|indicaciones|reglas|directrices|\xc3\xb3rdenes|ordenes|prompt|lo\s+que",
         ),
     ),
     _rule(
@@ -97,7 +108,8 @@ MULTILINGUAL_CORE_RULES: Final[tuple[Rule, ...]] = (
         _PT_OVERRIDE,
         Severity.HIGH,
         _near(
-            r"ignor|esque|desconsider|descart|despreze", r"instru|orienta|regras|diretrizes|ordens|comandos"
+            r"ignor|esque|desconsider|descart|despreze|deix|seguir|sig|obede",
+            r"instru|orienta|regras|diretrizes|ordens|comandos",
         ),
     ),
     _rule(
@@ -105,7 +117,7 @@ MULTILINGUAL_CORE_RULES: Final[tuple[Rule, ...]] = (
         _DE_OVERRIDE,
         Severity.HIGH,
         _near(
-            r"ignorier|vergiss|vergessen|missacht|bergeh|beacht",
+            r"ignorier|vergiss|vergessen|missacht|bergeh|beacht|halte|befolg|folg",
             r"anweisung|instruktion|befehl|regeln|vorgaben|richtlinien|anordnung|prompt",
         ),
     ),
@@ -123,22 +135,26 @@ MULTILINGUAL_CORE_RULES: Final[tuple[Rule, ...]] = (
         "instruction_override",
         _RU_OVERRIDE,
         Severity.HIGH,
-        _near("гнорир|абудь|обращай|тбрось|ренебрег", "нструкци|казани|равил|оманд|аспоряжени|ромпт"),
+        _near(
+            "гнорир|абудь|обращай|тбрось|ренебрег|следуй|выполняй|соблюдай|слушай|ерестань",
+            "нструкци|казани|равил|оманд|аспоряжени|ромпт",
+        ),
     ),
     _rule(
         "instruction_override",
-        rf"(?:忽略|无视|無視|忽视|忽視|不要理会|不要理會|忘记|忘記|忘掉|抛开|拋開|放弃|放棄){_CJK_GAP}"
+        rf"(?:忽略|无视|無視|忽视|忽視|不要理会|不要理會|忘记|忘記|忘掉|抛开|拋開|放弃|放棄"
+        rf"|(?:不用|不要|不必|无需|無需|别|別|停止|不再)再?(?:遵守|遵循|服从|服從|理会|理會|执行|執行|听从|聽從)){_CJK_GAP}"
         rf"(?:之前|以前|先前|此前|上面|上述|前面|所有|全部|一切|原来|原來|原有|系统|系統){_CJK_GAP}"
         r"(?:指令|指示|说明|說明|规则|規則|提示|命令|要求|设定|設定)",
         Severity.HIGH,
-        "忽略|无视|無視|忽视|忽視|不要理|忘记|忘記|忘掉|抛开|拋開|放弃|放棄",
+        "忽略|无视|無視|忽视|忽視|不要理|忘记|忘記|忘掉|抛开|拋開|放弃|放棄|遵守|遵循|服从|服從|理会|理會|执行|執行|听从|聽從",
     ),
     _rule(
         "instruction_override",
-        r"(?:以前|前|上記|これまで|先ほど|最初|元|システム|すべて|全て)の(?:すべての|全ての)?"
-        r"(?:指示|命令|指令|ルール|プロンプト|設定)[^。\n\x00]{0,8}?(?:無視|忘れ)",
+        r"(?:以前|前|上記|これまで|先ほど|最初|元|システム|すべて|全て)(?:に|の|で)?[^。\n\x00]{0,10}?"
+        r"(?:指示|命令|指令|ルール|プロンプト|設定)[^。\n\x00]{0,8}?(?:無視|忘れ|気にせず|気にしないで|従わ|守ら)",
         Severity.HIGH,
-        "無視|忘れ",
+        "無視|忘れ|気にせ|気にしない|従わ|守ら",
     ),
     # A new persona or an unrestricted mode.
     _rule(

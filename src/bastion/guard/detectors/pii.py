@@ -62,7 +62,9 @@ _NOT_PHONE: Final = re.compile(
 _NOT_PHONE_LABEL: Final = re.compile(
     r"\b(?:order|tracking|track|shipment|parcel|package|consignment|invoice|receipt|confirmation|reference|ref|booking"
     r"|reservation|ticket|case|claim|policy|account|acct|serial|sku|part|model|licen[cs]e|driver'?s?|dl|permit|passport"
-    r"|member(?:ship)?|customer|employee|student|patient|vin|waybill|awb|transaction|txn|po)\b[^\n\d]{0,16}$"
+    r"|member(?:ship)?|customer|employee|student|patient|vin|waybill|awb|transaction|txn|po)\b"
+    # The label may be followed by the id's own leading letters and digits ("tracking number 1Z 999 AA1 01 ...").
+    r"(?:[^\n\d]{0,16}|[^\n.;!?]{0,28}?[A-Za-z]\d|[^\n.;!?]{0,28}?\d[A-Za-z])[^\n.;!?]{0,24}$"
 )
 """A label right before a digit run that names it as some other number (order, tracking, licence...)."""
 _VERSION_CONTEXT: Final = re.compile(r"(?:version|release|\bv|build|@|==|>=|<=|~=)\s*[:=]?\s*$")

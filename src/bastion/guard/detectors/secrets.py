@@ -52,6 +52,10 @@ _CODE_VALUE: Final = re.compile(
     r"|(?:[A-Z]?[a-z]+)+|(?:true|false|null|none|nil|undefined|required|optional|string|bytes|str|int))$"
 )
 """Values that are code (attribute chains, identifiers, constants, types), not credentials."""
+_RANDOM_SEGMENT: Final = re.compile(
+    r"(?=[A-Za-z0-9_-]{16})(?=[^.]*[a-z])(?=[^.]*[A-Z])(?=[^.]*\d)[A-Za-z0-9_-]{16,}"
+)
+"""A dotted value with one long mixed-case, digit-bearing segment is a token (`ya29.<random>`), not `self.attr`."""
 _WEAK_PASSWORDS: Final = frozenset(
     {"password", "passwd", "secret", "changeme", "admin", "root", "test", "testing", "pass", "pwd", "xxx"}
 )
@@ -199,7 +203,7 @@ class SecretsDetector(StandaloneScan):
         after = text[m.end("s") : m.end("s") + 1]
         if after in ("(", "[", "{", "<"):
             return None  # a call or an index expression, not a literal
-        if looks_placeholder(value) or _CODE_VALUE.match(value):
+        if looks_placeholder(value) or (_CODE_VALUE.match(value) and not _RANDOM_SEGMENT.search(value)):
             return None
         is_password = any(w in keyword for w in _PASSWORD_WORDS)
         if is_password:
