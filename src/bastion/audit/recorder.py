@@ -124,7 +124,7 @@ class _SinkWriter:
                 for _ in chunk:
                     self.backlog.popleft()
                 await self._checkpoint(head, written=len(chunk))
-        except Exception as exc:  # any driver or OS failure means "not durable"; the caller decides what next
+        except Exception as exc:  # noqa: BLE001 - a sink's driver may raise anything; all of it means not durable
             if self.healthy:
                 logger.error(
                     "audit sink %s failed: %s; events are kept for a retry", self.sink.name, _describe(exc)
@@ -168,7 +168,7 @@ class _SinkWriter:
             for witness in self._witnesses:
                 try:
                     await witness.record(self.sink.name, anchor)
-                except Exception as exc:  # the events are durable; the next checkpoint moves the head again
+                except Exception as exc:  # noqa: BLE001 - a witness failure must not lose durable events
                     missed = True
                     logger.error(
                         "audit witness %s: head of %s failed: %s",
@@ -185,7 +185,7 @@ class _SinkWriter:
             if self._key is not None:
                 try:
                     await self.sink.write_anchor(anchor)
-                except Exception as exc:  # the events are durable already; a later checkpoint covers them too
+                except Exception as exc:  # noqa: BLE001 - the events are durable; a checkpoint failure is retried later
                     logger.warning("audit sink %s: checkpoint failed: %s", self.sink.name, _describe(exc))
                     return
             self._checkpointed = head.seq
@@ -484,6 +484,6 @@ class AuditRecorder:
         for writer in self._writers:
             try:
                 anchors += await writer.sink.prune(before, self.key)
-            except Exception as exc:  # retention is housekeeping: never fatal
+            except Exception as exc:  # noqa: BLE001 - retention is housekeeping and never fatal
                 logger.error("pruning audit sink %s failed: %s", writer.sink.name, _describe(exc))
         return anchors

@@ -359,7 +359,7 @@ class StreamableEndpoint:
             return SessionNotFound("Session not found")
         try:
             why = await cluster.registry.explain(session_id, principal.name)
-        except Exception:  # the registry only explains; the answer is a 404 either way
+        except Exception:  # noqa: BLE001 - the registry only explains a 404; any failure falls back to the plain one
             logger.warning("session registry unavailable while explaining a missing session")
             why = None
         if why is None:
