@@ -9,6 +9,7 @@ is the median across rounds. Every child process is killed at the end, also on C
 Run: .venv/bin/python bench/proxy_bench.py [--calls 2000] [--seconds 10] [--sessions 16] [--rounds 3]
                                            [--targets direct,bastion-http,...] [--json-out [PATH]]
                                            [--isolation shared|session|principal] [--principals N]
+                                           [--profile LABEL [--profile-targets bastion-http,...]]
 
 Isolation cost: `--isolation` sets the upstream's `servers.<name>.isolation` for the Bastion targets and
 `--principals N` spreads the throughput sessions over N API keys (one principal each). Each throughput run then
@@ -26,7 +27,6 @@ import json
 import os
 import platform
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -38,16 +38,17 @@ from typing import Any, Final
 import httpx
 import orjson
 
+from proxy_report import fmt, report
 from targets import (
     ALL_TARGETS,
     EXTRA_TARGETS,
+    PY_SPY,
     ROOT,
     START_TIMEOUT,
     Launcher,
     Target,
     TargetError,
     cpu_seconds,
-    rss_mb,
     start_target,
     tree_rss_mb,
 )
@@ -204,7 +205,7 @@ def _percentile(sorted_ns: list[int], pct: float) -> float:
 
 
 async def throughput(
-    target: Target, case: Case, sessions: int, sample: Sample | None = None
+    target: Target, case: Case, sessions: int, sample: Sample | None = None, profile: Path | None = None
 ) -> tuple[float, float | None]:
     """Calls per second over `sessions` concurrent sessions, and the target process's CPU ms per call meanwhile
     (CPU time is what a busy shared machine distorts least). Sessions take turns over the target's principals."""
@@ -218,6 +219,7 @@ async def throughput(
         if sample is not None:  # every scope's upstream process or session exists now
             sample.tree_rss_mb, sample.children = tree_rss_mb(target.pid)
         counts = [0] * sessions
+        spy = _start_profiler(target, profile, case.seconds)
         cpu_before = cpu_seconds(target.pid)
         start = time.perf_counter()
         deadline = start + case.seconds
@@ -232,12 +234,45 @@ async def throughput(
         )
         elapsed = time.perf_counter() - start
         cpu_after, calls = cpu_seconds(target.pid), sum(counts)
+        _finish_profiler(spy)
         cpu_ms = None
         if cpu_before is not None and cpu_after is not None and calls:
             cpu_ms = (cpu_after - cpu_before) * 1000 / calls
         return calls / elapsed, cpu_ms
     finally:
         await asyncio.gather(*(s.aclose() for s in opened), return_exceptions=True)
+
+
+def _start_profiler(target: Target, path: Path | None, seconds: float) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the target for the throughput run, writing a flame graph to `path` (None: no profile)."""
+    if path is None or target.pid is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    argv = [str(PY_SPY), "record", "--pid", str(target.pid), "--output", str(path), "--format", "flamegraph"]
+    argv += ["--duration", str(max(1, round(seconds))), "--rate", "250", "--nonblocking", "--subprocesses"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.3)  # let it attach before the clock starts
+    return proc
+
+
+def _finish_profiler(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is None:
+        return
+    try:
+        _, err = spy.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        _, err = spy.communicate()
+    if spy.returncode != 0:
+        print(f"    py-spy failed ({spy.returncode}): {err.decode(errors='replace').strip()[-300:]}")
+
+
+def _profile_path(args: argparse.Namespace, target: Target, case: Case) -> Path | None:
+    """bench/results/flame-proxy-<target>-<case>-<label>.svg for the targets picked by --profile."""
+    if not args.profile or target.name not in args.profile_targets:
+        return None
+    case_name = case.name.replace("(", "").replace(")", "")
+    return ROOT / "bench" / "results" / f"flame-proxy-{target.name}-{case_name}-{args.profile}.svg"
 
 
 async def measure(target: Target, case: Case, args: argparse.Namespace) -> Sample:
@@ -248,15 +283,12 @@ async def measure(target: Target, case: Case, args: argparse.Namespace) -> Sampl
             target, case, args.warmup, args.seq_budget
         )
         phase = "throughput"
-        sample.calls_per_s, sample.cpu_ms_per_call = await throughput(target, case, args.sessions, sample)
+        sample.calls_per_s, sample.cpu_ms_per_call = await throughput(
+            target, case, args.sessions, sample, _profile_path(args, target, case)
+        )
     except (BenchError, httpx.HTTPError, TimeoutError, KeyError, ValueError) as exc:
         sample.error = f"{phase} run failed: {type(exc).__name__}: {str(exc) or repr(exc)}"[:500]
     return sample
-
-
-def _median(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
 
 
 def _conditions() -> dict[str, Any]:
@@ -277,144 +309,6 @@ def _conditions() -> dict[str, Any]:
         "python": platform.python_version(),
         "loadavg_start": os.getloadavg(),
     }
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-COLUMNS: Final = (
-    ("target", "<18"),
-    ("p50 ms", ">9"),
-    ("p99 ms", ">9"),
-    ("+p50 ms", ">9"),
-    ("calls/s", ">9"),
-    ("x direct", ">10"),
-    ("CPU ms/call", ">13"),
-    ("RSS MB", ">8"),
-    ("peak MB", ">9"),
-)
-"""The table: latency, added p50 vs direct, throughput, its ratio to direct, CPU per call, RSS now and at peak."""
-
-
-def _row(cells: list[str]) -> str:
-    return "".join(format(cell, spec) for cell, (_, spec) in zip(cells, COLUMNS, strict=True))
-
-
-def _summarise(runs: list[Sample], direct: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "p50_ms": _median([s.p50_ms for s in runs]),
-        "p99_ms": _median([s.p99_ms for s in runs]),
-        "calls_per_s": _median([s.calls_per_s for s in runs]),
-        "cpu_ms_per_call": _median([s.cpu_ms_per_call for s in runs]),
-        "errors": [s.error for s in runs if s.error],
-        "rounds": [
-            {
-                "p50_ms": s.p50_ms,
-                "p99_ms": s.p99_ms,
-                "timed_calls": s.timed_calls,
-                "calls_per_s": s.calls_per_s,
-                "cpu_ms_per_call": s.cpu_ms_per_call,
-                "tree_rss_mb": s.tree_rss_mb,
-                "children": s.children,
-                "error": s.error,
-            }
-            for s in runs
-        ],
-    }
-    p50, base_p50 = row["p50_ms"], (direct or row).get("p50_ms")
-    rate, base_rate = row["calls_per_s"], (direct or row).get("calls_per_s")
-    row["added_p50_ms"] = p50 - base_p50 if p50 is not None and base_p50 is not None else None
-    row["ratio_to_direct"] = rate / base_rate if rate and base_rate else None
-    return row
-
-
-def report(
-    targets: list[Target],
-    cases: list[Case],
-    samples: dict[tuple[str, str], list[Sample]],
-    failed: dict[str, str],
-    args: argparse.Namespace,
-) -> dict[str, Any]:
-    """Print one table per case and return the summary for --json-out."""
-    summary: dict[str, Any] = {"cases": {}}
-    for case in cases:
-        direct = _summarise(samples.get(("direct", case.name), []), {})
-        rows = {t.name: _summarise(samples.get((t.name, case.name), []), direct) for t in targets}
-        print(
-            f"\n== {case.name}: p50/p99 of {case.calls} sequential calls; calls/s of {args.sessions} sessions"
-            f" for {case.seconds:g}s; median of {args.rounds} round(s)"
-        )
-        print(_row([name for name, _ in COLUMNS]))
-        for target in targets:
-            row = rows[target.name]
-            print(
-                _row(
-                    [
-                        target.name,
-                        _fmt(row["p50_ms"], ".2f"),
-                        _fmt(row["p99_ms"], ".2f"),
-                        _fmt(row["added_p50_ms"], "+.2f"),
-                        _fmt(row["calls_per_s"], ".0f"),
-                        _fmt(row["ratio_to_direct"], ".2f"),
-                        _fmt(row["cpu_ms_per_call"], ".2f"),
-                        _fmt(rss_mb(target.pid, "VmRSS"), ".0f"),
-                        _fmt(rss_mb(target.pid), ".0f"),
-                    ]
-                )
-            )
-            short = [
-                r["timed_calls"]
-                for r in row["rounds"]
-                if r["p50_ms"] is not None and r["timed_calls"] < case.calls
-            ]
-            if short:
-                print(
-                    f"    note: only {min(short)}-{max(short)} sequential calls fit in --seq-budget {args.seq_budget:g}s"
-                )
-            for error in dict.fromkeys(row["errors"]):
-                print(f"    error: {error}")
-        summary["cases"][case.name] = rows
-    for name, reason in failed.items():
-        print(f"\n{name}: NOT MEASURED, could not start: {reason}")
-    print("\ntargets (RSS is the proxy process alone; a stdio upstream it spawns is not counted):")
-    for target in targets:
-        print(f"  {target.name:<18}{target.description} (ready in {target.start_seconds:.1f}s)")
-        for note in target.notes:
-            print(f"  {'':<18}note: {note}")
-    summary["targets"] = {
-        t.name: {
-            "description": t.description,
-            "url": t.url,
-            "peak_rss_mb": rss_mb(t.pid),
-            "rss_mb_at_end": rss_mb(t.pid, "VmRSS"),
-            "start_seconds": t.start_seconds,
-            "notes": t.notes,
-        }
-        for t in targets
-    }
-    summary["failed"] = failed
-    summary["verdict"] = _verdict(summary["cases"].get("echo", {}), summary["targets"])
-    return summary
-
-
-def _verdict(echo: dict[str, Any], targets: dict[str, Any]) -> dict[str, Any]:
-    """Bastion's targets: added p50 < 1 ms, throughput >= 0.85x direct, peak RSS < 80 MB (echo case)."""
-    verdict: dict[str, Any] = {}
-    for name, row in echo.items():
-        if not name.startswith("bastion"):
-            continue
-        rss = targets[name]["peak_rss_mb"]
-        checks = {
-            "added_p50_under_1ms": row["added_p50_ms"] is not None and row["added_p50_ms"] < 1.0,
-            "throughput_at_least_0.85x": row["ratio_to_direct"] is not None
-            and row["ratio_to_direct"] >= 0.85,
-            "peak_rss_under_80mb": rss is not None and rss < 80,
-        }
-        verdict[name] = checks
-        marks = ", ".join(f"{k} {'PASS' if ok else 'MISS'}" for k, ok in checks.items())
-        print(f"\n{name} vs targets: {marks}")
-    return verdict
 
 
 def start_targets(
@@ -469,9 +363,9 @@ async def run(
                 sample = await measure(target, case, args)
                 samples.setdefault((target.name, case.name), []).append(sample)
                 status = sample.error or (
-                    f"p50 {_fmt(sample.p50_ms, '.2f')} ms, p99 {_fmt(sample.p99_ms, '.2f')} ms,"
-                    f" {_fmt(sample.calls_per_s, '.0f')} calls/s, {_fmt(sample.cpu_ms_per_call, '.2f')} CPU ms/call,"
-                    f" tree RSS {_fmt(sample.tree_rss_mb, '.0f')} MiB over {sample.children} child process(es)"
+                    f"p50 {fmt(sample.p50_ms, '.2f')} ms, p99 {fmt(sample.p99_ms, '.2f')} ms,"
+                    f" {fmt(sample.calls_per_s, '.0f')} calls/s, {fmt(sample.cpu_ms_per_call, '.2f')} CPU ms/call,"
+                    f" tree RSS {fmt(sample.tree_rss_mb, '.0f')} MiB over {sample.children} child process(es)"
                 )
                 print(
                     f"  round {round_no}/{args.rounds} {target.name:<18}{case.name:<10}{status}", flush=True
@@ -533,7 +427,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="API keys (principals) the throughput sessions take turns over",
     )
+    parser.add_argument(
+        "--profile",
+        metavar="LABEL",
+        default=None,
+        help="record a py-spy flame graph of each throughput run into "
+        "bench/results/flame-proxy-<target>-<case>-LABEL.svg (CPU per call then includes py-spy's sampling)",
+    )
+    parser.add_argument(
+        "--profile-targets",
+        default="bastion-http,bastion-stdio",
+        help="targets --profile samples (default bastion-http,bastion-stdio)",
+    )
     args = parser.parse_args(argv)
+    args.profile_targets = {t.strip() for t in args.profile_targets.split(",") if t.strip()}
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if "direct" not in args.targets:
         args.targets.insert(0, "direct")  # every ratio is to direct

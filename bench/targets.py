@@ -33,14 +33,27 @@ MCP_PROXY: Final = PEERS / "venv-mcp-proxy" / "bin" / "mcp-proxy"
 FASTMCP_PYTHON: Final = PEERS / "venv-fastmcp" / "bin" / "python"
 CONTEXTFORGE: Final = PEERS / "venv-contextforge" / "bin" / "mcpgateway"
 CONTEXTFORGE_PYTHON: Final = PEERS / "venv-contextforge" / "bin" / "python"
+PY_SPY: Final = Path(sys.executable).parent / "py-spy"
+"""The sampling profiler behind `--profile` (pinned in the dev extras)."""
 
 START_TIMEOUT: Final = 600.0
 """Default seconds a target may take to accept connections: ContextForge migrates its database and Bastion
 compiles its guardrail patterns at start, both slow on a busy 2-core machine."""
 
-ALL_TARGETS: Final = ("direct", "bastion-stdio", "bastion-http", "fastmcp", "mcp-proxy", "contextforge")
-EXTRA_TARGETS: Final = ("bastion-bare-http",)
-"""Opt-in: Bastion with every optional stage off, to split transport cost from pipeline cost."""
+ALL_TARGETS: Final = (
+    "direct",
+    "mcp-proxy",
+    "bastion-bare-stdio",
+    "bastion-stdio",
+    "bastion-bare-http",
+    "bastion-http",
+    "fastmcp",
+    "contextforge",
+)
+"""The default set: `bastion-bare-*` is Bastion with every optional stage off (transport cost alone), next to
+Bastion full on the same upstream transport."""
+EXTRA_TARGETS: Final = ()
+"""Opt-in targets (none at present)."""
 
 
 class TargetError(Exception):
@@ -517,6 +530,8 @@ def start_target(
         return start_bastion(launcher, name, "http", isolation=isolation, principals=principals)
     if name == "bastion-bare-http":
         return start_bastion(launcher, name, "http", full=False, isolation=isolation, principals=principals)
+    if name == "bastion-bare-stdio":
+        return start_bastion(launcher, name, "stdio", full=False, isolation=isolation, principals=principals)
     if name == "fastmcp":
         return start_fastmcp(launcher)
     if name == "mcp-proxy":

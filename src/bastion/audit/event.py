@@ -162,6 +162,15 @@ def _capped(value: Any, limit: int) -> tuple[Any, int, bool]:
     return {"_truncated": True, "_bytes": len(raw), "_preview": preview}, len(raw), True
 
 
+def _size(value: Any) -> int:
+    """The JSON size of a value that is not recorded: key order does not change it, so no canonical sort (a
+    64 KB result costs a plain orjson pass instead of a sorted one)."""
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:
+        return 0
+
+
 def _arguments(method: str, params: dict[str, Any]) -> Any:
     args = params.get("arguments")
     if method in ("tools/call", "prompts/get"):
@@ -211,10 +220,10 @@ def exchange_content(
     result = exchange.result
     result_bytes = 0
     recorded_result: Any = None
-    if result is not None:
+    if result is not None and include_results:
         recorded_result, result_bytes, _ = _capped(result, max_result_bytes)
-        if not include_results:
-            recorded_result = None
+    elif result is not None:
+        result_bytes = _size(result)
     error = exchange.error or {}
     data = error.get("data")
     policy = exchange.annotations.get("authorize")

@@ -19,6 +19,7 @@ import importlib.util
 import logging
 import re
 import sys
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -29,6 +30,7 @@ from bastion import __version__
 from bastion.errors import BastionError, PayloadTooLarge, UpstreamError, error_response
 from bastion.protocol import jsonrpc
 from bastion.transports.base import Incoming
+from bastion.transports.h1 import H1Client, H1Response
 from bastion.types import JsonDict, RequestId
 
 logger = logging.getLogger("bastion.transports.http")
@@ -65,6 +67,11 @@ _B64_SENTINEL = re.compile(r"^=\?base64\?.*\?=$")
 _BOM: Final = b"\xef\xbb\xbf"
 _HEADER_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _MAX_PARAM_DEPTH: Final = 16
+
+
+HttpClient = H1Client | httpx.AsyncClient
+"""The pooled client of an HTTP upstream: `H1Client`, or httpx's when the environment names a proxy."""
+HttpResponse = H1Response | httpx.Response
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +247,7 @@ class HttpClientBase:
         timeout: float = 60.0,
         name: str = "http",
         max_message_bytes: int = MAX_MESSAGE_BYTES,
-        client: httpx.AsyncClient | None = None,
+        client: HttpClient | None = None,
     ) -> None:
         """Prepare a transport; no I/O happens here.
 
@@ -259,7 +266,7 @@ class HttpClientBase:
         self._timeout = timeout
         self._name = name
         self._limit = max_message_bytes
-        self._client: httpx.AsyncClient | None = None
+        self._client: HttpClient | None = None
         self._pooled = client
         self._inbox = Inbox()
         self._closed = False
@@ -271,26 +278,36 @@ class HttpClientBase:
     def receive(self) -> AsyncIterator[Incoming]:
         return self._inbox.__aiter__()
 
-    def _open_client(self) -> httpx.AsyncClient:
+    def _open_client(self) -> HttpClient:
         """The pooled client when one was given, else a client of this transport's own."""
         return self._pooled or build_client(self._headers, self._timeout)
 
-    async def _close_client(self, client: httpx.AsyncClient) -> None:
+    async def _close_client(self, client: HttpClient) -> None:
         if client is not self._pooled:
             await client.aclose()
 
 
-def build_client(headers: Mapping[str, str], timeout: float) -> httpx.AsyncClient:
+def build_client(headers: Mapping[str, str], timeout: float) -> HttpClient:
     """The one pooled HTTP/1.1 keep-alive client of a transport, with the configured headers as defaults.
 
-    Reads are unbounded here on purpose: SSE streams stay open as long as a tool runs (per-tool timeouts can be
-    longer than the server's default), and the upstream connection's own timer bounds every request.
+    `H1Client` (see `h1.py` for why); httpx's client only when the environment names a proxy (`HTTPS_PROXY`,
+    `ALL_PROXY`, ...), since only httpx speaks to proxies. Reads are unbounded here on purpose: SSE streams stay
+    open as long as a tool runs (per-tool timeouts can be longer than the server's default), and the upstream
+    connection's own timer bounds every request.
     """
+    connect = min(timeout, CONNECT_TIMEOUT_SECONDS)
+    if not _environment_proxies():
+        return H1Client(
+            {"user-agent": USER_AGENT, **headers},
+            timeout=timeout,
+            connect_timeout=connect,
+            max_connections=MAX_CONNECTIONS,
+            max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
+            keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
+        )
     return httpx.AsyncClient(
         headers={"user-agent": USER_AGENT, **headers},
-        timeout=httpx.Timeout(
-            connect=min(timeout, CONNECT_TIMEOUT_SECONDS), read=None, write=timeout, pool=timeout
-        ),
+        timeout=httpx.Timeout(connect=connect, read=None, write=timeout, pool=timeout),
         limits=httpx.Limits(
             max_connections=MAX_CONNECTIONS,
             max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
@@ -300,7 +317,13 @@ def build_client(headers: Mapping[str, str], timeout: float) -> httpx.AsyncClien
     )
 
 
-async def read_bounded(response: httpx.Response, limit: int) -> bytes:
+def _environment_proxies() -> bool:
+    """True when proxy variables are set for http, https or all schemes (the ones httpx would honour)."""
+    proxies = urllib.request.getproxies_environment()
+    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
+
+
+async def read_bounded(response: HttpResponse, limit: int) -> bytes:
     """The response body, refusing (`PayloadTooLarge`) one longer than `limit` bytes."""
     length = response.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:

@@ -34,6 +34,7 @@ from bastion.transports.base import TransportClosed
 from bastion.transports.http_common import (
     MAX_ERROR_BODY_BYTES,
     HttpClientBase,
+    HttpResponse,
     SseParser,
     encode_header_value,
     http_error_response,
@@ -218,7 +219,7 @@ class StreamableHttpClientTransport(HttpClientBase):
         what = "is unreachable" if isinstance(exc, httpx.ConnectError) else f"failed ({type(exc).__name__})"
         return UpstreamUnavailable(f"server {self._name} {what}", data={"server": self._name})
 
-    async def _on_response(self, request_id: RequestId, method: str, response: httpx.Response) -> None:
+    async def _on_response(self, request_id: RequestId, method: str, response: HttpResponse) -> None:
         status = response.status_code
         if method == "initialize" and status == 200:
             session_id = response.headers.get("mcp-session-id")
@@ -268,7 +269,7 @@ class StreamableHttpClientTransport(HttpClientBase):
             if isinstance(tool, dict) and isinstance(name := tool.get("name"), str):
                 self._param_maps[name] = param_header_map(tool.get("inputSchema"))
 
-    async def _pump(self, response: httpx.Response, parser: SseParser, related: RequestId | None) -> bool:
+    async def _pump(self, response: HttpResponse, parser: SseParser, related: RequestId | None) -> bool:
         """Deliver a stream's events; True once the response to `related` arrived (then stop reading)."""
         chunks = response.aiter_bytes()
         async for chunk in chunks:
@@ -278,7 +279,7 @@ class StreamableHttpClientTransport(HttpClientBase):
                     return True
         return False
 
-    async def _read_request_stream(self, request_id: RequestId, response: httpx.Response) -> None:
+    async def _read_request_stream(self, request_id: RequestId, response: HttpResponse) -> None:
         parser = SseParser(max_event_bytes=self._limit)
         try:
             if await self._pump(response, parser, request_id):
