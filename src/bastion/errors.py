@@ -242,6 +242,7 @@ class Cancelled(BastionError):
     reason = Reason.CANCELLED
     jsonrpc_code = -32800
 
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HttpAnswer:
     """An HTTP error response, ready for any ASGI sender: status, JSON body, extra headers."""
