@@ -13,10 +13,11 @@ from typing import Any
 
 from bastion.audit.admin import expiry_notice
 from bastion.audit.keys import announce, audit_key
-from bastion.audit.recorder import AuditRecorder, default_replica
+from bastion.audit.recorder import AuditRecorder
 from bastion.audit.witness import build_witnesses
 from bastion.auth.failures import FailureHook
 from bastion.config.model import BastionConfig
+from bastion.core.config import default_replica
 from bastion.core.contribution import Contribution, Resource
 from bastion.core.ports import Notifier
 from bastion.pipeline.notice import Notice, NoticeKind

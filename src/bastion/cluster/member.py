@@ -40,6 +40,7 @@ from bastion.cluster.registry import (
     session_key,
 )
 from bastion.config.model import BastionConfig
+from bastion.core.config import default_replica
 from bastion.core.contribution import Contribution, Resource
 from bastion.core.ports import HostedSession, Ports
 from bastion.core.tasks import BackgroundTasks
@@ -70,8 +71,6 @@ def policy_hash(holder: PolicyHolder | None) -> str:
 
 def replica_name(config: BastionConfig) -> str:
     """`cluster.replica_id`, or the host name (the audit chain uses the same id)."""
-    from bastion.audit.recorder import default_replica
-
     return config.cluster.replica_id or default_replica()
 
 
