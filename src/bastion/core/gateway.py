@@ -28,6 +28,7 @@ from bastion.core.contribution import Contribution, Resource
 from bastion.core.fair_limits import FairLimits
 from bastion.core.ports import HostedSession, ListFilter, Revocations
 from bastion.core.sealing import SessionSealer
+from bastion.core.session import LOG_LEVELS, DownstreamSession
 from bastion.core.sessions import SessionTable
 from bastion.core.upstreams import UpstreamSet
 from bastion.guard.channels import ChannelGuard
@@ -39,7 +40,6 @@ from bastion.pipeline.stage import ExchangeObserver, Stage
 from bastion.routing.capabilities import CapabilityNeeds
 from bastion.routing.catalog import Catalog
 from bastion.routing.parked import ParkingLot
-from bastion.session import LOG_LEVELS, DownstreamSession
 from bastion.transports.base import ClientTransport, JsonDict, Outbound
 from bastion.types import ANONYMOUS, Principal
 from bastion.upstream.connection import UpstreamConnection

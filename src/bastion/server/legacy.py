@@ -37,8 +37,8 @@ from bastion.types import JsonDict, RequestId, binding_of
 
 if TYPE_CHECKING:
     from bastion.core.gateway import Gateway
+    from bastion.core.session import DownstreamSession
     from bastion.server.app import Lifecycle
-    from bastion.session import DownstreamSession
 
 logger = logging.getLogger("bastion.server")
 

@@ -56,8 +56,8 @@ from bastion.types import binding_of
 
 if TYPE_CHECKING:
     from bastion.core.gateway import Gateway
+    from bastion.core.session import DownstreamSession
     from bastion.server.app import Lifecycle
-    from bastion.session import DownstreamSession
     from bastion.types import Principal
 
 logger = logging.getLogger("bastion.server")
