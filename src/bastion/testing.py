@@ -17,8 +17,9 @@ from bastion.config.loader import parse_config
 from bastion.config.model import BastionConfig
 from bastion.core.gateway import Gateway
 from bastion.pipeline.stage import ExchangeObserver, Stage
+from bastion.server.memory import memory_server_transport
 from bastion.transports.base import ClientTransport
-from bastion.transports.memory import MemoryClientTransport, memory_server_transport
+from bastion.transports.memory import MemoryClientTransport
 from bastion.types import ANONYMOUS, Principal
 
 __all__ = ["CapturedAudit", "capture_audit", "client_transport", "memory_config", "running_gateway"]

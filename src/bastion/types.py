@@ -104,3 +104,9 @@ class Notice:
     """Unique id (the audit event id)."""
     time: float = field(default_factory=time.time)
     """Wall-clock time of the event (epoch seconds)."""
+
+
+def binding_of(principal: Principal) -> str:
+    """What a session remembers of the credential that opened it: any other credential gets the unknown-session
+    answer, same principal or not."""
+    return principal.credential or f"{principal.method}:{principal.name}"

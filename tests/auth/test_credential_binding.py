@@ -19,12 +19,13 @@ import pytest
 from bastion.app.http import build_http_app
 from bastion.app.runtime import Runtime, build_runtime
 from bastion.auth.apikeys import ApiKeyStore
-from bastion.auth.principal import Principal, binding_of
+from bastion.auth.principal import Principal
 from bastion.auth.sweep import CredentialSweeper
 from bastion.config import parse_config
 from bastion.core.gateway import Gateway
 from bastion.state import open_state_store
 from bastion.state.config import StateConfig
+from bastion.types import binding_of
 from tests.auth.conftest import ISSUER, RESOURCE, Issuer
 from tests.peers import calc_stdio
 from tests.server.conftest import INIT_PARAMS, body, post_headers, request, serve

@@ -22,12 +22,12 @@ from bastion.cluster.member import RELOAD_TOPIC, ClusterMember, policy_hash
 from bastion.cluster.registry import SessionRegistry
 from bastion.config import parse_config
 from bastion.core.gateway import Gateway
+from bastion.core.session import DownstreamSession
 from bastion.guard import screen as screen_module
 from bastion.guard.pins import ToolPins
 from bastion.guard.screen import ToolScreen
 from bastion.pipeline.approvals import ApprovalQueue
 from bastion.policy.holder import PolicyHolder
-from bastion.session import DownstreamSession
 from bastion.state.redis_store import RedisStateStore
 from tests.cluster.services import REDIS_URL, redis_prefix, redis_problem
 from tests.core.test_session_raw import Collect, init

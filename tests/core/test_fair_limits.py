@@ -8,9 +8,9 @@ import pytest
 
 from bastion.auth.principal import Principal
 from bastion.config import parse_config
+from bastion.core.fair_limits import FairLimits
 from bastion.core.gateway import Gateway
 from bastion.errors import RateLimited
-from bastion.fair_limits import FairLimits
 
 pytestmark = pytest.mark.anyio
 

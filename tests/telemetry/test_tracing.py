@@ -19,11 +19,11 @@ from starlette.routing import Route
 
 from bastion.auth.principal import Principal
 from bastion.guard.finding import Finding
+from bastion.pipeline.context import INCOMING_TRACEPARENT
 from bastion.pipeline.exchange import Exchange, SessionInfo
 from bastion.pipeline.stage import BaseStage
 from bastion.pipeline.verdicts import Flag, Verdict
 from bastion.telemetry.config import TelemetryConfig, TracingConfig
-from bastion.telemetry.context import INCOMING_TRACEPARENT
 from bastion.telemetry.propagation import TraceContextMiddleware, trace_headers, valid_traceparent
 from bastion.telemetry.tracing import Tracer
 from bastion.testing import client_transport, running_gateway

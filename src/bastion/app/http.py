@@ -67,6 +67,7 @@ def build_http_app(runtime: Runtime, *, host: str, port: int) -> Any:
         wrap=wrap,
         listen_host=host,
         readiness_detail=readiness_detail(runtime),
+        ui_origins=runtime.config.ui.allowed_origins,
     )
 
 

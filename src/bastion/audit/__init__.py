@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from bastion.audit.config import AuditConfig
 from bastion.audit.event import AuditEvent, event_from_exchange, event_from_notice
-from bastion.audit.recorder import AuditRecorder, default_replica
+from bastion.audit.recorder import AuditRecorder
+from bastion.core.config import default_replica
 
 __all__ = [
     "AuditConfig",

@@ -9,19 +9,40 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bastion.audit.admin import expiry_notice
+from bastion.audit.config import AuditConfig
 from bastion.audit.keys import announce, audit_key
-from bastion.audit.recorder import AuditRecorder, default_replica
+from bastion.audit.recorder import AuditRecorder
 from bastion.audit.witness import build_witnesses
 from bastion.auth.failures import FailureHook
-from bastion.config.model import BastionConfig
+from bastion.core.config import ClusterConfig, default_replica
 from bastion.core.contribution import Contribution, Resource
 from bastion.core.ports import Notifier
 from bastion.pipeline.notice import Notice, NoticeKind
 from bastion.pipeline.stages.audit_gate import AuditGateStage
 from bastion.state.base import StateStore
+from bastion.state.config import StateConfig
+
+
+class AuditSettings(Protocol):
+    """The sections of the configuration the audit trail reads (`bastion.config.BastionConfig` is one)."""
+
+    @property
+    def audit(self) -> AuditConfig:
+        """The trail's own section."""
+        ...
+
+    @property
+    def state(self) -> StateConfig:
+        """Where the audit key is kept."""
+        ...
+
+    @property
+    def cluster(self) -> ClusterConfig:
+        """This replica's name (the chain id)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,7 +57,7 @@ class Audit:
     """The recorder as an observer, opened at start and closed last but one (the store closes after it)."""
 
 
-def build_audit(config: BastionConfig, store: StateStore) -> Audit | None:
+def build_audit(config: AuditSettings, store: StateStore) -> Audit | None:
     """Create the configured recorder; None when `audit.enabled` is false."""
     audit = config.audit
     if not audit.enabled:

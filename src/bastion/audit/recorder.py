@@ -20,7 +20,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from bastion.audit.event import AuditEvent, event_from_notice, exchange_content
 from bastion.audit.signing import SigningKey
 from bastion.audit.sinks import AuditReader, AuditSink, EncodedEvent, Sink, build_sink
 from bastion.audit.witness import Witness
+from bastion.core.config import default_replica
 from bastion.errors import AuditUnavailable
 from bastion.pipeline.exchange import Exchange
 from bastion.pipeline.notice import Notice
@@ -43,11 +43,6 @@ RETRY_MIN_SECONDS: Final = 0.05
 RETRY_MAX_SECONDS: Final = 5.0
 PRUNE_EVERY_SECONDS: Final = 3600.0
 """How often retention pruning runs (it also runs once at open)."""
-
-
-def default_replica() -> str:
-    """The chain id when `cluster.replica_id` is empty: the host name."""
-    return socket.gethostname() or "bastion"
 
 
 def _describe(exc: BaseException) -> str:

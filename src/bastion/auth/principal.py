@@ -12,9 +12,3 @@ from bastion.types import Principal as Principal
 def token_digest(token: str) -> str:
     """A short sha256 of a presented token: tells tokens apart in the audit trail, reveals nothing of them."""
     return hashlib.sha256(b"bastion-token\n" + token.encode()).hexdigest()[:32]
-
-
-def binding_of(principal: Principal) -> str:
-    """What a session remembers of the credential that opened it: any other credential gets the unknown-session
-    answer, same principal or not."""
-    return principal.credential or f"{principal.method}:{principal.name}"

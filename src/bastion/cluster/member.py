@@ -28,7 +28,7 @@ import os
 import socket
 import time
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio.to_thread
 
@@ -39,11 +39,12 @@ from bastion.cluster.registry import (
     SessionRegistry,
     session_key,
 )
-from bastion.config.model import BastionConfig
+from bastion.core.config import ClusterConfig, default_replica
 from bastion.core.contribution import Contribution, Resource
 from bastion.core.ports import HostedSession, Ports
 from bastion.core.tasks import BackgroundTasks
 from bastion.state.base import RECORD_TOPIC, StateEvent, StateStore
+from bastion.state.config import StateConfig
 
 if TYPE_CHECKING:
     from bastion.guard.screen import ToolScreen
@@ -61,6 +62,20 @@ RECEIVE_SECONDS: Final = 1.0
 """Longest single wait for an event (the loop also notices being stopped at this pace)."""
 
 
+class MemberConfig(Protocol):
+    """The sections of the configuration the cluster member reads (`bastion.config.BastionConfig` is one)."""
+
+    @property
+    def state(self) -> StateConfig:
+        """The shared store (sealed session ids need one a replica can share)."""
+        ...
+
+    @property
+    def cluster(self) -> ClusterConfig:
+        """This replica among others."""
+        ...
+
+
 def policy_hash(holder: PolicyHolder | None) -> str:
     """A short digest of the policy in force (`""` without a policy): equal on replicas that agree."""
     if holder is None:
@@ -68,10 +83,8 @@ def policy_hash(holder: PolicyHolder | None) -> str:
     return hashlib.sha256(holder.engine.config.model_dump_json().encode()).hexdigest()[:16]
 
 
-def replica_name(config: BastionConfig) -> str:
+def replica_name(config: MemberConfig) -> str:
     """`cluster.replica_id`, or the host name (the audit chain uses the same id)."""
-    from bastion.audit.recorder import default_replica
-
     return config.cluster.replica_id or default_replica()
 
 
@@ -321,7 +334,7 @@ class ClusterMember:
 
 
 def build_cluster(
-    config: BastionConfig,
+    config: MemberConfig,
     store: StateStore,
     ports: Ports,
     *,

@@ -5,10 +5,14 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bastion.audit.config import AuditConfig
 from bastion.auth.config import AuthConfig
+from bastion.core.config import ClusterConfig as ClusterConfig
+from bastion.core.config import LimitsConfig as LimitsConfig
+from bastion.core.config import ListenConfig as ListenConfig
+from bastion.core.config import RoutingConfig as RoutingConfig
 from bastion.guard.config import GuardrailsConfig
 from bastion.policy.config import PolicyConfig
 from bastion.state.config import StateConfig
@@ -22,58 +26,6 @@ SERVER_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ListenConfig(_Model):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8765, ge=0, le=65535)
-    allowed_hosts: list[str] = Field(default_factory=list)
-    """Extra Host header values accepted besides the listen address and localhost (DNS-rebinding defence)."""
-    allowed_origins: list[str] = Field(default_factory=list)
-    """Origins allowed to call the MCP endpoints from a browser; loopback origins are always allowed."""
-
-
-class RoutingConfig(_Model):
-    namespace: bool = True
-    """Prefix tool and prompt names with `<server>__`. Off only makes sense with exactly one server."""
-    list_cache_seconds: float = Field(default=300.0, ge=0)
-    """How long an upstream's list results are cached (list_changed refreshes them sooner)."""
-    capability_aware_lists: bool = True
-    """Leave out of a client's lists what needs a client capability it did not declare (`routing/capabilities.py`)."""
-
-
-class LimitsConfig(_Model):
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
-    max_depth: int = Field(default=64, gt=0)
-    max_sessions: int = Field(default=10_000, gt=0)
-    max_sessions_per_principal: int = Field(default=256, gt=0)
-    """Sessions one principal may hold at once on a replica, so no key can take `max_sessions` from others."""
-    initialize_per_minute_per_principal: int = Field(default=120, gt=0)
-    """Sessions one principal may open per minute (also the burst), per replica."""
-    initialize_per_minute_per_address: int = Field(default=240, gt=0)
-    """Sessions one client address may open per minute (also the burst), whoever authenticates, per replica."""
-    max_concurrent_per_session: int = Field(default=64, gt=0)
-    session_idle_seconds: float = Field(default=3600.0, gt=0)
-    event_buffer: int = Field(default=256, gt=0)
-    """SSE events kept per session for `Last-Event-ID` resumption."""
-    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
-    """On SIGTERM: how long calls in flight may take to finish before they are cancelled and upstreams closed."""
-    header_timeout_seconds: float = Field(default=10.0, gt=0)
-    """How long an HTTP client may take to send a request's headers (slowloris) before it is disconnected."""
-    keep_alive_seconds: float = Field(default=75.0, gt=0)
-    """How long an idle HTTP keep-alive connection stays open. Longer than the idle expiry of common clients
-    (httpx 5 s) and load balancers (nginx 60 s): when both sides time out together, a request sent on a connection
-    the server is closing fails with a connection reset, so the client must always be the one to give up first."""
-
-
-class ClusterConfig(_Model):
-    """Running several replicas behind a load balancer."""
-
-    replica_id: str = ""
-    """This replica's name (audit chain id, metrics); defaults to the host name."""
-    session_secret: SecretStr | None = None
-    """Shared by every replica: session ids become sealed state any replica can open (see core/sealing.py)."""
-    session_max_age_seconds: float = Field(default=86400.0, gt=0)
 
 
 class BastionConfig(_Model):

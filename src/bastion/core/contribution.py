@@ -23,8 +23,9 @@ from bastion.guard.channels import ChannelGuard
 from bastion.pipeline.chain import ChainTracer
 from bastion.pipeline.notice import NoticeObserver
 from bastion.pipeline.stage import ExchangeObserver, Stage
-from bastion.routing.catalog import EntryScreen, ToolScreen
+from bastion.routing.catalog import EntryScreen
 from bastion.transports.base import JsonDict
+from bastion.upstream.pool import ToolScreen
 
 SessionListener = Callable[[str, Any], Any]
 """(event, session) for `start`, `restore` and `end` of every stateful session."""

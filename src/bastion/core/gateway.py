@@ -22,15 +22,15 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
-from bastion.auth.principal import ANONYMOUS, Principal
-from bastion.config.model import BastionConfig
 from bastion.core.bus import NoticeBus, session_notice
+from bastion.core.config import GatewayConfig
 from bastion.core.contribution import Contribution, Resource
+from bastion.core.fair_limits import FairLimits
 from bastion.core.ports import HostedSession, ListFilter, Revocations
 from bastion.core.sealing import SessionSealer
+from bastion.core.session import LOG_LEVELS, DownstreamSession
 from bastion.core.sessions import SessionTable
 from bastion.core.upstreams import UpstreamSet
-from bastion.fair_limits import FairLimits
 from bastion.guard.channels import ChannelGuard
 from bastion.pipeline.approvals import ApprovalQueue
 from bastion.pipeline.chain import Pipeline
@@ -40,8 +40,8 @@ from bastion.pipeline.stage import ExchangeObserver, Stage
 from bastion.routing.capabilities import CapabilityNeeds
 from bastion.routing.catalog import Catalog
 from bastion.routing.parked import ParkingLot
-from bastion.session import LOG_LEVELS, DownstreamSession
 from bastion.transports.base import ClientTransport, JsonDict, Outbound
+from bastion.types import ANONYMOUS, Principal
 from bastion.upstream.connection import UpstreamConnection
 from bastion.upstream.eras import HandshakeTwins
 from bastion.upstream.pool import UpstreamPool
@@ -54,7 +54,7 @@ class Gateway:
 
     def __init__(
         self,
-        config: BastionConfig,
+        config: GatewayConfig,
         *,
         stages: Sequence[Stage] = (),
         observers: Sequence[ExchangeObserver] = (),

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from bastion.config.model import BastionConfig
+from bastion.core.config import GatewayConfig
 from bastion.pipeline.approvals import ApprovalQueue
 from bastion.pipeline.chain import Pipeline
 from bastion.pipeline.exchange import Asker, Exchange, SessionInfo
@@ -175,7 +175,7 @@ class Ports(Notifier, Sessions, Upstreams, Protocol):
     """All a feature may use of a running gateway."""
 
     @property
-    def config(self) -> BastionConfig:
+    def config(self) -> GatewayConfig:
         """The validated configuration."""
         ...
 
@@ -193,7 +193,7 @@ class Ports(Notifier, Sessions, Upstreams, Protocol):
 class SessionHost(Notifier, Protocol):
     """Exactly what a `DownstreamSession` uses of the gateway that hosts it."""
 
-    config: BastionConfig
+    config: GatewayConfig
     pipeline: Pipeline
     parking: ParkingLot
     list_filter: ListFilter | None

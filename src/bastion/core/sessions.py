@@ -19,12 +19,12 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from bastion.auth.principal import Principal, binding_of
-from bastion.config.model import BastionConfig
+from bastion.core.config import GatewayConfig
+from bastion.core.fair_limits import FairLimits
 from bastion.core.ports import HostedSession, Revocations
 from bastion.core.sealing import SealedState, SessionSealer
 from bastion.errors import RateLimited
-from bastion.fair_limits import FairLimits
+from bastion.types import Principal, binding_of
 
 logger = logging.getLogger("bastion.gateway")
 
@@ -34,7 +34,7 @@ S = TypeVar("S", bound=HostedSession)
 class SessionTable(Generic[S]):
     """Live sessions by id, with the limits, sealing and expiry that apply to them."""
 
-    def __init__(self, config: BastionConfig) -> None:
+    def __init__(self, config: GatewayConfig) -> None:
         self._config = config
         self.sessions: dict[str, S] = {}
         secret = config.cluster.session_secret

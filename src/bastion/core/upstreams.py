@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from bastion.config.model import BastionConfig, ServerConfig
+from bastion.core.config import GatewayConfig
 from bastion.core.ports import HostedSession, Notifier
 from bastion.errors import BastionError
 from bastion.pipeline.notice import Notice, NoticeKind
@@ -22,6 +22,7 @@ from bastion.routing.capabilities import CapabilityNeeds
 from bastion.routing.catalog import Catalog
 from bastion.transports.base import ClientTransport, JsonDict
 from bastion.upstream.association import RULES, Call, Isolation, Kind, Listener, audience, kind_of
+from bastion.upstream.config import ServerConfig
 from bastion.upstream.connection import State, UpstreamConnection
 from bastion.upstream.eras import HandshakeTwins
 from bastion.upstream.factory import transport_factory
@@ -39,7 +40,7 @@ class UpstreamSet:
 
     def __init__(
         self,
-        config: BastionConfig,
+        config: GatewayConfig,
         notifier: Notifier,
         *,
         transports: dict[str, Callable[[], ClientTransport]] | None = None,

@@ -31,7 +31,7 @@ from bastion.guard.actions import Action
 from bastion.guard.engine import Guard
 from bastion.guard.finding import Finding
 from bastion.guard.pins import PinCheck, PinStatus, ToolPin, ToolPins, definition_hash
-from bastion.pipeline.notice import Notice, NoticeKind
+from bastion.types import Notice, NoticeKind
 
 logger = logging.getLogger("bastion.guard.screen")
 

@@ -19,7 +19,7 @@ from bastion.pipeline.notice import Notice, NoticeKind
 from bastion.protocol import jsonrpc
 
 if TYPE_CHECKING:
-    from bastion.session import DownstreamSession
+    from bastion.pipeline.exchange import SessionInfo
     from bastion.types import JsonDict, RequestId
 
 
@@ -27,6 +27,13 @@ class Gateway(Protocol):
     """What these builders need of the gateway (`core.ports.SessionHost` has it): the session notice."""
 
     def session_notice(self, kind: NoticeKind, session: Any, **detail: Any) -> Notice: ...
+
+
+class Session(Protocol):
+    """What these builders read of a client session (`core.session.DownstreamSession` is one): who it is."""
+
+    @property
+    def info(self) -> SessionInfo: ...
 
 
 MAX_TEXT: Final = 200
@@ -37,9 +44,7 @@ def _text(value: Any) -> str:
     return str(value)[:MAX_TEXT] if value is not None else ""
 
 
-def notification_notice(
-    gateway: Gateway, session: DownstreamSession, method: str, params: JsonDict
-) -> Notice:
+def notification_notice(gateway: Gateway, session: Session, method: str, params: JsonDict) -> Notice:
     """A client notification: its method, and for a cancellation the request it names and the reason given."""
     detail: dict[str, Any] = {"method": _text(method)}
     if method == "notifications/cancelled":
@@ -49,7 +54,7 @@ def notification_notice(
 
 def relay_notice(
     gateway: Gateway,
-    session: DownstreamSession,
+    session: Session,
     message: JsonDict,
     related: RequestId | None,
     answer: JsonDict,

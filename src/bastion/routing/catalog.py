@@ -25,14 +25,13 @@ from bastion.protocol.jsonrpc import as_dict
 from bastion.protocol.methods import CAPABILITY_OF_LIST, LIST_KEYS, NAMESPACE_SEPARATOR
 from bastion.transports.base import JsonDict
 from bastion.upstream.connection import State, UpstreamConnection
+from bastion.upstream.pool import ToolScreen
 
 logger = logging.getLogger("bastion.routing")
 
 MAX_PAGES: Final = 100
 """Pages fetched per upstream list before we stop (a server that pages forever cannot hang us)."""
 
-ToolScreen = Callable[[str, list[JsonDict]], Awaitable[list[JsonDict]]]
-"""Screens an upstream's tool definitions before they are cached (poisoning, rug-pull pins)."""
 EntryScreen = Callable[[str, str, list[JsonDict]], Awaitable[list[JsonDict]]]
 """(server, method, items) -> the prompt/resource/template entries clients may see (guardrails)."""
 

@@ -157,6 +157,7 @@ def create_app(
     listen_host: str | None = None,
     drain_grace_seconds: float | None = None,
     readiness_detail: Callable[[Scope], Awaitable[bool]] | None = None,
+    ui_origins: Sequence[str] = (),
 ) -> ASGIApp:
     """Build Bastion's ASGI app around `gateway`.
 
@@ -167,6 +168,7 @@ def create_app(
             the others get `{"ready": bool}` only.
         wrap: Wraps the routed app (authentication, telemetry), inside the security layers.
         listen_host: The address the server listens on (default `listen.host`); it is an accepted `Host`.
+        ui_origins: Origins the dashboard accepts (`ui.allowed_origins`; the server knows no dashboard).
         drain_grace_seconds: How long calls in flight may run once shutdown begins (default:
             `limits.shutdown_grace_seconds`).
     """
@@ -241,7 +243,7 @@ def create_app(
         listen_host=listen_host or config.listen.host,
         allowed_hosts=config.listen.allowed_hosts,
         allowed_origins=config.listen.allowed_origins,
-        ui_origins=config.ui.allowed_origins,
+        ui_origins=ui_origins,
         rejections=rejections,
     )
     return CatchAllMiddleware(app, rejections=rejections)

@@ -19,7 +19,7 @@ from bastion.types import JsonDict, RequestId
 
 if TYPE_CHECKING:
     from bastion.core.gateway import Gateway
-    from bastion.session import DownstreamSession
+    from bastion.core.session import DownstreamSession
 
 
 class InFlight:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Final
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from bastion.auth.principal import binding_of
 from bastion.errors import BastionError, InvalidRequest, SessionNotFound, UpstreamUnavailable
 from bastion.pipeline.notice import NoticeKind
 from bastion.protocol import jsonrpc
@@ -34,12 +33,12 @@ from bastion.server.wire import (
     remote_of,
     send_empty,
 )
-from bastion.types import JsonDict, RequestId
+from bastion.types import JsonDict, RequestId, binding_of
 
 if TYPE_CHECKING:
     from bastion.core.gateway import Gateway
+    from bastion.core.session import DownstreamSession
     from bastion.server.app import Lifecycle
-    from bastion.session import DownstreamSession
 
 logger = logging.getLogger("bastion.server")
 

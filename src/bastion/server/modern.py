@@ -51,8 +51,8 @@ from bastion.types import JsonDict, RequestId
 
 if TYPE_CHECKING:
     from bastion.core.gateway import Gateway
+    from bastion.core.session import DownstreamSession
     from bastion.server.app import Lifecycle
-    from bastion.session import DownstreamSession
 
 TRANSPORT: Final = "streamable-http"
 NAME_PARAMS: Final = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}

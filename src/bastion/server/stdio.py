@@ -31,7 +31,7 @@ from bastion.transports.stdio import StdioServerOutbound, open_stdio_streams, re
 if TYPE_CHECKING:
     from bastion.auth.principal import Principal
     from bastion.core.gateway import Gateway
-    from bastion.session import DownstreamSession
+    from bastion.core.session import DownstreamSession
     from bastion.transports.base import Outbound
 
 logger = logging.getLogger("bastion.server.stdio")

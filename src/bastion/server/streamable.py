@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from starlette.types import Receive, Scope, Send
 
-from bastion.auth.principal import binding_of
 from bastion.errors import (
     BastionError,
     InvalidRequest,
@@ -53,11 +52,12 @@ from bastion.server.wire import (
     send_error,
     send_json,
 )
+from bastion.types import binding_of
 
 if TYPE_CHECKING:
     from bastion.core.gateway import Gateway
+    from bastion.core.session import DownstreamSession
     from bastion.server.app import Lifecycle
-    from bastion.session import DownstreamSession
     from bastion.types import Principal
 
 logger = logging.getLogger("bastion.server")

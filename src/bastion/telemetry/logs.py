@@ -18,7 +18,7 @@ from typing import Any, Final, TextIO
 
 import orjson
 
-from bastion.telemetry.context import current_ids
+from bastion.pipeline.context import current_ids
 
 _SECRETS: Final = (
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 [redacted]"),

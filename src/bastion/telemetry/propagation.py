@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bastion.telemetry.context import INCOMING_TRACEPARENT
+from bastion.pipeline.context import INCOMING_TRACEPARENT
 
 _TRACEPARENT: Final = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 MAX_TRACESTATE: Final = 512

@@ -29,8 +29,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from bastion.errors import BastionError
+from bastion.pipeline.context import INCOMING_TRACEPARENT, SESSION_ID_PREFIX
 from bastion.telemetry.config import TracingConfig
-from bastion.telemetry.context import INCOMING_TRACEPARENT, SESSION_ID_PREFIX
 from bastion.telemetry.propagation import meta_carrier
 
 if TYPE_CHECKING:

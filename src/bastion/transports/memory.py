@@ -1,7 +1,8 @@
 """In-memory transports, for tests and embedding: no sockets, same JSON on the "wire" as stdio.
 
 - `MemoryClientTransport` connects Bastion (as client) to an official-SDK server object running in-process.
-- `MemoryServerTransport` lets an official-SDK client talk to a `Gateway` in-process (`bastion.testing`).
+- The other direction (an official-SDK client talking to a `Gateway` in-process) is `server/memory.py`: it needs
+  the gateway, which this layer does not know.
 
 Messages cross the boundary as JSON text, serialised and validated exactly as the SDK's stdio transport does, so a
 test over memory exercises the same shapes as one over a pipe.
@@ -13,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import orjson
@@ -21,11 +22,7 @@ from mcp import types
 from mcp.shared.message import SessionMessage
 
 from bastion.transports.base import Incoming, TransportClosed
-from bastion.types import ANONYMOUS, JsonDict, Principal, RequestId
-
-if TYPE_CHECKING:
-    from bastion.core.gateway import Gateway
-    from bastion.session import DownstreamSession
+from bastion.types import JsonDict
 
 logger = logging.getLogger("bastion.transports.memory")
 
@@ -98,44 +95,3 @@ class MemoryClientTransport:
         if self._runner is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(self._runner, 5)
-
-
-class _StreamOutbound:
-    def __init__(self, send: Any) -> None:
-        self._send = send
-
-    async def send(self, message: JsonDict, related: RequestId | None) -> None:
-        await self._send.send(to_session_message(message))
-
-
-@contextlib.asynccontextmanager
-async def memory_server_transport(
-    gateway: Gateway,
-    *,
-    principal: Principal = ANONYMOUS,
-) -> AsyncIterator[tuple[Any, Any]]:
-    """An SDK client `Transport` (yields `(read, write)`) served by `gateway` in this process."""
-    to_client_send, to_client_recv = anyio.create_memory_object_stream[SessionMessage | Exception](64)
-    to_server_send, to_server_recv = anyio.create_memory_object_stream[SessionMessage | Exception](64)
-    session: DownstreamSession = await gateway.open_session(
-        transport="memory", principal=principal, outbound=_StreamOutbound(to_client_send)
-    )
-
-    async def pump() -> None:
-        async for item in to_server_recv:
-            if not isinstance(item, Exception):
-                await session.handle(from_session_message(item))
-
-    async with (
-        to_client_send,
-        to_client_recv,
-        to_server_send,
-        to_server_recv,
-        anyio.create_task_group() as tg,
-    ):
-        tg.start_soon(pump)
-        try:
-            yield to_client_recv, to_server_send
-        finally:
-            tg.cancel_scope.cancel()
-            await session.aclose()

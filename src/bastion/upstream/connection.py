@@ -31,9 +31,8 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
-from bastion.config.model import ServerConfig
 from bastion.errors import (
     BastionError,
     InternalError,
@@ -49,14 +48,24 @@ from bastion.transports.base import ClientTransport, Incoming, JsonDict, Request
 from bastion.upstream import negotiate
 from bastion.upstream.association import Call, Isolation, Scope
 from bastion.upstream.breaker import BACKOFF_MAX, Backoff, CircuitBreaker
+from bastion.upstream.config import ServerConfig
 from bastion.upstream.health import HealthMonitor
 from bastion.upstream.negotiate import Negotiated
 from bastion.upstream.pending import Correlation, Owner, Pending, expire, transport_failure
 
 __all__ = ["Owner", "Pending", "State", "UpstreamConnection"]
 
-if TYPE_CHECKING:
-    from bastion.telemetry.tracing import Tracer
+UpstreamCall = Callable[[JsonDict], Awaitable[JsonDict]]
+"""Sends one request upstream with the params given (the tracer may add its context to `_meta`)."""
+
+
+class UpstreamTracer(Protocol):
+    """A client span per upstream request (`telemetry.tracing.Tracer`; the upstream side knows no telemetry)."""
+
+    async def upstream_call(self, server: str, method: str, params: JsonDict, call: UpstreamCall) -> JsonDict:
+        """Send one request through `call` inside a span, its context in the request's `_meta`."""
+        ...
+
 
 ConnectionListener = Callable[["UpstreamConnection", JsonDict, "Call | None"], Awaitable[None]]
 """Told of a notification for sessions: (connection, message, the call it relates to when the transport says)."""
@@ -120,7 +129,7 @@ class UpstreamConnection:
         self._ready = asyncio.Event()
         self._closing = False
         self._listener: asyncio.Task[None] | None = None
-        self.tracer: Tracer | None = None
+        self.tracer: UpstreamTracer | None = None
         """Set by telemetry when tracing is on: a client span per request, its context sent in `_meta`."""
         self.breaker = CircuitBreaker(config.breaker)
         self.monitor = HealthMonitor(self)

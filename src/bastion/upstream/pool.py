@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -40,8 +40,10 @@ from bastion.upstream.association import Isolation, Scope, default_isolation
 from bastion.upstream.connection import ConnectionListener, UpstreamConnection
 from bastion.upstream.pending import Owner
 
+ToolScreen = Callable[[str, list[JsonDict]], Awaitable[list[JsonDict]]]
+"""Screens an upstream's tool definitions before they are cached (poisoning, rug-pull pins)."""
+
 if TYPE_CHECKING:
-    from bastion.routing.catalog import ToolScreen
     from bastion.upstream.eras import HandshakeTwins
 
 logger = logging.getLogger("bastion.upstream.pool")

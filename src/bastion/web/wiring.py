@@ -10,7 +10,7 @@ the session cookie the browser needs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,16 +33,39 @@ from bastion.web.service import AdminService
 from bastion.web.sessions import UISessions
 
 if TYPE_CHECKING:
-    from bastion.config.model import BastionConfig
     from bastion.core.gateway import Gateway
     from bastion.policy.holder import PolicyHolder
     from bastion.state.base import StateStore
+    from bastion.upstream.config import ServerConfig
+
+
+class WebConfig(Protocol):
+    """The sections of the configuration the dashboard reads (`bastion.config.BastionConfig` is one)."""
+
+    @property
+    def auth(self) -> AuthConfig:
+        """The MCP endpoints' authentication, which the dashboard login reuses."""
+        ...
+
+    @property
+    def ui(self) -> UIConfig:
+        """The dashboard's own section."""
+        ...
+
+    @property
+    def servers(self) -> Mapping[str, ServerConfig]:
+        """The upstream servers by name."""
+        ...
 
 
 class Runtime(Protocol):
     """What the dashboard reads of the runtime the composition root built (`bastion.app.runtime.Runtime`)."""
 
-    config: BastionConfig
+    @property
+    def config(self) -> WebConfig:
+        """The configuration the runtime was built from."""
+        ...
+
     gateway: Gateway
     store: StateStore
     authenticator: Authenticator

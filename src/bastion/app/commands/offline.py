@@ -11,9 +11,10 @@ import getpass
 
 from bastion.audit.event import event_from_notice
 from bastion.audit.keys import audit_key
-from bastion.audit.recorder import AuditRecorder, default_replica
+from bastion.audit.recorder import AuditRecorder
 from bastion.audit.witness import build_witnesses
 from bastion.config import load_config
+from bastion.core.config import default_replica
 from bastion.state import open_state_store
 from bastion.types import Notice
 

@@ -3,7 +3,8 @@
 The session sets `CURRENT_EXCHANGE` at the start of every exchange (one contextvar write, whatever telemetry is
 configured); each client request runs in its own task, so the value never leaks into another request. The HTTP
 trace middleware sets `INCOMING_TRACEPARENT` from the request header before the session sees the message.
-This module imports nothing heavy: the session imports it on the hot path.
+This module imports nothing heavy: the session imports it on the hot path. It sits in the pipeline layer, below
+the core that sets it and the telemetry that reads it.
 """
 
 from __future__ import annotations

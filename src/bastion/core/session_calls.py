@@ -33,17 +33,17 @@ from bastion.errors import (
     error_response,
 )
 from bastion.pipeline import refusals
+from bastion.pipeline.context import CURRENT_EXCHANGE
 from bastion.pipeline.exchange import Exchange
 from bastion.protocol import jsonrpc, versions
 from bastion.protocol.methods import CLIENT_REQUESTS, LIST_KEYS, Route
 from bastion.protocol.session import Era
 from bastion.routing.parked import AskItem, ParkedCall
-from bastion.telemetry.context import CURRENT_EXCHANGE
 from bastion.transports.base import JsonDict, RequestId
 
 if TYPE_CHECKING:
     from bastion.core.ports import SessionHost as Gateway
-    from bastion.session import DownstreamSession
+    from bastion.core.session import DownstreamSession
 
 logger = logging.getLogger("bastion.session")
 

@@ -25,6 +25,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Final
 
+from bastion.core.session_calls import SERVER_INFO, SessionCalls
 from bastion.errors import (
     BastionError,
     Denied,
@@ -32,6 +33,7 @@ from bastion.errors import (
     UpstreamTimeout,
     error_response,
 )
+from bastion.pipeline.context import CURRENT_EXCHANGE
 from bastion.pipeline.exchange import SessionInfo
 from bastion.pipeline.traffic_notices import notification_notice, relay_notice
 from bastion.protocol import jsonrpc, versions
@@ -49,8 +51,6 @@ from bastion.protocol.session import (
     hello_of_initialize,
     relay_refusal,
 )
-from bastion.session_calls import SERVER_INFO, SessionCalls
-from bastion.telemetry.context import CURRENT_EXCHANGE
 from bastion.transports.base import JsonDict, Outbound, RequestId
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from bastion.config.model import LimitsConfig
+from bastion.core.config import LimitsConfig
 from bastion.errors import RateLimited
 
 MAX_BUCKETS: Final = 100_000
