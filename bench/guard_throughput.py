@@ -140,6 +140,8 @@ def rss_kb() -> int:
     return 0
 
 
+# Spelled out rather than built from guard.config.DETECTOR_NAMES/PII_TYPES: importing bastion here would count
+# pydantic and the config models in the RSS this bench attributes to the guard.
 EVERY_DETECTOR: dict[str, Any] = {
     "actions": {
         name: {"request": "flag", "response": "flag", "tool": "flag"}

@@ -9,29 +9,15 @@ from typing import Any
 
 import pytest
 
-from bastion.guard.config import GuardrailsConfig
+from bastion.guard.config import DETECTOR_NAMES, PII_TYPES, GuardrailsConfig
 from bastion.guard.detector import Direction
 from bastion.guard.engine import Guard, _Pass
 from bastion.guard.payload import format_path, path_parts, walk
 from bastion.guard.views import derive
 
 EVERY_DETECTOR: dict[str, Any] = {
-    "actions": {
-        name: {"request": "flag", "response": "flag", "tool": "flag"}
-        for name in ("secrets", "pii", "injection", "poisoning", "arguments", "schema", "classifier")
-    },
-    "pii": {
-        "types": [
-            "email",
-            "phone_number",
-            "credit_card",
-            "iban",
-            "us_ssn",
-            "ip_address",
-            "national_id",
-            "postal_address",
-        ]
-    },
+    "actions": {name: {"request": "flag", "response": "flag", "tool": "flag"} for name in DETECTOR_NAMES},
+    "pii": {"types": list(PII_TYPES)},
 }
 
 AWS_KEY = "AKIAZ7Q3XJ4PLMN2WQRT"
