@@ -119,25 +119,29 @@ def _balanced_tail(pattern: str, index: int) -> bool:
     return depth == 0
 
 
-def re2_finder(rule: Rule) -> Any | None:
-    """An RE2 regex that matches (at least) wherever the rule's Python pattern does, or `None`."""
-    return _re2_finder_for(rule.pattern, rule.flags)
+def re2_finder(rule: Rule, *, wide: bool = False) -> Any | None:
+    """An RE2 regex that matches (at least) wherever the rule's Python pattern does, or `None`.
+
+    `wide`: for the view of a text that is not ASCII, where `\\b` and `\\w` must also see the characters the view
+    turned into DEL (a Cyrillic word is a word to Python); on an ASCII text the narrow finder is exact and faster.
+    """
+    return _re2_finder_for(rule.pattern, rule.flags, wide)
 
 
-@functools.lru_cache(maxsize=2048)
-def _re2_finder_for(pattern: str, flags: int) -> Any | None:
+@functools.lru_cache(maxsize=4096)
+def _re2_finder_for(pattern: str, flags: int, wide: bool) -> Any | None:
     """Cached by pattern: the same rule sits in the matcher of every direction (and of detectors' own matchers),
     and each RE2 program costs kilobytes; compiled programs are immutable and thread-safe, so one is shared."""
-    if not pattern.isascii():
-        # The finder runs on the ASCII view, where every non-ASCII character is DEL (or a space).
-        pattern = _as_ascii_view(pattern)  # type: ignore[assignment]
-        if pattern is None:
-            return None
+    viewed = view_pattern(pattern, wide=wide)
+    if viewed is None:
+        return None
+    if wide and viewed == view_pattern(pattern, wide=False):
+        return _re2_finder_for(pattern, flags, False)  # nothing differs: one program serves both
     try:
         import re2
     except ImportError:
         return None
-    stripped = _strip_lookarounds(_boundaries(pattern))
+    stripped = _strip_lookarounds(_boundaries(viewed))
     if stripped is None:
         return None
     options = re2.Options()
@@ -152,28 +156,145 @@ def _re2_finder_for(pattern: str, flags: int) -> Any | None:
         return None
 
 
-def _as_ascii_view(pattern: str) -> str | None:
-    """`pattern` for the ASCII view: each non-ASCII character becomes what the view shows for it (DEL, or a space
-    for a space), so the finder matches (at least) wherever the pattern matches the text. None when a non-ASCII
-    character sits in a negated class (`[^…]`), where the same mapping would exclude every non-ASCII character."""
+_ASCII_FOLDS: Final = {"\u212a": "k", "\u017f": "s", "\u0131": "i", "\u0130": "i"}
+"""Non-ASCII characters Python's IGNORECASE matches to ASCII letters (Kelvin sign, long s, dotless and dotted i):
+the view shows them as those letters, so an ASCII rule still sees them."""
+
+
+def view_char(ch: str) -> str:
+    """What the ASCII view shows for a non-ASCII character: a space for a space, `0` for a decimal digit (Python's
+    `\\d` matches every script's digits), the ASCII letter IGNORECASE folds it to, else DEL."""
+    if ch.isspace():
+        return " "
+    if ch.isdecimal():
+        return "0"
+    return _ASCII_FOLDS.get(ch, "\x7f")
+
+
+def _literal(ch: str) -> str:
+    """`ch` written as a pattern literal for RE2 (escaped when it is not a letter or digit)."""
+    return ch if ch.isalnum() and ch.isascii() else f"\\x{ord(ch):02x}"
+
+
+_ESCAPED_CHAR: Final = re.compile(r"\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8}))")
+
+
+def view_pattern(pattern: str, *, wide: bool, is_bytes: bool = False) -> str | None:
+    """`pattern` rewritten for the ASCII view of a text (`matcher.ascii_view`), matching at least wherever it matches
+    the text itself, or None when that cannot be written (then Python searches the text).
+
+    Non-ASCII literals (and their `\\x`/`\\u` escapes; in a byte-level prefilter, runs of `\\xNN` escapes that spell
+    UTF-8) become their view characters; in a negated class they are dropped, so the class still admits what the view
+    shows for them. `wide` also drops `\\b`/`\\B` and lets `\\w` match DEL: RE2's ASCII word boundary cannot see
+    a Cyrillic word, and removing an assertion only adds candidates, which Python confirms.
+    """
     out: list[str] = []
-    in_class = negated = False
     i, n = 0, len(pattern)
     while i < n:
         ch = pattern[i]
-        if ch == "\\":
-            out.append(pattern[i : i + 2])
-            i += 2
-            continue
-        if in_class and ch == "]" and not (pattern[i - 1] == "[" or pattern[i - 2 : i] == "[^"):
-            in_class = False
-        elif not in_class and ch == "[":
-            in_class = True
-            negated = pattern[i + 1 : i + 2] == "^"
-        if not ch.isascii():
-            if in_class and negated:
+        if ch == "[":
+            done = _view_class(pattern, i, wide=wide, is_bytes=is_bytes)
+            if done is None:
                 return None
-            ch = " " if ch.isspace() else "\\x7f"
-        out.append(ch)
-        i += 1
+            text, i = done
+            out.append(text)
+            continue
+        if ch != "\\":
+            out.append(ch if ch.isascii() else _literal(view_char(ch)))
+            i += 1
+            continue
+        m = _ESCAPED_CHAR.match(pattern, i)
+        if m is None:
+            pair = pattern[i : i + 2]
+            i += 2
+            if wide and pair in ("\\b", "\\B"):
+                continue
+            out.append("[\\w\\x7f]" if wide and pair == "\\w" else pair)
+            continue
+        code = int(next(g for g in m.groups() if g is not None), 16)
+        if not (is_bytes and m.group(1) is not None and code >= 0x80):
+            out.append(m.group(0) if code < 0x80 else _literal(view_char(chr(code))))
+            i = m.end()
+            continue
+        raw = bytearray()
+        while m is not None and m.group(1) is not None and int(m.group(1), 16) >= 0x80:
+            raw.append(int(m.group(1), 16))
+            i = m.end()
+            m = _ESCAPED_CHAR.match(pattern, i)
+        try:
+            out.append("".join(_literal(view_char(c)) for c in raw.decode("utf-8")))
+        except UnicodeDecodeError:
+            return None
     return "".join(out)
+
+
+def _class_atoms(pattern: str, i: int) -> tuple[list[tuple[str, str | None]], int] | None:
+    """The members of the class opening at `i` as `(source, character or None for a class escape)`, and the index
+    after its `]`; None when it does not close."""
+    atoms: list[tuple[str, str | None]] = []
+    n = len(pattern)
+    first = True
+    while i < n:
+        ch = pattern[i]
+        if ch == "]" and not first:
+            return atoms, i + 1
+        first = False
+        if ch != "\\":
+            atoms.append((ch, ch))
+            i += 1
+            continue
+        m = _ESCAPED_CHAR.match(pattern, i)
+        if m is not None:
+            atoms.append((m.group(0), chr(int(next(g for g in m.groups() if g is not None), 16))))
+            i = m.end()
+            continue
+        pair = pattern[i : i + 2]
+        atoms.append((pair, None if pair[1:] in "wWdDsS" else pair[1:]))
+        i += 2
+    return None
+
+
+def _range_view(low: int, high: int) -> str:
+    """Class members for what the view shows of the characters `low..high` (all of them for a very wide range)."""
+    if high - low > 4096:
+        shown = {" ", "0", "\x7f", *_ASCII_FOLDS.values()}
+    else:
+        shown = {view_char(chr(c)) for c in range(low, high + 1)}
+    return "".join(_literal(c) for c in sorted(shown))
+
+
+def _view_class(pattern: str, i: int, *, wide: bool, is_bytes: bool) -> tuple[str, int] | None:
+    """The class opening at `i` for the view, and the index after it; None when it cannot be written."""
+    negated = pattern.startswith("[^", i)
+    parsed = _class_atoms(pattern, i + (2 if negated else 1))
+    if parsed is None:
+        return None
+    atoms, end = parsed
+    members: list[str] = []
+    k = 0
+    while k < len(atoms):
+        source, char = atoms[k]
+        if is_bytes and char is not None and source.startswith("\\x") and ord(char) >= 0x80:
+            return None  # a class of UTF-8 bytes has no character meaning
+        high_source, high = atoms[k + 2] if k + 2 < len(atoms) and atoms[k + 1][0] == "-" else ("", None)
+        if char is not None and high is not None:
+            k += 3
+            if char.isascii() and high.isascii():
+                members.append(f"{source}-{high_source}")
+            elif negated:
+                return None  # the view chars of the characters above the range would have to stay admitted
+            else:
+                if char.isascii():
+                    members.append(f"{source}-\\x7e")
+                members.append(_range_view(max(ord(char), 0x80), ord(high)))
+            continue
+        k += 1
+        if char is None:
+            members.append("\\w\\x7f" if wide and source == "\\w" and not negated else source)
+        elif char.isascii():
+            members.append(source)
+        elif not negated:
+            members.append(_literal(view_char(char)))
+    if not members:
+        return ("[\\x00-\\x7f]" if negated else "[^\\x00-\\x7f]"), end
+    return ("[^" if negated else "[") + "".join(members) + "]", end

@@ -28,10 +28,11 @@ import re
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from bastion.guard.detector import Rule
-from bastion.guard.finders import re2_finder
+from bastion.guard.finders import re2_finder, view_char, view_pattern
 from bastion.guard.hs_compile import compile_in_child, release_freed_heap
 
 logger = logging.getLogger("bastion.guard.matcher")
@@ -47,14 +48,14 @@ def _encode(text: str) -> bytes:
 def _ascii_view_handler(error: UnicodeError) -> tuple[str, int]:
     assert isinstance(error, UnicodeEncodeError)
     chunk = error.object[error.start : error.end]
-    return "".join(" " if ch.isspace() else "\x7f" for ch in chunk), error.end
+    return "".join(map(view_char, chunk)), error.end
 
 
 codecs.register_error("bastion-ascii-view", _ascii_view_handler)
 
 
 def ascii_view(text: str) -> bytes:
-    """`text` as ASCII bytes of the same length: non-ASCII spaces become spaces, anything else `\x7f`."""
+    """`text` as ASCII bytes of the same length, each non-ASCII character as `finders.view_char` shows it."""
     return text.encode("ascii", "bastion-ascii-view")
 
 
@@ -224,7 +225,21 @@ BACKENDS: Final = ("hyperscan", "re2", "re")
 """Backend names in order of preference."""
 
 
-_Compiled = tuple[_Backend, tuple[int, ...], tuple[re.Pattern[str], ...], tuple[Any | None, ...]]
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """One rule set compiled twice: for the UTF-8 bytes of an ASCII text, and for the ASCII view of any other text
+    (`wide`), where Python's Unicode `\\w`, `\\b` and non-ASCII literals need the view-aware patterns of
+    `finders.view_pattern`; stage 1 of a non-ASCII text reports the union of both."""
+
+    impl: _Backend
+    always: tuple[int, ...]
+    regexes: tuple[re.Pattern[str], ...]
+    finders: tuple[Any | None, ...]
+    wide_impl: _Backend | None
+    wide_always: tuple[int, ...]
+    wide_finders: tuple[Any | None, ...]
+
+
 _COMPILED: dict[tuple[str | None, tuple[tuple[str, int, str | None], ...]], _Compiled] = {}
 """Compiled rule sets, shared by every matcher with the same rules (a Hyperscan build takes a second or two;
 databases are read-only and each thread brings its own scratch)."""
@@ -232,29 +247,78 @@ _COMPILED_LIMIT: Final = 16
 _CACHE_LOCK = threading.Lock()
 
 
+def _wide_rules(rules: Sequence[Rule]) -> tuple[list[Rule], list[int], list[int]]:
+    """Each rule's stage-1 pattern for the ASCII view (its prefilter's, else its pattern's): the rules, the indices
+    they stand for, and the indices that have none (searched with Python on every non-ASCII text)."""
+    out: list[Rule] = []
+    indices: list[int] = []
+    missing: list[int] = []
+    for index, rule in enumerate(rules):
+        viewed = None
+        if rule.prefilter is not None:
+            viewed = view_pattern(rule.prefilter, wide=True, is_bytes=True)
+        if viewed is None:
+            viewed = view_pattern(rule.pattern, wide=True)
+        if viewed is None:
+            missing.append(index)
+            continue
+        out.append(Rule(type=rule.type, pattern=viewed, flags=rule.flags))
+        indices.append(index)
+    return out, indices, missing
+
+
+def _backend(name: str, rules: Sequence[Rule], indices: Sequence[int]) -> tuple[_Backend, list[int]]:
+    if name == "hyperscan":
+        hs = _HyperscanBackend(rules, indices)
+        release_freed_heap()
+        return hs, hs.failed
+    if name == "re2":
+        r2 = _Re2Backend(rules, indices)
+        return r2, r2.failed
+    if name == "re":
+        return _ReBackend(rules, indices), []
+    raise ValueError(f"unknown matcher backend {name!r}")
+
+
 def _compile(rules: tuple[Rule, ...], backend: str | None) -> _Compiled:
     indices = list(range(len(rules)))
     candidates = (backend,) if backend else BACKENDS
     for name in candidates:
         try:
-            if name == "hyperscan":
-                hs = _HyperscanBackend(rules, indices)
-                release_freed_heap()
-                impl: _Backend = hs
-                always = hs.failed
-            elif name == "re2":
-                r2 = _Re2Backend(rules, indices)
-                impl, always = r2, r2.failed
-            elif name == "re":
-                impl, always = _ReBackend(rules, indices), []
-            else:
-                raise ValueError(f"unknown matcher backend {backend!r}")
+            impl, always = _backend(name, rules, indices)
+            wide_impl: _Backend | None = None
+            wide_always: list[int] = []
+            if name != "re":  # Python's `re` reads the text itself, Unicode and all
+                viewed, positions, wide_always = _wide_rules(rules)
+                by_position, failed = _backend(name, _Sparse(viewed, positions, len(rules)), positions)
+                wide_impl = by_position
+                wide_always += failed
         except ImportError:
             continue
-        regexes = tuple(rule.compiled() for rule in rules)
-        finders = tuple(re2_finder(rule) for rule in rules)
-        return impl, tuple(always), regexes, finders
+        return _Compiled(
+            impl=impl,
+            always=tuple(always),
+            regexes=tuple(rule.compiled() for rule in rules),
+            finders=tuple(re2_finder(rule) for rule in rules),
+            wide_impl=wide_impl,
+            wide_always=tuple(sorted(wide_always)),
+            wide_finders=tuple(re2_finder(rule, wide=True) for rule in rules),
+        )
     raise ValueError(f"no matcher backend available among {candidates}")
+
+
+class _Sparse(Sequence[Rule]):
+    """`rules` placed at `positions` of a sequence of `size` (the backends index rules by their global position)."""
+
+    def __init__(self, rules: Sequence[Rule], positions: Sequence[int], size: int) -> None:
+        self._at = dict(zip(positions, rules, strict=True))
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._at[index]
 
 
 class MultiMatcher:
@@ -277,7 +341,8 @@ class MultiMatcher:
                 _COMPILED[key] = compiled
                 while len(_COMPILED) > _COMPILED_LIMIT:
                     _COMPILED.pop(next(iter(_COMPILED)))
-        self._impl, self._always, self.regexes, self._finders = compiled
+        self._sets = compiled
+        self._impl, self._always, self.regexes = compiled.impl, compiled.always, compiled.regexes
         self.backend: str = self._impl.name
         """The backend in use, for logs and benchmarks."""
 
@@ -286,8 +351,13 @@ class MultiMatcher:
         if not self.rules:
             return []
         found = self._impl.matching(_encode(text))
-        for index in self._always:
-            if self.regexes[index].search(text):
+        always: tuple[int, ...] = self._always
+        wide = self._sets.wide_impl
+        if wide is not None and not text.isascii():
+            found |= wide.matching(ascii_view(text))
+            always = always + self._sets.wide_always
+        for index in always:
+            if index not in found and self.regexes[index].search(text):
                 found.add(index)
         return sorted(found)
 
@@ -300,11 +370,12 @@ class MultiMatcher:
             view: `ascii_view(text)` when the caller already made it (several rules on one text).
         """
         regex = self.regexes[index]
-        finder = self._finders[index]
+        narrow = text.isascii()
+        finder = (self._sets.finders if narrow else self._sets.wide_finders)[index]
         if finder is None:
             yield from regex.finditer(text)
             return
-        data = view if view is not None else (text.encode("ascii") if text.isascii() else ascii_view(text))
+        data = view if view is not None else (text.encode("ascii") if narrow else ascii_view(text))
         size = len(data)
         search = _span_search(finder)
         pos = scan = 0
@@ -340,11 +411,12 @@ class MultiMatcher:
             (string index, match in that string).
         """
         regex = self.regexes[index]
-        finder = self._finders[index]
+        narrow = buffer.isascii()
+        finder = (self._sets.finders if narrow else self._sets.wide_finders)[index]
         if finder is None:
             yield from self._python_joined(regex, buffer, starts, strings)
             return
-        data = view if view is not None else buffer.encode("ascii")
+        data = view if view is not None else (buffer.encode("ascii") if narrow else ascii_view(buffer))
         size = len(data)
         pos = 0
         search = _span_search(finder)

@@ -71,6 +71,14 @@ _DEST_EN: Final = (
 )
 """Where a tool call carries data: a named parameter."""
 
+_P_SMUGGLED: Final = (
+    r"(?:log|cred|pass|pin|key|token|secret|cookie|clipboard|mail|inbox|messag|chat|conversation|env|browser|session"
+    r"|profile|file|content|config|home|document|contact|address|histor)[\s\S]*(?:field|param|argument|value|propert"
+    r"|input|prefix|suffix|string|body|text|[`'\"])"
+)
+"""Prefilter of the parameter-smuggling rules: a private-data stem, later a parameter word (the full pattern's
+nested sentence-bounded repeats take Hyperscan seconds to compile and most of its scan time)."""
+
 _SEND_EN: Final = r"(?:send|mail|e-?mail|forward|upload|post|transmit|deliver|share|leak|copy|relay|submit|pass\s+on|hand\s+over)"
 _ADDR: Final = r"(?:https?://|[\w.+-]+@[\w-]+\.|\bwww\.)"
 
@@ -173,7 +181,7 @@ CLASS_CORE_RULES: Final[tuple[Rule, ...]] = (
         rf"{_TAG}[^\n\x00]{{0,60}}?(?:assistant|assistent|asistente|ассистент|助手|アシスタント|\bai\b|\bki\b|\bia\b|\bии\b"
         r"|model|modèle|modelo|modell|модель|模型|モデル|agent)",
         _H,
-        rf"{_TAG_PREFILTER}[^\n]{{0,300}}(?:assist|asist|ссист|助手|アシスタント|ai|ki|ia|ии|model|mod\xc3\xa8le|модел|模型|モデル|agent)",
+        rf"{_TAG_PREFILTER}[\s\S]*(?:assist|asist|ссист|助手|アシスタント|ai|ki|ia|ии|model|mod\xc3\xa8le|модел|模型|モデル|agent)",
     ),
     # 4. Overriding earlier instructions without the usual verbs.
     _r(
@@ -291,6 +299,7 @@ CLASS_TOOL_RULES: Final[tuple[Rule, ...]] = (
         "parameter_smuggling",
         rf"{_OWNER_EN}{_S}{{0,60}}?\b{_PRIVATE_EN}{_S}{{0,90}}?{_DEST_EN}",
         _H,
+        _P_SMUGGLED,
     ),
     # A side action on another tool: "also invoke send_email", "call upload_file ... as well".
     _r(
@@ -345,6 +354,7 @@ CLASS_TOOL_RULES: Final[tuple[Rule, ...]] = (
         rf"\b{_PRIVATE_EN}{_S}{{0,40}}?\b(?:is|are|be|gets?)\s+(?:passed|included|sent|added|put|placed|appended|prepended"
         rf"|supplied|provided|attached|forwarded)\s+(?:\w+\s+)?{_DEST_EN}",
         _H,
+        _P_SMUGGLED,
     ),
 )
 """Extra structural classes for tool definitions (used by the `poisoning` detector)."""

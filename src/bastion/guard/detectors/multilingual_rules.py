@@ -35,7 +35,7 @@ def _override(verbs: str, quals: str, nouns: str) -> str:
 
 def _near(first: str, second: str) -> str:
     """A byte-level prefilter: `first` then `second` on one line, close together (a superset of the rule)."""
-    return rf"(?:{first})[^\n]{{0,360}}(?:{second})"  # bytes: wide enough for 3-byte characters
+    return rf"(?:{first})[\s\S]*(?:{second})"  # bytes: wide enough for 3-byte characters
 
 
 def _rule(type_: str, pattern: str, severity: Severity, prefilter: str) -> Rule:
