@@ -5,10 +5,14 @@ once), RE2's `Set`, or a plain `re` alternation. A backend may over-report (pref
 except the `re` fallback, which can miss a rule whose match starts where another rule's match already did.
 
 Stage 2, "where", only for the few rules stage 1 reported: RE2 (a linear-time DFA) finds candidate spans with the
-rule's look-arounds removed (a superset), on an ASCII view of the text in which every non-ASCII character becomes
-`DEL` (a space if it is a space), so offsets stay character offsets. Python `re` then confirms each candidate
-*anchored at its position* (`pattern.match(text, pos)`), so the slow engine never scans the whole text. Rules RE2
-cannot take (back-references, `\u` escapes) are searched with Python `re` directly.
+rule's look-arounds removed (a superset), on an ASCII view of the text of the same length (`finders.view_char`:
+DEL for a non-ASCII character, a space for a space, `0` for a digit), so offsets stay character offsets. Python
+`re` then confirms each candidate *anchored at its position* (`pattern.match(text, pos)`), so the slow engine never
+scans the whole text. Rules RE2 cannot take (back-references) are searched with Python `re` directly.
+
+A text that is not ASCII is matched on its view in both stages, with patterns rewritten for it
+(`finders.view_pattern`, "wide": non-ASCII literals as the view shows them, `\w` admitting DEL, `\b` dropped),
+because byte-level `\w`, `\b` and `\s` do not see a Cyrillic word or a no-break space the way Python does.
 
 Rules:
 - Patterns are matched as bytes (UTF-8 with surrogates passed through): a rule's `prefilter`, when set, is written
@@ -229,7 +233,7 @@ BACKENDS: Final = ("hyperscan", "re2", "re")
 class _Compiled:
     """One rule set compiled twice: for the UTF-8 bytes of an ASCII text, and for the ASCII view of any other text
     (`wide`), where Python's Unicode `\\w`, `\\b` and non-ASCII literals need the view-aware patterns of
-    `finders.view_pattern`; stage 1 of a non-ASCII text reports the union of both."""
+    `finders.view_pattern`; stage 1 of a non-ASCII text runs the wide set alone."""
 
     impl: _Backend
     always: tuple[int, ...]
@@ -350,12 +354,14 @@ class MultiMatcher:
         """Indices of the rules that may match in `text`, in rule order."""
         if not self.rules:
             return []
-        found = self._impl.matching(_encode(text))
         always: tuple[int, ...] = self._always
         wide = self._sets.wide_impl
         if wide is not None and not text.isascii():
-            found |= wide.matching(ascii_view(text))
+            # Every rule has a view pattern or is searched by Python (`wide_always`): one pass is enough.
+            found = wide.matching(ascii_view(text))
             always = always + self._sets.wide_always
+        else:
+            found = self._impl.matching(_encode(text))
         for index in always:
             if index not in found and self.regexes[index].search(text):
                 found.add(index)

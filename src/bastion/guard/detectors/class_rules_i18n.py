@@ -25,7 +25,7 @@ def _r(type_: str, pattern: str, severity: Severity, prefilter: str) -> Rule:
 
 
 def _near(first: str, second: str) -> str:
-    return rf"(?:{first})[\s\S]*(?:{second})"
+    return rf"(?:{first})[^\n]*(?:{second})"
 
 
 # Byte-level stems for the prefilters below (Hyperscan folds ASCII case only, so Cyrillic stems skip the first letter).
@@ -75,9 +75,10 @@ _P_LEAK_AI: Final = (
 )
 
 
-def _either(a: str, b: str, gap: int) -> str:
-    """`a` then `b`, or `b` then `a`, at most `gap` bytes apart on one line."""
-    return rf"(?:(?:{a})[\s\S]*(?:{b})|(?:{b})[\s\S]*(?:{a}))"
+def _either(a: str, b: str) -> str:
+    """`a` then `b`, or `b` then `a`, on one line (an unbounded gap: Hyperscan compiles a bounded one slowly, and
+    Python confirms the distance)."""
+    return rf"(?:(?:{a})[^\n]*(?:{b})|(?:{b})[^\n]*(?:{a}))"
 
 
 _DROP: Final = (
@@ -138,7 +139,7 @@ _LEAK_VERBS: Final = (
 )
 _P_PAIR: Final = rf"(?:(?:{_P_ADJ})\w*\s+(?:{_P_NOUN})|(?:{_P_NOUN})\w*\s+(?:{_P_ADJ}))"
 """An adjective and an instruction noun side by side, as `_LEAK_PAIR` requires."""
-_LEAK_PREFILTER: Final = rf"(?:{_LEAK_VERBS})[\s\S]*{_P_PAIR}"
+_LEAK_PREFILTER: Final = rf"(?:{_LEAK_VERBS})[^\n]*{_P_PAIR}"
 
 _MY_COMMAND: Final = (
     r"(?:\b(?:my|mes|ma|mis|mi|meus|minhas|meu|minha|mie|miei|mio|mia)\s+(?:\w+\s+){0,2}?(?:instructions?|commands?|orders"
@@ -284,7 +285,7 @@ CLASS_I18N_RULES: Final[tuple[Rule, ...]] = (
         "instruction_override",
         rf"(?:\b|(?<=[\u3000-\u9fff]))(?:{_DROP})(?:\s+de|\s+von|\s+от)?\s*(?:{_YOUR})\s*{_CONSTRAINT}",
         Severity.MEDIUM,
-        rf"(?:{_P_DROP})[\s\S]*(?:{_P_CONSTRAINT})",
+        rf"(?:{_P_DROP})[^\n]*(?:{_P_CONSTRAINT})",
     ),
     _r(
         "instruction_override",
@@ -312,7 +313,7 @@ CLASS_I18N_RULES: Final[tuple[Rule, ...]] = (
         "instruction_override",
         rf"{_RULEBOOK}{_S}{{0,80}}?{_MY_ABOVE}|{_MY_ABOVE}{_S}{{0,80}}?{_RULEBOOK}",
         Severity.MEDIUM,
-        _either(rf"(?:{_P_EXCL})[\s\S]*(?:{_P_MY})", _P_RULEBOOK, 200),
+        _either(rf"(?:{_P_EXCL})[^\n]*(?:{_P_MY})", _P_RULEBOOK),
     ),
     # 6. The hidden instructions named by what they do ("the core command that guides you"), without a verb.
     _r(
@@ -320,8 +321,8 @@ CLASS_I18N_RULES: Final[tuple[Rule, ...]] = (
         rf"{_LEAK_PAIR}{_S}{{0,80}}?{_LEAK_AI}|(?:Schlüssel|Kern|Haupt|Grund|Basis)(?:anweisung|befehl|prompt|richtlinie)\w*"
         rf"{_S}{{0,80}}?{_LEAK_AI}",
         Severity.MEDIUM,
-        rf"{_P_PAIR}[\s\S]*(?:{_P_LEAK_AI})|(?:schl\xc3\xbcssel|kern|haupt|grund|basis)(?:anweisung|befehl|prompt"
-        rf"|richtlinie)[\s\S]*(?:{_P_LEAK_AI})",
+        rf"{_P_PAIR}[^\n]*(?:{_P_LEAK_AI})|(?:schl\xc3\xbcssel|kern|haupt|grund|basis)(?:anweisung|befehl|prompt"
+        rf"|richtlinie)[^\n]*(?:{_P_LEAK_AI})",
     ),
 )
 """Structural classes in seven more languages (both the `injection` and `poisoning` detectors use them)."""
