@@ -287,3 +287,25 @@ def test_the_state_store_is_exactly_its_narrow_seams_plus_its_lifecycle():
         seen |= methods(protocol)
     assert methods(base.StateStore) == {"aclose", "__aenter__", "__aexit__"}
     assert all(protocol in base.StateStore.__mro__ for protocol in narrow)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_listener_cancelled_as_an_event_arrives_stops(store: StateStore) -> None:
+    """The cluster listener loops on `receive`; a cancellation that lands in the same loop turn as an event must
+    end it (Python 3.11's `asyncio.wait_for` returned the event and lost the cancellation: shutdown hung)."""
+    import asyncio
+
+    subscription = await store.subscribe()
+
+    async def listen() -> None:
+        while True:
+            await subscription.receive(0.5)
+
+    task = asyncio.create_task(listen())
+    await asyncio.sleep(0.05)
+    await store.publish("test", {"n": 1})
+    await asyncio.sleep(0)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=3)
+    assert done and task.cancelled()
+    await subscription.aclose()

@@ -348,7 +348,8 @@ class DownstreamSession:
             future: asyncio.Future[JsonDict] = asyncio.get_running_loop().create_future()
             await slot.put((message, future))
             try:
-                return await asyncio.wait_for(future, RELAY_TIMEOUT_SECONDS)
+                async with asyncio.timeout(RELAY_TIMEOUT_SECONDS):
+                    return await future
             except TimeoutError:
                 return error_response(message.get("id"), UpstreamTimeout("the client did not answer in time"))
         refusal = relay_refusal(method, self.info.client_capabilities, stateless=self.stateless)
@@ -370,7 +371,8 @@ class DownstreamSession:
                 {"jsonrpc": "2.0", "id": relay_id, "method": method, "params": params},
                 related,
             )
-            return await asyncio.wait_for(future, RELAY_TIMEOUT_SECONDS)
+            async with asyncio.timeout(RELAY_TIMEOUT_SECONDS):
+                return await future
         except TimeoutError:
             return error_response(message.get("id"), UpstreamTimeout("the client did not answer in time"))
         finally:

@@ -302,7 +302,8 @@ class ToolScreen:
     async def _poll(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), RELEASE_POLL_SECONDS)
+                async with asyncio.timeout(RELEASE_POLL_SECONDS):
+                    await self._wake.wait()
             self._wake.clear()
             if not self.held:
                 continue

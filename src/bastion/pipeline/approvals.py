@@ -133,7 +133,8 @@ class ApprovalQueue:
                     if answer is not None:
                         return answer == b"1"
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(future), POLL_SECONDS)
+                        async with asyncio.timeout(POLL_SECONDS):
+                            await asyncio.shield(future)
                 return future.result()
         except TimeoutError:
             return False

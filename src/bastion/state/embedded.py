@@ -335,7 +335,8 @@ class _LocalSubscription:
 
     async def receive(self, timeout: float) -> StateEvent | None:
         try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
+            async with asyncio.timeout(timeout):
+                return await self.queue.get()
         except TimeoutError:
             return None
 

@@ -189,7 +189,8 @@ class AnomalyDetector:
             event = await queue.get()
             if not self._nudge.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._nudge.wait(), BATCH_SECONDS)
+                    async with asyncio.timeout(BATCH_SECONDS):
+                        await self._nudge.wait()
             while True:
                 try:
                     await self._analyse(event)
@@ -216,7 +217,8 @@ class AnomalyDetector:
         if self._worker is not None:
             self._nudge.set()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queue.join(), 5.0)
+                async with asyncio.timeout(5.0):
+                    await self._queue.join()
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker

@@ -94,4 +94,5 @@ class MemoryClientTransport:
         self._closed.set()
         if self._runner is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(self._runner, 5)
+                async with asyncio.timeout(5):
+                    await self._runner

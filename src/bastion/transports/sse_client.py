@@ -52,7 +52,8 @@ class SseClientTransport(HttpClientBase):
         ready: asyncio.Future[httpx.URL] = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read(ready), name=f"sse-{self._name}")
         try:
-            self._endpoint = await asyncio.wait_for(ready, self._timeout)
+            async with asyncio.timeout(self._timeout):
+                self._endpoint = await ready
         except (TimeoutError, BastionError) as exc:
             await self.aclose()
             if isinstance(exc, BastionError):

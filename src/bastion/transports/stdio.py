@@ -171,7 +171,8 @@ class StdioClientTransport:
 
 async def _wait(process: asyncio.subprocess.Process, seconds: float) -> bool:
     try:
-        await asyncio.wait_for(process.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await process.wait()
     except TimeoutError:
         return False
     return True

@@ -155,7 +155,8 @@ class UpstreamConnection:
     async def wait_ready(self, timeout: float) -> bool:
         """Wait until connected (or the timeout passes); True when ready."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
         return self.state is State.READY
 
     async def _supervise(self) -> None:

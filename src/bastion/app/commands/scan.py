@@ -114,7 +114,8 @@ async def _scan_one(name: str, server: ServerConfig, screen: ToolScreen, pin: bo
     try:
         await conn.start()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(settled.wait(), server.connect_timeout_seconds)
+            async with asyncio.timeout(server.connect_timeout_seconds):
+                await settled.wait()
         if conn.state is not State.READY:
             return ServerScan(server=name, error=conn.last_error or "did not connect in time")
         try:
