@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -398,15 +399,20 @@ class _Pass:
         if not wanted:
             return hits
         buffer, view = self.buffer, self.view()
-        if len(strings) == 1:
-            for g in wanted:
-                slot, local = plan.owners[g]
-                for m in matcher.finditer(g, buffer, view):
-                    hits.setdefault(0, {}).setdefault(slot, []).append(Hit(local, m))
-            return hits
+        found: dict[
+            int, list[tuple[int, re.Match[str]]]
+        ] = {}  # identical rules of several detectors: one search
         starts = self.starts
         for g in wanted:
             slot, local = plan.owners[g]
-            for i, m in matcher.finditer_joined(g, buffer, view, starts, strings):
+            twin = matcher.twin_of(g)
+            located = found.get(twin)
+            if located is None:
+                if len(strings) == 1:
+                    located = [(0, m) for m in matcher.finditer(twin, buffer, view)]
+                else:
+                    located = list(matcher.finditer_joined(twin, buffer, view, starts, strings))
+                found[twin] = located
+            for i, m in located:
                 hits.setdefault(i, {}).setdefault(slot, []).append(Hit(local, m))
         return hits

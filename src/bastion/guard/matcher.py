@@ -242,6 +242,8 @@ class _Compiled:
     wide_impl: _Backend | None
     wide_always: tuple[int, ...]
     wide_finders: tuple[Any | None, ...]
+    twins: dict[int, tuple[int, ...]]
+    """For a rule compiled once on behalf of identical rules (several detectors share rule packs), those others."""
 
 
 _COMPILED: dict[tuple[str | None, tuple[tuple[str, int, str | None], ...]], _Compiled] = {}
@@ -251,13 +253,14 @@ _COMPILED_LIMIT: Final = 16
 _CACHE_LOCK = threading.Lock()
 
 
-def _wide_rules(rules: Sequence[Rule]) -> tuple[list[Rule], list[int], list[int]]:
-    """Each rule's stage-1 pattern for the ASCII view (its prefilter's, else its pattern's): the rules, the indices
-    they stand for, and the indices that have none (searched with Python on every non-ASCII text)."""
+def _wide_rules(rules: Sequence[Rule], wanted: Sequence[int]) -> tuple[list[Rule], list[int], list[int]]:
+    """Each wanted rule's stage-1 pattern for the ASCII view (its prefilter's, else its pattern's): the rules, the
+    indices they stand for, and the indices that have none (searched with Python on every non-ASCII text)."""
     out: list[Rule] = []
     indices: list[int] = []
     missing: list[int] = []
-    for index, rule in enumerate(rules):
+    for index in wanted:
+        rule = rules[index]
         viewed = None
         if rule.prefilter is not None:
             viewed = view_pattern(rule.prefilter, wide=True, is_bytes=True)
@@ -285,7 +288,13 @@ def _backend(name: str, rules: Sequence[Rule], indices: Sequence[int]) -> tuple[
 
 
 def _compile(rules: tuple[Rule, ...], backend: str | None) -> _Compiled:
-    indices = list(range(len(rules)))
+    first: dict[tuple[str, int, str | None], int] = {}
+    twins: dict[int, list[int]] = {}
+    for index, rule in enumerate(rules):
+        seen = first.setdefault((rule.pattern, rule.flags, rule.prefilter), index)
+        if seen != index:
+            twins.setdefault(seen, []).append(index)
+    indices = sorted(first.values())
     candidates = (backend,) if backend else BACKENDS
     for name in candidates:
         try:
@@ -293,7 +302,7 @@ def _compile(rules: tuple[Rule, ...], backend: str | None) -> _Compiled:
             wide_impl: _Backend | None = None
             wide_always: list[int] = []
             if name != "re":  # Python's `re` reads the text itself, Unicode and all
-                viewed, positions, wide_always = _wide_rules(rules)
+                viewed, positions, wide_always = _wide_rules(rules, indices)
                 by_position, failed = _backend(name, _Sparse(viewed, positions, len(rules)), positions)
                 wide_impl = by_position
                 wide_always += failed
@@ -307,6 +316,7 @@ def _compile(rules: tuple[Rule, ...], backend: str | None) -> _Compiled:
             wide_impl=wide_impl,
             wide_always=tuple(sorted(wide_always)),
             wide_finders=tuple(re2_finder(rule, wide=True) for rule in rules),
+            twins={k: tuple(v) for k, v in twins.items()},
         )
     raise ValueError(f"no matcher backend available among {candidates}")
 
@@ -346,6 +356,11 @@ class MultiMatcher:
                 while len(_COMPILED) > _COMPILED_LIMIT:
                     _COMPILED.pop(next(iter(_COMPILED)))
         self._sets = compiled
+        first = list(range(len(self.rules)))
+        for index, others in compiled.twins.items():
+            for other in others:
+                first[other] = index
+        self._first: tuple[int, ...] = tuple(first)
         self._impl, self._always, self.regexes = compiled.impl, compiled.always, compiled.regexes
         self.backend: str = self._impl.name
         """The backend in use, for logs and benchmarks."""
@@ -365,7 +380,16 @@ class MultiMatcher:
         for index in always:
             if index not in found and self.regexes[index].search(text):
                 found.add(index)
+        twins = self._sets.twins
+        if twins:
+            for index in [i for i in found if i in twins]:
+                found.update(twins[index])
         return sorted(found)
+
+    def twin_of(self, index: int) -> int:
+        """The rule compiled on behalf of rule `index` (itself, unless an identical rule came first): stage 2 of
+        identical rules is the same search, so a caller does it once."""
+        return self._first[index]
 
     def finditer(self, index: int, text: str, view: bytes | None = None) -> Iterator[re.Match[str]]:
         """Non-overlapping matches of rule `index` in `text`, like `re.finditer`, found the fast way.
