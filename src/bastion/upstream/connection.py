@@ -214,10 +214,18 @@ class UpstreamConnection:
         if learned is not None:
             self._adopt(learned)
         self.breaker.reset()  # a fresh connection is a successful probe
+        if self.modern:
+            # The listen stream is open before anyone is told the upstream is ready: a change made by the first
+            # call would otherwise send its list_changed to no one.
+            opened = asyncio.Event()
+            self._listener = asyncio.create_task(
+                negotiate.listen(self, opened), name=f"upstream-{self.name}-listen"
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await opened.wait()
         await self._set_state(State.READY)
         self._ready.set()
-        if self.modern:
-            self._listener = asyncio.create_task(negotiate.listen(self), name=f"upstream-{self.name}-listen")
         logger.info(
             "upstream %s ready (%s %s)",
             self.name,
@@ -415,14 +423,18 @@ class UpstreamConnection:
         with contextlib.suppress(Exception):
             await transport.aclose()
 
-    async def raw_request(self, method: str, params: JsonDict, timeout: float) -> JsonDict:
+    async def raw_request(
+        self, method: str, params: JsonDict, timeout: float, sent: asyncio.Event | None = None
+    ) -> JsonDict:
         """A request of Bastion's own (negotiation, health probes): no owner, no state check, no breaker.
+
+        `sent` is set once the request is written (or could not be), for a caller that must not go on before.
 
         Raises:
             UpstreamUnavailable: no transport, or the upstream went down while waiting.
             UpstreamTimeout: no answer in time.
         """
-        return await self._call(method, params, timeout, None, None)
+        return await self._call(method, params, timeout, None, None, sent)
 
     async def _call(
         self,
@@ -431,9 +443,12 @@ class UpstreamConnection:
         timeout: float,
         owner: Owner | None,
         downstream_id: RequestId | None,
+        sent: asyncio.Event | None = None,
     ) -> JsonDict:
         transport = self._transport
         if transport is None:
+            if sent is not None:
+                sent.set()
             raise UpstreamUnavailable(f"server {self.name} is unavailable", data={"server": self.name})
         future: asyncio.Future[JsonDict] = asyncio.get_running_loop().create_future()
         pending = Pending(future, owner, downstream_id)
@@ -451,6 +466,8 @@ class UpstreamConnection:
                     raise
             finally:
                 pending.sender = None
+                if sent is not None:
+                    sent.set()
             return await future
         except UpstreamTimeout:
             self._cancel_soon(upstream_id, "timeout")

@@ -8,6 +8,7 @@ connection only through `Channel`, its small public surface.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -46,7 +47,9 @@ class Channel(Protocol):
         """`params` with this hop's 2026-07-28 `_meta` envelope."""
         ...
 
-    async def raw_request(self, method: str, params: JsonDict, timeout: float) -> JsonDict:
+    async def raw_request(
+        self, method: str, params: JsonDict, timeout: float, sent: asyncio.Event | None = None
+    ) -> JsonDict:
         """A request of Bastion's own; returns the response message."""
         ...
 
@@ -93,8 +96,10 @@ async def probe_modern(conn: Channel, timeout: float, *, patient: bool = False) 
     )
 
 
-async def listen(conn: Channel) -> None:
-    """2026-07-28: list_changed only arrives on a `subscriptions/listen` stream, so keep one open."""
+async def listen(conn: Channel, opened: asyncio.Event) -> None:
+    """2026-07-28: list_changed only arrives on a `subscriptions/listen` stream, so keep one open.
+
+    `opened` is set once the listen request is on its way (or none is needed)."""
     wanted = {
         key: True
         for key, cap in (
@@ -105,11 +110,18 @@ async def listen(conn: Channel) -> None:
         if isinstance(conn.capabilities.get(cap), dict) and conn.capabilities[cap].get("listChanged")
     }
     if not wanted:
+        opened.set()
         return
-    with contextlib.suppress(BastionError):
-        await conn.raw_request(
-            "subscriptions/listen", conn.envelope({"notifications": wanted}), LISTEN_TIMEOUT_SECONDS
-        )
+    try:
+        with contextlib.suppress(BastionError):
+            await conn.raw_request(
+                "subscriptions/listen",
+                conn.envelope({"notifications": wanted}),
+                LISTEN_TIMEOUT_SECONDS,
+                opened,
+            )
+    finally:
+        opened.set()
 
 
 async def handshake(conn: Channel, timeout: float) -> Negotiated:
