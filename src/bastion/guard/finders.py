@@ -186,21 +186,28 @@ def view_pattern(pattern: str, *, wide: bool, is_bytes: bool = False) -> str | N
     Non-ASCII literals (and their `\\x`/`\\u` escapes; in a byte-level prefilter, runs of `\\xNN` escapes that spell
     UTF-8) become their view characters; in a negated class they are dropped, so the class still admits what the view
     shows for them. `wide` also drops `\\b`/`\\B` and lets `\\w` match DEL: RE2's ASCII word boundary cannot see
-    a Cyrillic word, and removing an assertion only adds candidates, which Python confirms.
+    a Cyrillic word, and removing an assertion only adds candidates, which Python confirms. Inside a negative
+    look-around the same reasoning runs backwards (what it must not see shrinks to what is surely there).
     """
     out: list[str] = []
+    groups: list[bool] = []  # per open group: whether it is a negative look-around
     i, n = 0, len(pattern)
     while i < n:
         ch = pattern[i]
+        inverted = sum(groups) % 2 == 1
         if ch == "[":
-            done = _view_class(pattern, i, wide=wide, is_bytes=is_bytes)
+            done = _view_class(pattern, i, wide=wide, is_bytes=is_bytes, inverted=inverted)
             if done is None:
                 return None
             text, i = done
             out.append(text)
             continue
+        if ch == "(":
+            groups.append(pattern.startswith(("(?!", "(?<!"), i))
+        elif ch == ")" and groups:
+            groups.pop()
         if ch != "\\":
-            out.append(ch if ch.isascii() else _literal(view_char(ch)))
+            out.append(ch if ch.isascii() else _NOTHING if inverted else _literal(view_char(ch)))
             i += 1
             continue
         m = _ESCAPED_CHAR.match(pattern, i)
@@ -209,11 +216,12 @@ def view_pattern(pattern: str, *, wide: bool, is_bytes: bool = False) -> str | N
             i += 2
             if wide and pair in ("\\b", "\\B"):
                 continue
-            out.append("[\\w\\x7f]" if wide and pair == "\\w" else pair)
+            out.append("[\\w\\x7f]" if wide and pair == "\\w" and not inverted else pair)
             continue
         code = int(next(g for g in m.groups() if g is not None), 16)
         if not (is_bytes and m.group(1) is not None and code >= 0x80):
-            out.append(m.group(0) if code < 0x80 else _literal(view_char(chr(code))))
+            view = _NOTHING if inverted else _literal(view_char(chr(code)))
+            out.append(m.group(0) if code < 0x80 else view)
             i = m.end()
             continue
         raw = bytearray()
@@ -222,10 +230,15 @@ def view_pattern(pattern: str, *, wide: bool, is_bytes: bool = False) -> str | N
             i = m.end()
             m = _ESCAPED_CHAR.match(pattern, i)
         try:
-            out.append("".join(_literal(view_char(c)) for c in raw.decode("utf-8")))
+            chars = raw.decode("utf-8")
         except UnicodeDecodeError:
             return None
+        out.append(_NOTHING if inverted else "".join(_literal(view_char(c)) for c in chars))
     return "".join(out)
+
+
+_NOTHING: Final = "[^\\x00-\\x7f]"
+"""Matches nothing on the view: a non-ASCII literal inside a negative look-around, which must then always pass."""
 
 
 def _class_atoms(pattern: str, i: int) -> tuple[list[tuple[str, str | None]], int] | None:
@@ -263,10 +276,16 @@ def _range_view(low: int, high: int) -> str:
     return "".join(_literal(c) for c in sorted(shown))
 
 
-def _view_class(pattern: str, i: int, *, wide: bool, is_bytes: bool) -> tuple[str, int] | None:
-    """The class opening at `i` for the view, and the index after it; None when it cannot be written."""
-    negated = pattern.startswith("[^", i)
-    parsed = _class_atoms(pattern, i + (2 if negated else 1))
+def _view_class(
+    pattern: str, i: int, *, wide: bool, is_bytes: bool, inverted: bool = False
+) -> tuple[str, int] | None:
+    """The class opening at `i` for the view, and the index after it; None when it cannot be written.
+
+    `inverted`: the class sits in a negative look-around, so it must match less, not more: it is treated like a
+    negated class (non-ASCII members dropped, `\\w` without DEL)."""
+    written_negated = pattern.startswith("[^", i)
+    negated = written_negated != inverted
+    parsed = _class_atoms(pattern, i + (2 if written_negated else 1))
     if parsed is None:
         return None
     atoms, end = parsed
@@ -296,5 +315,5 @@ def _view_class(pattern: str, i: int, *, wide: bool, is_bytes: bool) -> tuple[st
         elif not negated:
             members.append(_literal(view_char(char)))
     if not members:
-        return ("[\\x00-\\x7f]" if negated else "[^\\x00-\\x7f]"), end
-    return ("[^" if negated else "[") + "".join(members) + "]", end
+        return ("[\\x00-\\x7f]" if written_negated else _NOTHING), end
+    return ("[^" if written_negated else "[") + "".join(members) + "]", end
