@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (texts in other scripts on purpose)
 """The engine's fast path (one multi-pattern pass over every string of a payload joined into one buffer, the views'
 marks taken from that same pass) finds exactly what scanning each string on its own finds."""
 
