@@ -91,6 +91,32 @@ def test_a_value_under_a_credential_named_key_is_a_secret_by_name(
     assert "[REDACTED:" in json.dumps(result.payload)
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {
+            "env": [
+                {"name": "LOG_LEVEL", "value": "info"},
+                {"name": "CLIENT_SECRET", "value": "q8Zr2LmVx7TnP4sKd9Wf"},
+            ]
+        },
+        {"headers": [{"key": "X-Api-Key", "value": "Zq81vKp0dXw3LmN7"}]},
+        {"variables": [{"Name": "db_password", "Value": "Tr0ub4dor&3"}]},
+    ],
+    ids=["env-list", "header-list", "settings"],
+)
+def test_a_value_named_a_credential_by_its_sibling_is_a_secret_by_name(
+    guard: Guard, payload: dict[str, Any]
+) -> None:
+    result = guard.inspect("response", payload)
+    assert result.findings and all(f.detector == "secrets" for f in result.findings)
+    assert "[REDACTED:" in json.dumps(result.payload)
+
+
+def test_a_value_beside_a_plain_name_is_not_a_secret_by_name(guard: Guard) -> None:
+    assert types(guard, {"env": [{"name": "LOG_LEVEL", "value": "q8Zr2LmVx7TnP4sKd9Wf"}]}) == set()
+
+
 def test_placeholders_under_credential_named_keys_are_not_secrets(guard: Guard) -> None:
     assert types(guard, {"password": "<your password>", "api_key": "${API_KEY}"}) == set()
 

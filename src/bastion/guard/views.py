@@ -8,7 +8,8 @@ The engine scans the raw strings first. Then this module derives extra texts, ea
 - joined: short sibling strings (fields of one object, or the same field across the items of one list) glued
   together, so a secret or card number split across fields or content items is seen whole;
 - fields: `key: value` for string values under credential-named keys (`password`, `client_secret`,
-  `access_token`, `api_key`...), so the secrets detector judges them as the assignments they are;
+  `access_token`, `api_key`...), or named so by a sibling (`{"name": "CLIENT_SECRET", "value": ...}`), so the
+  secrets detector judges them as the assignments they are;
 - keys: long object keys (property names), which the raw walk does not scan.
 
 Rules:
@@ -301,17 +302,33 @@ def _basic_password(m: re.Match[str]) -> str:
     return f"basic {user} password: {password}"
 
 
+_NAME_KEYS: Final = frozenset({"name", "Name", "key", "Key", "header", "variable", "var", "field", "id"})
+_VALUE_KEYS: Final = frozenset({"value", "Value", "val", "data", "secret", "content"})
+"""A setting written as a pair (`{"name": "CLIENT_SECRET", "value": ...}`: environment lists, header lists,
+key/value stores): the value under one key, its credential name under a sibling."""
+
+
 def _fields(strings: list[str], links: list[PathLink]) -> list[View]:
     names = {link[0] for link in links if link is not None}
-    if not any(type(k) is str and _CREDENTIAL_KEY.search(k) for k in names):
+    by_key = any(type(k) is str and _CREDENTIAL_KEY.search(k) for k in names)
+    pairs: dict[int, str] = {}
+    if not names.isdisjoint(_NAME_KEYS) and not names.isdisjoint(_VALUE_KEYS):
+        for i, link in enumerate(links):
+            if link is not None and link[0] in _NAME_KEYS and len(strings[i]) <= 64:
+                if _CREDENTIAL_KEY.search(strings[i]):
+                    pairs[id(link[1])] = strings[i]
+    if not by_key and not pairs:
         return []
     out: list[View] = []
     for i, link in enumerate(links):
-        if link is None or type(link[0]) is not str or not _CREDENTIAL_KEY.search(link[0]):
+        if link is None:
             continue
+        name = link[0] if type(link[0]) is str and _CREDENTIAL_KEY.search(link[0]) else None
+        if name is None and link[0] in _VALUE_KEYS:
+            name = pairs.get(id(link[1]))
         value = strings[i]
-        if 4 <= len(value) <= 1024 and "\n" not in value:
-            out.append(View(f"{link[0]}: {value}", (i,), link))
+        if name is not None and 4 <= len(value) <= 1024 and "\n" not in value:
+            out.append(View(f"{name}: {value}", (i,), link))
     return out
 
 
