@@ -28,6 +28,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -130,7 +131,11 @@ class Guard:
         self.detectors: tuple[Detector, ...] = tuple(
             detectors if detectors is not None else _default_detectors(self.config)
         )
-        self._plans = {d: self._plan(d, backend) for d in Direction}
+        with ThreadPoolExecutor(len(Direction), thread_name_prefix="guard-compile") as pool:
+            # Each direction's rule set compiles in its own child process (`hs_compile`): seconds each, so
+            # side by side; identical sets are compiled once (`MultiMatcher`).
+            plans = list(pool.map(lambda d: self._plan(d, backend), Direction))
+        self._plans = dict(zip(Direction, plans, strict=True))
 
     def _plan(self, direction: Direction, backend: str | None) -> _Plan:
         pattern_detectors: list[PatternDetector] = []

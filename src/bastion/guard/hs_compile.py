@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,6 +45,8 @@ sys.stdout.buffer.write(hs.dumpb(db))
 """Run by `python -I -c`: compile the job read from stdin, print the serialized database (exit 3: refused)."""
 
 _CHILD_TIMEOUT: Final = 300.0
+_CHILDREN: Final = threading.BoundedSemaphore(max(1, min(4, os.cpu_count() or 1)))
+"""Compiles running at once: each child holds a compiler's memory (hundreds of MB for the largest sets)."""
 
 
 def compile_in_child(entries: list[tuple[int, bytes, int]]) -> Any | None:
@@ -71,13 +74,14 @@ def compile_in_child(entries: list[tuple[int, bytes, int]]) -> Any | None:
         except (OSError, hs.error):
             pass  # absent or unreadable: compiled below and written again
     try:
-        done = subprocess.run(
-            [sys.executable, "-I", "-c", _CHILD_COMPILE],
-            input=encoded,
-            capture_output=True,
-            timeout=_CHILD_TIMEOUT,
-            check=False,
-        )
+        with _CHILDREN:
+            done = subprocess.run(
+                [sys.executable, "-I", "-c", _CHILD_COMPILE],
+                input=encoded,
+                capture_output=True,
+                timeout=_CHILD_TIMEOUT,
+                check=False,
+            )
     except (OSError, subprocess.SubprocessError) as exc:
         logger.debug("hyperscan child compile unavailable (%s); compiling in process", type(exc).__name__)
         return None

@@ -32,6 +32,7 @@ import re
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -251,6 +252,8 @@ _COMPILED: dict[tuple[str | None, tuple[tuple[str, int, str | None], ...]], _Com
 databases are read-only and each thread brings its own scratch)."""
 _COMPILED_LIMIT: Final = 16
 _CACHE_LOCK = threading.Lock()
+_BUILDING: dict[tuple[str | None, tuple[tuple[str, int, str | None], ...]], Future[_Compiled]] = {}
+"""Rule sets being compiled now, so a second thread asking for the same set waits for the first."""
 
 
 def _wide_rules(rules: Sequence[Rule], wanted: Sequence[int]) -> tuple[list[Rule], list[int], list[int]]:
@@ -298,13 +301,17 @@ def _compile(rules: tuple[Rule, ...], backend: str | None) -> _Compiled:
     candidates = (backend,) if backend else BACKENDS
     for name in candidates:
         try:
-            impl, always = _backend(name, rules, indices)
             wide_impl: _Backend | None = None
             wide_always: list[int] = []
-            if name != "re":  # Python's `re` reads the text itself, Unicode and all
+            if name == "re":  # Python's `re` reads the text itself, Unicode and all
+                impl, always = _backend(name, rules, indices)
+            else:
                 viewed, positions, wide_always = _wide_rules(rules, indices)
-                by_position, failed = _backend(name, _Sparse(viewed, positions, len(rules)), positions)
-                wide_impl = by_position
+                with ThreadPoolExecutor(1, thread_name_prefix="guard-compile") as pool:
+                    # The two databases compile side by side (each in a child process; see `hs_compile`).
+                    narrow = pool.submit(_backend, name, rules, indices)
+                    wide_impl, failed = _backend(name, _Sparse(viewed, positions, len(rules)), positions)
+                    impl, always = narrow.result()
                 wide_always += failed
         except ImportError:
             continue
@@ -349,12 +356,28 @@ class MultiMatcher:
         key = (backend, tuple((r.pattern, r.flags, r.prefilter) for r in self.rules))
         with _CACHE_LOCK:
             compiled = _COMPILED.get(key)
-        if compiled is None:
-            compiled = _compile(self.rules, backend)
-            with _CACHE_LOCK:
-                _COMPILED[key] = compiled
-                while len(_COMPILED) > _COMPILED_LIMIT:
-                    _COMPILED.pop(next(iter(_COMPILED)))
+            building = _BUILDING.get(key)
+            owner = compiled is None and building is None
+            if owner:
+                building = _BUILDING[key] = Future()
+        if compiled is None and not owner:
+            assert building is not None
+            compiled = building.result()  # another thread compiles the same rules (two directions alike)
+        elif compiled is None:
+            assert building is not None
+            try:
+                compiled = _compile(self.rules, backend)
+            except BaseException as exc:
+                building.set_exception(exc)
+                raise
+            finally:
+                with _CACHE_LOCK:
+                    _BUILDING.pop(key, None)
+                    if compiled is not None:
+                        _COMPILED[key] = compiled
+                    while len(_COMPILED) > _COMPILED_LIMIT:
+                        _COMPILED.pop(next(iter(_COMPILED)))
+            building.set_result(compiled)
         self._sets = compiled
         first = list(range(len(self.rules)))
         for index, others in compiled.twins.items():
