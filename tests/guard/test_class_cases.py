@@ -17,7 +17,13 @@ from tests.guard.blind_cases import (
     BLIND_POISONING,
     MISSED,
 )
-from tests.guard.class_cases import BENIGN_TOOLS, MULTILINGUAL_BENIGN, MULTILINGUAL_CLASSES, POLITE_POISONING
+from tests.guard.class_cases import (
+    BENIGN_TOOLS,
+    MULTILINGUAL_BENIGN,
+    MULTILINGUAL_CLASSES,
+    POLITE_HIDDEN_ACTIONS,
+    POLITE_POISONING,
+)
 from tests.guard.secret_cases import NOT_PII, NOT_SECRETS, PII_PAYLOADS, SECRET_PAYLOADS
 
 
@@ -68,6 +74,17 @@ def test_each_attack_class_is_found_in_each_language(
 )
 def test_overrides_exfiltration_and_hidden_actions_are_blocked_in_every_language(
     guard: Guard, language: str, attack: str, text: str
+) -> None:
+    assert guard.inspect("response", _result(text)).blocked
+
+
+@pytest.mark.parametrize(
+    ("language", "text"),
+    POLITE_HIDDEN_ACTIONS,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(POLITE_HIDDEN_ACTIONS)],
+)
+def test_a_side_action_asked_politely_with_an_infinitive_is_blocked(
+    guard: Guard, language: str, text: str
 ) -> None:
     assert guard.inspect("response", _result(text)).blocked
 

@@ -181,33 +181,36 @@ CLASS_I18N_RULES: Final[tuple[Rule, ...]] = (
     _r(
         "task_hijack",
         rf"\bavant\s+(?:de\s+(?:répondre|repondre|continuer|poursuivre)|toute\s+réponse|ta\s+réponse|votre\s+réponse)\b,?{_S}{{0,30}}?"
-        r"\b(?:appelle[zr]?|invoque[zr]?|exécute[zr]?|utilise[zr]?|lance[zr]?|envoie[zr]?|lis|lisez|ouvre[zr]?|transmets"
-        r"|transmettez|consulte[zr]?)\b"
-        rf"|\b(?:appelle[zr]?|invoque[zr]?|utilise[zr]?|exécute[zr]?)\s+(?:aussi|également|egalement|d'abord|en\s+plus)\b",
+        r"\b(?:appelle[zr]?|appele[rz]|invoque[zr]?|exécute[zr]?|utilise[zr]?|lance[zr]?|envoie[zr]?|envoye[rz]|lis|lisez|lire"
+        r"|ouvre[zr]?|ouvrir|transmets|transmettez|transmettre|consulte[zr]?)\b"
+        rf"|\b(?:appelle[zr]?|appele[rz]|invoque[zr]?|utilise[zr]?|exécute[zr]?)\s+(?:aussi|également|egalement|d'abord"
+        r"|en\s+plus)\b",
         Severity.HIGH,
         _near(
             r"avant|appel|invoqu|utilis|ex\xc3\xa9cut",
-            r"appel|invoqu|ex\xc3\xa9cut|utilis|lance|envoie|lis|ouvre|transm"
+            r"appel|invoqu|ex\xc3\xa9cut|utilis|lance|envoi|envoy|lis|lire|ouvr|transm"
             r"|consult|aussi|galement|abord|plus",
         ),
     ),
     _r(
         "task_hijack",
         rf"\bantes\s+de\s+(?:contestar|responder|continuar|seguir)\b,?{_S}{{0,30}}?\b(?:llama|invoca|ejecuta|usa|utiliza|envía"
-        r"|envia|lee|abre|manda|chame|invoque|execute|use|utilize|envie|leia|abra|mande)\b"
+        r"|envia|lee|abre|manda|chame|invoque|execute|use|utilize|envie|leia|abra|mande|llamar|invocar|ejecutar|usar|utilizar"
+        r"|enviar|leer|abrir|mandar|chamar|executar|ler)\b"
         r"|\b(?:llama|invoca|usa|utiliza|ejecuta|chame|invoque|use|utilize|execute)\s+(?:también|tambien|además|ademas|primero"
         r"|além\s+disso|alem\s+disso)\b",
         Severity.HIGH,
         _near(
             r"antes|llama|invoca|usa|utiliz|ejecuta|chame|invoque|use|execute",
             r"llama|invoca|ejecuta|usa|utiliz|env"
-            r"|lee|abre|manda|chame|invoque|execute|use|leia|abra|mande|tambi|adem|primero|al\xc3\xa9m|alem",
+            r"|lee|abre|abri|manda|chame|cham|invoque|execute|execut|use|leia|ler|abra|mande|tambi|adem|primero|al\xc3\xa9m|alem",
         ),
     ),
     _r(
         "task_hijack",
         rf"\b(?:vor\s+(?:der|deiner|Ihrer|jeder)\s+Antwort|bevor\s+du\s+antwortest|bevor\s+Sie\s+antworten){_S}{{0,40}}?"
-        r"\b(?:ruf\w*|führ\w*|schick\w*|send\w*|lies|lese|öffne\w*|nutze\w*|verwende\w*|benutze\w*)\b"
+        r"\b(?:ruf\w*|führ\w*|schick\w*|send\w*|lies|lese\w*|öffne\w*|nutze\w*|verwende\w*|benutze\w*|aufruf\w*|ausführ\w*"
+        r"|abschick\w*|auslese\w*)\b"
         r"|\b(?:rufe?|führe?|nutze|verwende)\s+(?:\w+\s+){0,3}?(?:zusätzlich|auch|außerdem|zuerst|vorher)\s+(?:das|die|den)\s+"
         r"(?:Tool|Werkzeug|Funktion)",
         Severity.HIGH,
@@ -219,11 +222,14 @@ CLASS_I18N_RULES: Final[tuple[Rule, ...]] = (
     ),
     _r(
         "task_hijack",
-        rf"\bперед\s+(?:ответом|тем\s+как\s+(?:ответить|отвечать)){_S}{{0,30}}?(?:вызов\w*|запуст\w*|отправ\w*|прочита\w*"
-        r"|открой\w*|используй\w*|перешли\w*)"
+        rf"\bперед\s+(?:ответом|тем\s+как\s+(?:ответить|отвечать)){_S}{{0,30}}?(?:вызов\w*|вызва\w*|запуст\w*|отправ\w*|прочита\w*"
+        r"|открой\w*|откры\w*|используй\w*|использова\w*|перешли\w*|пересла\w*)"
         r"|(?:также|тоже|сначала|дополнительно)\s+(?:вызови|вызовите|запусти|запустите|используй|используйте)\b",
         Severity.HIGH,
-        _near(r"еред|акже|оже|начала|ополнительно", r"ызов|апуст|тправ|рочита|ткрой|спольз|ерешли"),
+        _near(
+            r"еред|акже|оже|начала|ополнительно",
+            r"ызов|ызва|апуст|тправ|рочита|ткрой|ткры|спольз|ерешли|ересла",
+        ),
     ),
     _r(
         "task_hijack",
