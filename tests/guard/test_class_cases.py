@@ -23,6 +23,8 @@ from tests.guard.class_cases import (
     MULTILINGUAL_CLASSES,
     POLITE_HIDDEN_ACTIONS,
     POLITE_POISONING,
+    YOUR_INSTRUCTIONS_NEGATED,
+    YOUR_INSTRUCTIONS_OVERRIDES,
 )
 from tests.guard.secret_cases import NOT_PII, NOT_SECRETS, PII_PAYLOADS, SECRET_PAYLOADS
 
@@ -87,6 +89,20 @@ def test_a_side_action_asked_politely_with_an_infinitive_is_blocked(
     guard: Guard, language: str, text: str
 ) -> None:
     assert guard.inspect("response", _result(text)).blocked
+
+
+@pytest.mark.parametrize(
+    ("language", "text"), YOUR_INSTRUCTIONS_OVERRIDES, ids=[c[0] for c in YOUR_INSTRUCTIONS_OVERRIDES]
+)
+def test_ignoring_your_instructions_is_an_override_in_every_language(
+    guard: Guard, language: str, text: str
+) -> None:
+    assert guard.inspect("response", _result(text)).blocked
+
+
+@pytest.mark.parametrize("text", YOUR_INSTRUCTIONS_NEGATED, ids=["fr", "es", "pt", "de", "ru"])
+def test_advice_not_to_ignore_your_instructions_is_no_override(guard: Guard, text: str) -> None:
+    assert "injection" not in _detectors(guard, "response", _result(text))
 
 
 @pytest.mark.parametrize(

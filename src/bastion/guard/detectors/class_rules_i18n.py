@@ -93,6 +93,10 @@ _DROP: Final = (
     r"|vernachlässig\w*|missacht\w*|über\s?schreit\w*|setz\w*\s+(?:\w+\s+)?außer\s+Kraft|игнорируй\w*|отключи\w*|обойди\w*"
     r"|забудь\w*|отбрось\w*|откажись\w*\s+от|пренебреги\w*|忽略|无视|無視|绕过|繞過|关闭|關閉|抛开|拋開|放弃|放棄|解除|無効に|外して)"
 )
+_NOT_NEGATED: Final = (
+    r"(?<!n't\s)(?<!\bnot\s)(?<!\bnever\s)(?<!\bno\s)(?<!\bnão\s)(?<!\bnao\s)(?<!n')(?<!\bne\s)(?<!\bне\s)"
+)
+"""Not after a negation: "don't ignore your safety guidelines" is the advice, not the attack."""
 _YOUR: Final = (
     r"(?:your|your\s+own|the\s+(?:model|assistant|ai)'s|tes|tous\s+tes|vos|votre|ton|ta|les|tus|tu|todas\s+tus|sus|su|seus"
     r"|suas|teus|tuas|os|as|deine\w*|Ihre\w*|alle\s+deine\w*|die|свои\w*|твои\w*|тво\w+|ваши\w*|все|你的|您的|所有|あなたの)"
@@ -289,13 +293,13 @@ CLASS_I18N_RULES: Final[tuple[Rule, ...]] = (
     # 3. Throwing off the model's own constraints ("shed your built-in limitations"), in eight languages.
     _r(
         "instruction_override",
-        rf"(?:\b|(?<=[\u3000-\u9fff]))(?:{_DROP})(?:\s+de|\s+von|\s+от)?\s*(?:{_YOUR})\s*{_CONSTRAINT}",
+        rf"(?:\b|(?<=[\u3000-\u9fff])){_NOT_NEGATED}(?:{_DROP})(?:\s+de|\s+von|\s+от)?\s*(?:{_YOUR})\s*{_CONSTRAINT}",
         Severity.MEDIUM,
         rf"(?:{_P_DROP})[^\n]*(?:{_P_CONSTRAINT})",
     ),
     _r(
         "instruction_override",
-        rf"(?:{_DROP})(?:\s+de|\s+von|\s+от)?\s*(?:{_YOUR})\s*{_CONSTRAINT}{_S}{{0,80}}?\b(?:my|mes|mis|meus|minhas|meine\w*|мои\w*"
+        rf"{_NOT_NEGATED}(?:{_DROP})(?:\s+de|\s+von|\s+от)?\s*(?:{_YOUR})\s*{_CONSTRAINT}{_S}{{0,80}}?\b(?:my|mes|mis|meus|minhas|meine\w*|мои\w*"
         r"|моим\w*|me|moi|mí|mim|mir|мне)\b",
         Severity.HIGH,
         _near(

@@ -83,8 +83,67 @@ _RU_OVERRIDE: Final = _override(
     r"(?:инструкци\w*|указани\w*|правил\w*|команд\w*|распоряжени\w*|промпт\w*)",
 )
 
+
+def _yours(verbs: str, owners: str, nouns: str, *, tail: str = "") -> str:
+    """An ignoring verb aimed at the model's own instructions: verb, a second-person possessive ("your"), at most one
+    word, an instruction noun. The possessive takes the place of the back-pointing qualifier: "ignore your
+    instructions" needs no "previous". Only verbs of ignoring and bypassing: with "forget", the possessive is how
+    ordinary advice talks ("n'oubliez pas vos instructions")."""
+    return (
+        rf"(?:{verbs})\s+(?:(?:all|toutes?|todas|alle|все)\s+)?(?:{owners})\s+(?:\w+\s+)?(?:{nouns})\b{tail}"
+    )
+
+
+_YOURS_RULES: Final = (
+    _yours(
+        r"(?<!n')(?<!\bne\s)\b(?:ignore[zr]?|ignorer|néglige[zr]?|contourne[zr]?|outrepasse[zr]?)",
+        r"tes|vos|ton|ta|votre",
+        r"instructions?|consignes?|règles|regles|directives?|ordres|programmation|paramètres|parametres",
+    ),
+    _yours(
+        r"(?<!\bno\s)\b(?:ignora|ignore|ignorad|ignoren|omite|omita|descarta|descarte|bypassa|evita|evade)",
+        r"tus|tu|sus|su|vuestras?",
+        r"instrucciones|instrucción|instruccion|indicaciones|reglas|directrices|órdenes|ordenes|programación|programacion"
+        r"|configuración|configuracion",
+    ),
+    _yours(
+        r"(?<!\bnão\s)(?<!\bnao\s)\b(?:ignore|ignora|ignorem|desconsidere|despreze|descarte|contorne|burle)",
+        r"(?:as\s+|os\s+)?(?:suas|seus|tuas|teus|sua|seu)",
+        r"instruções|instrucoes|regras|diretrizes|ordens|comandos|programação|programacao|configurações|configuracoes",
+    ),
+    _yours(
+        r"\b(?:ignorier\w*|missacht\w*|übergeh\w*|umgeh\w*)",
+        r"deine\w*|Ihre\w*|eure\w*",
+        r"Anweisung\w*|Instruktion\w*|Befehl\w*|Regeln|Vorgaben|Richtlinien|Programmierung|Einstellungen",
+        tail=r"(?!\s+nicht\b)",
+    ),
+    _yours(
+        r"(?<!\bне\s)(?:игнорируй\w*|проигнорируй\w*|пренебреги\w*|обойди\w*)",
+        r"сво\w*|тво\w*|ваш\w*",
+        r"инструкци\w*|указани\w*|правил\w*|команд\w*|настройк\w*|программ\w*",
+    ),
+)
+
 MULTILINGUAL_CORE_RULES: Final[tuple[Rule, ...]] = (
     # Instruction override.
+    *(
+        _rule(
+            "instruction_override",
+            pattern,
+            Severity.HIGH,
+            _near(
+                r"ignor|glige|contourn|outrepass|omit|descart|bypass|evita|evade|desconsider|despreze|burle|missacht"
+                r"|bergeh|umgeh|\xd0\xb3\xd0\xbd\xd0\xbe\xd1\x80|\xd0\xb5\xd0\xb3\xd0\xbb\xd0\xb5\xd0\xb3"
+                r"|\xd0\xb1\xd0\xbe\xd0\xb9\xd0\xb4",
+                r"instru|consign|r\xc3\xa8gle|regle|directiv|ordre|program|param|indicacion|regla|directric|rdenes|ordenes"
+                r"|configura|regras|diretriz|ordens|comando|anweisung|instruktion|befehl|regeln|vorgabe|richtlinie"
+                r"|einstellung|\xd0\xb8\xd0\xbd\xd1\x81\xd1\x82\xd1\x80|\xd1\x83\xd0\xba\xd0\xb0\xd0\xb7"
+                r"|\xd0\xbf\xd1\x80\xd0\xb0\xd0\xb2|\xd0\xba\xd0\xbe\xd0\xbc\xd0\xb0\xd0\xbd\xd0\xb4"
+                r"|\xd0\xbd\xd0\xb0\xd1\x81\xd1\x82\xd1\x80|\xd0\xbf\xd1\x80\xd0\xbe\xd0\xb3\xd1\x80",
+            ),
+        )
+        for pattern in _YOURS_RULES
+    ),
     _rule(
         "instruction_override",
         _FR_OVERRIDE,
