@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -293,8 +294,6 @@ def test_the_state_store_is_exactly_its_narrow_seams_plus_its_lifecycle():
 async def test_a_listener_cancelled_as_an_event_arrives_stops(store: StateStore) -> None:
     """The cluster listener loops on `receive`; a cancellation that lands in the same loop turn as an event must
     end it (Python 3.11's `asyncio.wait_for` returned the event and lost the cancellation: shutdown hung)."""
-    import asyncio
-
     subscription = await store.subscribe()
 
     async def listen() -> None:

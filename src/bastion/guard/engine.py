@@ -370,9 +370,10 @@ class _Pass:
         self.plan = plan
         self.strings = strings
         self.buffer = strings[0] if len(strings) == 1 else _JOIN.join(strings)
-        self.matched: list[int] = plan.matcher.matching(self.buffer) if strings else []
+        # A non-ASCII buffer is matched on its view in both stages: made here once.
+        self._view: bytes | None = None if self.buffer.isascii() else ascii_view(self.buffer)
+        self.matched: list[int] = plan.matcher.matching(self.buffer, self._view) if strings else []
         self.starts: list[int] = []
-        self._view: bytes | None = None
         if len(strings) > 1 and self.matched:
             offset = 0
             for text in strings:
@@ -404,9 +405,8 @@ class _Pass:
         if not wanted:
             return hits
         buffer, view = self.buffer, self.view()
-        found: dict[
-            int, list[tuple[int, re.Match[str]]]
-        ] = {}  # identical rules of several detectors: one search
+        # Identical rules of several detectors: one search, its matches handed to each.
+        found: dict[int, list[tuple[int, re.Match[str]]]] = {}
         starts = self.starts
         for g in wanted:
             slot, local = plan.owners[g]

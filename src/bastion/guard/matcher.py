@@ -388,15 +388,20 @@ class MultiMatcher:
         self.backend: str = self._impl.name
         """The backend in use, for logs and benchmarks."""
 
-    def matching(self, text: str) -> list[int]:
-        """Indices of the rules that may match in `text`, in rule order."""
+    def matching(self, text: str, view: bytes | None = None) -> list[int]:
+        """Indices of the rules that may match in `text`, in rule order.
+
+        Args:
+            text: the text.
+            view: `ascii_view(text)` when the caller already made it (it keeps it for stage 2).
+        """
         if not self.rules:
             return []
         always: tuple[int, ...] = self._always
         wide = self._sets.wide_impl
         if wide is not None and not text.isascii():
             # Every rule has a view pattern or is searched by Python (`wide_always`): one pass is enough.
-            found = wide.matching(ascii_view(text))
+            found = wide.matching(view if view is not None else ascii_view(text))
             always = always + self._sets.wide_always
         else:
             found = self._impl.matching(_encode(text))

@@ -428,7 +428,7 @@ class UpstreamConnection:
     ) -> JsonDict:
         """A request of Bastion's own (negotiation, health probes): no owner, no state check, no breaker.
 
-        `sent` is set once the request is written (or could not be), for a caller that must not go on before.
+        `sent` is set once the request is written (or its send failed), for a caller that must not go on before.
 
         Raises:
             UpstreamUnavailable: no transport, or the upstream went down while waiting.
@@ -447,8 +447,6 @@ class UpstreamConnection:
     ) -> JsonDict:
         transport = self._transport
         if transport is None:
-            if sent is not None:
-                sent.set()
             raise UpstreamUnavailable(f"server {self.name} is unavailable", data={"server": self.name})
         future: asyncio.Future[JsonDict] = asyncio.get_running_loop().create_future()
         pending = Pending(future, owner, downstream_id)
