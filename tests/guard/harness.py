@@ -9,6 +9,7 @@ from typing import Any
 
 from bastion.app.guardrails import Guardrails, guard_contribution
 from bastion.config import parse_config
+from bastion.core.contribution import Contribution
 from bastion.core.gateway import Gateway
 from bastion.guard.engine import Guard
 from bastion.pipeline.exchange import Exchange
@@ -73,7 +74,9 @@ async def guarded_gateway(
     recorder = Recorder()
     factories = {n: (lambda s=s: MemoryClientTransport(s)) for n, s in servers.items()}
     gateway = Gateway(config, stages=[built.stage], observers=[recorder], transports=factories)
-    gateway.use(guard_contribution(built, gateway))
+    gateway.use(
+        Contribution(listing_stages=built.listing_stages(gateway.emit)), guard_contribution(built, gateway)
+    )
     await gateway.start()
     try:
         yield Guarded(gateway=gateway, guardrails=built, recorder=recorder, store=store)

@@ -36,7 +36,11 @@ def test_injections_in_other_languages_are_found(guard: Guard, language: str, te
 
 @pytest.mark.parametrize("text", MULTILINGUAL_BENIGN)
 def test_ordinary_sentences_about_instructions_in_other_languages_pass(guard: Guard, text: str) -> None:
-    assert guard.inspect("response", result_text(text)).action is Action.ALLOW
+    result = guard.inspect("response", result_text(text))
+    # No rule fires; the learned model may flag (never block): it still scores some benign non-English sentences
+    # about instructions high (docs/guardrails-model.md, limits), and its findings are evidence, not refusals.
+    assert result.action in (Action.ALLOW, Action.FLAG)
+    assert {f.detector for f in result.findings} <= {"classifier"}
 
 
 @pytest.mark.parametrize("description", POLITE_POISONED_DESCRIPTIONS)

@@ -154,6 +154,7 @@ def test_the_envelope_is_adopted_and_its_absent_members_keep_what_is_known() -> 
         }
     }
     hello = hello_of_envelope(full)
+    assert hello is not None
     assert (hello.protocol_version, hello.capabilities, hello.client_version) == (
         MODERN,
         {"sampling": {}},
@@ -161,7 +162,10 @@ def test_the_envelope_is_adopted_and_its_absent_members_keep_what_is_known() -> 
     )
     assert hello.client_name == "n" * 200
     bare = hello_of_envelope(ENVELOPE)
+    assert bare is not None
     assert (bare.capabilities, bare.client_name, bare.client_version) == (None, None, None)
+    assert hello_of_envelope({}) is None  # handshake era: no envelope, nothing adopted
+    assert hello_of_envelope({"_meta": {"progressToken": 1}}) is None
 
 
 def test_initialize_answers_with_the_asked_handshake_version_or_the_newest_one() -> None:

@@ -16,7 +16,9 @@ from mcp import Client, MCPError
 
 from bastion.auth.principal import Principal
 from bastion.config import parse_config
+from bastion.core.contribution import Contribution
 from bastion.core.gateway import Gateway
+from bastion.pipeline.stages.listing import ToolScreenStage
 from bastion.testing import client_transport
 from tests.peers import PYTHON, ROOT, free_port
 from tests.transports.http_peers import Peer, running
@@ -158,7 +160,7 @@ async def test_a_tool_the_pins_check_holds_on_a_principals_own_process_cannot_be
             screened.append(len(tools))
             return tools if len(screened) == 1 else []  # the catalogue's list passes, the scoped one is held
 
-        gateway.catalog.tool_screen = screen
+        gateway.use(Contribution(listing_stages=(ToolScreenStage(screen),)))
         async with Client(
             client_transport(gateway, principal=Principal(name="alice", method="api_key")), mode="legacy"
         ) as client:

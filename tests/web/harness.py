@@ -27,6 +27,7 @@ from bastion.app.runtime import Runtime, build_runtime
 from bastion.auth.apikeys import ApiKeyStore
 from bastion.auth.principal import Principal
 from bastion.config.loader import parse_config
+from bastion.core.contribution import Contribution
 from bastion.guard.config import GuardrailsConfig
 from bastion.guard.engine import Guard
 from bastion.pipeline.chain import Pipeline
@@ -135,7 +136,10 @@ def add_guardrails(runtime: Runtime) -> None:
     # Where the root puts it: before the list filter, which stays last (first on the way back).
     at = next((i for i, s in enumerate(stages) if s.name == "list-filter"), len(stages))
     gateway.pipeline = Pipeline([*stages[:at], guardrails.stage, *stages[at:]])
-    gateway.use(guard_contribution(guardrails, gateway))
+    gateway.use(
+        Contribution(listing_stages=guardrails.listing_stages(gateway.emit)),
+        guard_contribution(guardrails, gateway),
+    )
     runtime.guardrails = guardrails
 
 

@@ -22,7 +22,7 @@ from bastion.guard.screen import ToolScreen
 from bastion.guard.setup import compiled_guard
 from bastion.pipeline.notice import Notice
 from bastion.pipeline.stages.guard import GuardStage
-from bastion.routing.catalog import EntryScreen
+from bastion.pipeline.stages.listing import EntryScreen, EntryScreenStage, ToolScreenStage
 from bastion.state.base import StateStore
 
 
@@ -69,6 +69,12 @@ class Guardrails:
             channels=ChannelGuard(guard),
         )
 
+    def listing_stages(
+        self, emit: Callable[[Notice], Awaitable[None]]
+    ) -> tuple[ToolScreenStage, EntryScreenStage]:
+        """The guardrails' stages of the listing chain: tool definitions, then prompt/resource/template entries."""
+        return ToolScreenStage(self.screen), EntryScreenStage(self.entry_screen(emit))
+
     def entry_screen(self, emit: Callable[[Notice], Awaitable[None]]) -> EntryScreen:
         """The catalogue's screen of prompt, resource and template entries (the `listing` channel)."""
 
@@ -93,8 +99,8 @@ def build_guardrails(config: GuardrailsConfig, store: StateStore) -> Guardrails 
 
 
 def guard_contribution(guardrails: Guardrails, ports: Ports) -> Contribution:
-    """Guardrails beyond their stage: the tool screen (poisoning, pins) before the catalogue caches a tool list,
-    the entry screen for prompts and resources, the channel guard, and the poll that releases approved tools."""
+    """Guardrails beyond their stages (the root places those): the channel guard, and the pins of the tool screen
+    (their notices, the poll that releases approved tools and the lists it must refresh)."""
     screen = guardrails.screen
 
     async def released(servers: list[str]) -> None:
@@ -104,8 +110,6 @@ def guard_contribution(guardrails: Guardrails, ports: Ports) -> Contribution:
 
     screen.bind(ports.emit, released)
     return Contribution(
-        tool_screen=screen,
-        entry_screen=guardrails.entry_screen(ports.emit),
         channel_guard=guardrails.channels,
         resources=(Resource(name="tool pins poll", open=screen.start, close=screen.stop),),
     )

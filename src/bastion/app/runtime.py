@@ -87,7 +87,21 @@ def build_runtime(config: BastionConfig, *, config_path: str | None = None) -> R
         policy.flow_capture,  # after the guard: keeps the result before redaction (finding spans)
         policy.list_filter,  # last, so first on the way back: hidden list entries reach no stage or observer
     ]
-    gateway.use(Contribution(stages=tuple(s for s in stages if s is not None)))
+    # The listing chain, in order (response path: last first): what upstreams list, judged before the catalogue
+    # caches it, so a withheld tool is unknown to routing too (`pipeline/stages/listing.py`).
+    tool_screen, entry_screen = (
+        guardrails.listing_stages(gateway.emit) if guardrails is not None else (None, None)
+    )
+    listing: list[Stage | None] = [
+        tool_screen,  # tool definitions: poisoning and rug pulls (pins); withheld tools are unknown to routing
+        entry_screen,  # prompts, resources, templates: the guard's `listing` channel (each judges its own lists)
+    ]
+    gateway.use(
+        Contribution(
+            stages=tuple(s for s in stages if s is not None),
+            listing_stages=tuple(s for s in listing if s is not None),
+        )
+    )
     # Contributions, in the order their observers run and their resources start (they close in reverse): the
     # store opens first and closes last; audit observes first (strict audit gates the reply) and closes right
     # before the store, whose witness takes the final checkpoint; the cluster member comes last, because it

@@ -23,9 +23,7 @@ from bastion.guard.channels import ChannelGuard
 from bastion.pipeline.chain import ChainTracer
 from bastion.pipeline.notice import NoticeObserver
 from bastion.pipeline.stage import ExchangeObserver, Stage
-from bastion.routing.catalog import EntryScreen
 from bastion.transports.base import JsonDict
-from bastion.upstream.pool import ToolScreen
 
 SessionListener = Callable[[str, Any], Any]
 """(event, session) for `start`, `restore` and `end` of every stateful session."""
@@ -61,10 +59,9 @@ class Contribution:
     """Told when sessions start, are restored and end."""
     approval_listeners: tuple[ApprovalListener, ...] = ()
     """Told when a call is held for an operator and when it is decided."""
-    tool_screen: ToolScreen | None = None
-    """Judges each upstream's tool definitions before the catalogue caches them (and before routing knows them)."""
-    entry_screen: EntryScreen | None = None
-    """Judges each upstream's prompt, resource and template entries before the catalogue caches them."""
+    listing_stages: tuple[Stage, ...] = ()
+    """Stages of the listing chain (`pipeline/stages/listing.py`), in order: they judge each upstream's list
+    (tool definitions, prompts, resources) before the catalogue caches it and before routing knows its items."""
     channel_guard: ChannelGuard | None = None
     """Screens errors, relayed requests, notifications and instructions on their way to clients."""
     tracer: ChainTracer | None = None

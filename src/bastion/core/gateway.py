@@ -26,7 +26,7 @@ from bastion.core.bus import NoticeBus, session_notice
 from bastion.core.config import GatewayConfig
 from bastion.core.contribution import Contribution, Resource
 from bastion.core.fair_limits import FairLimits
-from bastion.core.ports import HostedSession, ListFilter, Revocations
+from bastion.core.ports import HostedSession, Revocations
 from bastion.core.sealing import SessionSealer
 from bastion.core.session import LOG_LEVELS, DownstreamSession
 from bastion.core.sessions import SessionTable
@@ -100,8 +100,6 @@ class Gateway:
         self.parking = ParkingLot()
         self.approvals = approvals if approvals is not None else ApprovalQueue()
         self.started_at = time.time()
-        self.list_filter: ListFilter | None = None
-        """Always None: list filtering is a pipeline stage now (`ListFilterStage`); kept while sessions read it."""
         self.channel_guard: ChannelGuard | None = None
         """Guardrails on errors, relayed requests, notifications, instructions (from the guard's contribution)."""
         self._resources: list[Resource] = []
@@ -131,10 +129,8 @@ class Gateway:
             self.bus.notice_observers.extend(part.notice_observers)
             self.table.listeners.extend(part.session_listeners)
             self.approvals.listeners.extend(part.approval_listeners)
-            if part.tool_screen is not None:
-                self.catalog.tool_screen = part.tool_screen
-            if part.entry_screen is not None:
-                self.catalog.entry_screen = part.entry_screen
+            if part.listing_stages:
+                self.catalog.listing = Pipeline([*self.catalog.listing.stages, *part.listing_stages])
             if part.channel_guard is not None:
                 self.channel_guard = part.channel_guard
             if part.revocations is not None:

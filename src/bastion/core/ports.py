@@ -28,9 +28,6 @@ from bastion.upstream.connection import UpstreamConnection
 from bastion.upstream.pending import Owner
 from bastion.upstream.pool import UpstreamPool
 
-ListFilter = Callable[[Any, str, list[JsonDict]], list[JsonDict]]
-"""(principal, list method, merged items) -> the items that principal may see (superseded by `ListFilterStage`)."""
-
 
 class HostedSession(Owner, Protocol):
     """What the core needs of one client session (`DownstreamSession` is the one implementation)."""
@@ -196,7 +193,6 @@ class SessionHost(Notifier, Protocol):
     config: GatewayConfig
     pipeline: Pipeline
     parking: ParkingLot
-    list_filter: ListFilter | None
 
     @property
     def catalog(self) -> Catalog:

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from bastion.core.session_calls import SERVER_INFO, SessionCalls
+from bastion.core.session_calls import SERVER_INFO, SessionCalls, Work
 from bastion.errors import (
     BastionError,
     Denied,
@@ -36,8 +37,8 @@ from bastion.errors import (
 from bastion.pipeline.context import CURRENT_EXCHANGE
 from bastion.pipeline.exchange import SessionInfo
 from bastion.pipeline.traffic_notices import notification_notice, relay_notice
-from bastion.protocol import jsonrpc, versions
-from bastion.protocol.methods import LIST_KEYS, Route
+from bastion.protocol import versions
+from bastion.protocol.methods import Route
 from bastion.protocol.session import (
     CAPABILITY_OF_SERVER_REQUEST,
     LOG_LEVELS,
@@ -46,7 +47,6 @@ from bastion.protocol.session import (
     Hello,
     SessionState,
     Step,
-    era_of,
     hello_of_envelope,
     hello_of_initialize,
     relay_refusal,
@@ -149,7 +149,7 @@ class DownstreamSession:
     async def handle(self, message: JsonDict) -> None:
         """Feed one shape-valid JSON-RPC message from the client."""
         self.last_active = time.monotonic()
-        if self.closed:
+        if self.state.closed:
             return
         if "method" in message:
             if "id" in message:
@@ -171,10 +171,7 @@ class DownstreamSession:
             return
         task = asyncio.create_task(self._serve(message))
         self.state.begin(request_id, task)
-        task.add_done_callback(lambda _t: self._done(request_id))
-
-    def _done(self, request_id: RequestId) -> None:
-        self.state.finish(request_id)
+        task.add_done_callback(functools.partial(self.state.finish, request_id))
 
     async def _audit_refusal(self, message: JsonDict, error: JsonDict) -> None:
         """Record a request refused before it was served (the refusal was already sent either way)."""
@@ -210,7 +207,8 @@ class DownstreamSession:
         params = message.get("params") or {}
         CURRENT_EXCHANGE.set(None)
         try:
-            reply = await self._dispatch(method, params, request_id)
+            served = self._dispatch(method, params, request_id)
+            reply = served if isinstance(served, dict) else await served
         except asyncio.CancelledError:
             return  # cancelled by the client: the spec says no response
         except Exception as exc:  # the request's boundary: any error becomes its JSON-RPC error
@@ -221,10 +219,13 @@ class DownstreamSession:
             reply = await self.calls.observe_local(method, params, request_id, reply)
         await self._send({"jsonrpc": "2.0", "id": request_id, **reply}, request_id)
 
-    async def _dispatch(self, method: str, params: JsonDict, request_id: RequestId) -> JsonDict:
-        era = era_of(params)
-        if era is Era.MODERN:
-            self._adopt(hello_of_envelope(params))
+    def _dispatch(self, method: str, params: JsonDict, request_id: RequestId) -> JsonDict | Work:
+        """The reply of a request Bastion answers itself, or the work that serves it (awaited by `_serve`
+        directly, so a routed call's coroutine chain is no deeper than it must be)."""
+        hello = hello_of_envelope(params)
+        era = Era.HANDSHAKE if hello is None else Era.MODERN
+        if hello is not None:
+            self._adopt(hello)
         step = self.state.step(method, era)
         if step is Step.INITIALIZE:
             return {"result": self._initialize(params)}
@@ -233,16 +234,12 @@ class DownstreamSession:
         if step is Step.DISCOVER:
             return {"result": self._discover()}
         if step is Step.LISTEN:
-            return await self._listen_here(params, request_id)
+            return self._listen_here(params, request_id)
         if step is Step.SET_LOG_LEVEL:
-            return await self.calls.set_log_level(params, request_id)
+            return self.calls.set_log_level(params, request_id)
         if step is Step.LIST:
-            reply = await self.calls.list(method, params, request_id)
-        else:
-            reply = await self.calls.call(method, params, request_id, era)
-        if era is Era.MODERN and "result" in reply:
-            reply["result"] = self._modern_result(method, reply["result"])
-        return reply
+            return self.calls.list(method, params, request_id, era)
+        return self.calls.call(method, params, request_id, era)
 
     def _adopt(self, hello: Hello) -> None:
         """What the client said about itself becomes the session's (audit, policy and relays read `info`)."""
@@ -286,20 +283,6 @@ class DownstreamSession:
         if instructions := self._gateway.merged_instructions():
             result["instructions"] = instructions
         return result
-
-    @staticmethod
-    def _modern_result(method: str, result: JsonDict) -> JsonDict:
-        extra: JsonDict = {}
-        if "resultType" not in result:
-            extra["resultType"] = "complete"
-        if (method in LIST_KEYS or method == "resources/read") and "ttlMs" not in result:
-            extra["ttlMs"] = 0
-            extra["cacheScope"] = "private"  # filtered per principal, so never shareable
-        meta = jsonrpc.as_dict(result.get("_meta"))
-        if meta.get(versions.META_SERVER_INFO) is not SERVER_INFO:
-            # The client's server is Bastion, whatever upstream answered.
-            extra["_meta"] = {**meta, versions.META_SERVER_INFO: SERVER_INFO}
-        return {**result, **extra} if extra else result
 
     async def _listen_here(self, params: JsonDict, request_id: RequestId) -> JsonDict:
         """`subscriptions/listen` on a session with its own stream (stdio): open until ended or cancelled."""

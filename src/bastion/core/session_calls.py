@@ -18,7 +18,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
 from bastion import __version__
@@ -37,7 +37,7 @@ from bastion.pipeline.context import CURRENT_EXCHANGE
 from bastion.pipeline.exchange import Exchange
 from bastion.protocol import jsonrpc, versions
 from bastion.protocol.methods import CLIENT_REQUESTS, LIST_KEYS, Route
-from bastion.protocol.session import Era
+from bastion.protocol.session import SUBSCRIPTION_METHODS, Era
 from bastion.routing.parked import AskItem, ParkedCall
 from bastion.transports.base import JsonDict, RequestId
 
@@ -53,7 +53,8 @@ MAX_INPUT_ROUNDS: Final = 8
 """Rounds of 2026-07-28 `input_required` bridged for a handshake-era client before giving up."""
 _MODERN_ONLY_RESULT_KEYS: Final = ("resultType", "ttlMs", "cacheScope")
 
-Work = Callable[[], Awaitable[JsonDict]]
+Work = Coroutine[Any, Any, JsonDict]
+_NO_SPAN: Final = contextlib.nullcontext()
 
 
 class SessionCalls:
@@ -102,39 +103,42 @@ class SessionCalls:
             return error_response(request_id, exc)
         return reply
 
-    async def _observed(self, exchange: Exchange, work: Work) -> JsonDict:
-        """Run `work`, then let every observer (audit first) see the exchange before the reply is released."""
+    async def _observed(self, exchange: Exchange, work: Work, *, modern: bool = False) -> JsonDict:
+        """Await `work`, then let every observer (audit first) see the exchange before the reply is released.
+
+        One coroutine around the work, not a wrapper per concern: every level of a coroutine chain is resumed
+        again at each suspension of the call, so the hot path keeps the chain short.
+        """
         CURRENT_EXCHANGE.set(exchange)  # log lines carry its ids; this task serves only this request
         tracer = self._gateway.pipeline.tracer
-        try:
-            if tracer is None:
-                return await self._observe(exchange, work)
-            with tracer.request_span(exchange):
-                return await self._observe(exchange, work)
-        finally:
-            self._exchanges.pop(exchange.request_id, None)
-
-    async def _observe(self, exchange: Exchange, work: Work) -> JsonDict:
         failure: BastionError | None = None
         reply: JsonDict = {}
         try:
-            reply = await work()
-        except asyncio.CancelledError:
-            exchange.outcome = "cancelled"
-            exchange.error = error_response(exchange.request_id, Cancelled("cancelled"))["error"]
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._gateway.observe(exchange))
-            raise
-        except Exception as exc:  # observed whatever happened; re-raised below once audit has seen it
-            failure = error_from_exception(exc)
-            if not isinstance(exc, BastionError):
-                logger.exception("session %s: %s failed", self._session.session_id[:8], exchange.method)
-            exchange.error = error_response(exchange.request_id, exc)["error"]
-            if exchange.outcome in ("allow", "flag", "redact"):
-                exchange.outcome = "error"
-        await self._gateway.observe(exchange)  # strict audit raises here: the reply is withheld
-        if failure is not None:
-            raise failure
+            with _NO_SPAN if tracer is None else tracer.request_span(exchange):
+                try:
+                    reply = await work
+                except asyncio.CancelledError:
+                    exchange.outcome = "cancelled"
+                    exchange.error = error_response(exchange.request_id, Cancelled("cancelled"))["error"]
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self._gateway.observe(exchange))
+                    raise
+                except Exception as exc:  # observed whatever happened; re-raised below once audit has seen it
+                    failure = error_from_exception(exc)
+                    if not isinstance(exc, BastionError):
+                        logger.exception(
+                            "session %s: %s failed", self._session.session_id[:8], exchange.method
+                        )
+                    exchange.error = error_response(exchange.request_id, exc)["error"]
+                    if exchange.outcome in ("allow", "flag", "redact"):
+                        exchange.outcome = "error"
+                await self._gateway.observe(exchange)  # strict audit raises here: the reply is withheld
+                if failure is not None:
+                    raise failure
+        finally:
+            self._exchanges.pop(exchange.request_id, None)
+        if modern and "result" in reply:
+            reply["result"] = modern_result(exchange.method, reply["result"])
         return reply
 
     def _refused(self, exchange: Exchange, error: BastionError) -> JsonDict:
@@ -150,31 +154,27 @@ class SessionCalls:
 
     # -- lists ---------------------------------------------------------------------------------------------------
 
-    async def list(self, method: str, params: JsonDict, request_id: RequestId) -> JsonDict:
+    def list(self, method: str, params: JsonDict, request_id: RequestId, era: Era) -> Work:
         """A list aggregated over the upstreams this principal may see, filtered, through the pipeline."""
         if params.get("cursor") is not None:
             raise InvalidParams("Invalid cursor")  # Bastion serves every list as one page: no cursor is valid
         exchange = self._exchange(method, params, request_id)
-        key = LIST_KEYS[method]
-        gateway, info = self._gateway, self._session.info
+        return self._observed(exchange, self._list(exchange), modern=era is Era.MODERN)
 
-        async def work() -> JsonDict:
-            error = await gateway.pipeline.run_request(exchange)
-            if error is not None:
-                raise error
-            items = await gateway.catalog.aggregate(method)
-            if gateway.list_filter is not None:
-                items = gateway.list_filter(info.principal, method, items)
-            if gateway.config.routing.capability_aware_lists:
-                items = gateway.needs.filter(method, items, info.client_capabilities, self._locate)
-            exchange.result = {key: items}
-            error = await gateway.pipeline.run_response(exchange)
-            if error is not None:
-                raise error
-            self._session.state.listed(method)
-            return {"result": exchange.result}
-
-        return await self._observed(exchange, work)
+    async def _list(self, exchange: Exchange) -> JsonDict:
+        gateway, method = self._gateway, exchange.method
+        error = await gateway.pipeline.run_request(exchange)
+        if error is not None:
+            raise error
+        items = await gateway.catalog.aggregate(method)
+        if gateway.config.routing.capability_aware_lists:
+            items = gateway.needs.filter(method, items, self._session.info.client_capabilities, self._locate)
+        exchange.result = {LIST_KEYS[method]: items}
+        error = await gateway.pipeline.run_response(exchange)
+        if error is not None:
+            raise error
+        self._session.state.listed(method)
+        return {"result": exchange.result}
 
     def _locate(self, public: str) -> tuple[str, str] | None:
         """Where a listed name lives: (server, its own name); a resource URI is its own name."""
@@ -186,101 +186,97 @@ class SessionCalls:
 
     # -- logging/setLevel ----------------------------------------------------------------------------------------
 
-    async def set_log_level(self, params: JsonDict, request_id: RequestId) -> JsonDict:
+    def set_log_level(self, params: JsonDict, request_id: RequestId) -> Work:
         """`logging/setLevel` for this session only: through the pipeline (policy, audit), then its own scopes."""
-        state = self._session.state
-        level = state.check_log_level(params.get("level"))
+        level = self._session.state.check_log_level(params.get("level"))
         exchange = self._exchange("logging/setLevel", params, request_id)
+        return self._observed(exchange, self._set_log_level(exchange, level))
 
-        async def work() -> JsonDict:
-            error = await self._gateway.pipeline.run_request(exchange)
-            if error is not None:
-                raise error
-            state.set_log_level(level)
-            await self._gateway.set_log_level(self._session, level)
-            exchange.result = {}
-            return {"result": {}}
-
-        return await self._observed(exchange, work)
+    async def _set_log_level(self, exchange: Exchange, level: str) -> JsonDict:
+        error = await self._gateway.pipeline.run_request(exchange)
+        if error is not None:
+            raise error
+        self._session.state.set_log_level(level)
+        await self._gateway.set_log_level(self._session, level)
+        exchange.result = {}
+        return {"result": {}}
 
     # -- calls ---------------------------------------------------------------------------------------------------
 
-    async def call(
+    def call(
         self, method: str, params: JsonDict, request_id: RequestId, era: Era, *, route: Route | None = None
-    ) -> JsonDict:
+    ) -> Work:
         """A routed call: resolve its upstream, the request path, the upstream, the response path in reverse."""
-        route = route or CLIENT_REQUESTS[method]
         exchange = self._exchange(method, params, request_id)
-        session, gateway = self._session, self._gateway
-        modern = era is Era.MODERN
+        work = self._call(exchange, route or CLIENT_REQUESTS[method], era)
+        return self._observed(exchange, work, modern=era is Era.MODERN)
 
-        async def work() -> JsonDict:
+    async def _call(self, exchange: Exchange, route: Route, era: Era) -> JsonDict:
+        session, gateway, modern = self._session, self._gateway, era is Era.MODERN
+        method, params, request_id = exchange.method, exchange.params, exchange.request_id
+        server: str
+        target: str | None
+        if route is Route.TOOL and isinstance(name := params.get("name"), str):
+            server, target = await gateway.catalog.resolve_named(method, name)  # the common case, no detour
+        else:
             server, target = await self._resolve(route, method, params)
-            exchange.server, exchange.target = server, target
-            if target is not None:
-                session.state.target(request_id, server, target)
-            error = await gateway.pipeline.run_request(exchange)
-            if error is not None:
-                return self._refused(exchange, error)
-            upstream_params = _upstream_params(route, exchange.params, target, modern)
-            conn = await gateway.pool.acquire(
-                server,
-                session,
-                handshake_only=session.state.needs_handshake_era(
-                    method, era, session.info.client_capabilities
-                ),
-            )
-            if route is Route.TOOL and conn.allowed_tools is not None and target not in conn.allowed_tools:
-                # This scope's own process serves another definition, held by the pins check: no oracle.
-                raise InvalidParams(f"Unknown tool: {params.get('name')}")
-            started = time.perf_counter()
-            gateway.pool.using(conn, 1)
-            try:
-                if modern and not conn.modern:
-                    reply = await self._call_for_modern_client(
-                        conn, method, upstream_params, params, request_id, conn.timeout_for(method, target)
-                    )
-                else:
-                    reply = await conn.request(
-                        method,
-                        upstream_params,
-                        owner=session,
-                        downstream_id=request_id,
-                        timeout=conn.timeout_for(method, target),
-                        client_capabilities=session.info.client_capabilities,
-                    )
-                if conn.modern and not modern:
-                    reply = await self._bridge_input_required(
-                        conn, method, upstream_params, reply, request_id
-                    )
-            finally:
-                gateway.pool.using(conn, -1)
-                exchange.upstream_seconds = time.perf_counter() - started
-            if "error" in reply:
-                allowed, error_body = await gateway.screen_channel("error", server, reply["error"], method)
-                if not allowed:
-                    exchange.outcome = "deny"  # audited as a refusal, like a blocked result
-                    raise Denied(
-                        "Blocked by Bastion guardrails (error of the upstream)",
-                        reason=Reason.GUARDRAIL_BLOCKED,
-                    )
-                exchange.error = error_body
-                exchange.outcome = "error"
-                return {"error": error_body}
-            result = reply.get("result")
-            exchange.result = result if isinstance(result, dict) else {}
-            error = await gateway.pipeline.run_response(exchange)
-            if error is not None:
-                return self._refused(exchange, error)
-            result = exchange.result
+        exchange.server, exchange.target = server, target
+        if target is not None:
+            session.state.target(request_id, server, target)
+        error = await gateway.pipeline.run_request(exchange)
+        if error is not None:
+            return self._refused(exchange, error)
+        upstream_params = _upstream_params(route, exchange.params, target, modern)
+        handshake_only = session.state.needs_handshake_era(method, era, session.info.client_capabilities)
+        conn = await gateway.pool.acquire(server, session, handshake_only=handshake_only)
+        if route is Route.TOOL and conn.allowed_tools is not None and target not in conn.allowed_tools:
+            # This scope's own process serves another definition, held by the pins check: no oracle.
+            raise InvalidParams(f"Unknown tool: {params.get('name')}")
+        started = time.perf_counter()
+        try:
+            if modern and not conn.modern:
+                reply = await self._call_for_modern_client(
+                    conn, method, upstream_params, params, request_id, conn.timeout_for(method, target)
+                )
+            else:
+                reply = await conn.request(
+                    method,
+                    upstream_params,
+                    owner=session,
+                    downstream_id=request_id,
+                    timeout=conn.timeout_for(method, target),
+                    client_capabilities=session.info.client_capabilities,
+                )
             if conn.modern and not modern:
-                result = {k: v for k, v in result.items() if k not in _MODERN_ONLY_RESULT_KEYS}
-            if not modern and versions.META_SERVER_INFO in jsonrpc.as_dict(result.get("_meta")):
-                result = {**result, "_meta": {**result["_meta"], versions.META_SERVER_INFO: SERVER_INFO}}
-            self._after_call(method, server, params, result)
-            return {"result": result}
-
-        return await self._observed(exchange, work)
+                reply = await self._bridge_input_required(conn, method, upstream_params, reply, request_id)
+        finally:
+            exchange.upstream_seconds = time.perf_counter() - started
+        if "error" in reply:
+            allowed, error_body = await gateway.screen_channel("error", server, reply["error"], method)
+            if not allowed:
+                exchange.outcome = "deny"  # audited as a refusal, like a blocked result
+                raise Denied(
+                    "Blocked by Bastion guardrails (error of the upstream)",
+                    reason=Reason.GUARDRAIL_BLOCKED,
+                )
+            exchange.error = error_body
+            exchange.outcome = "error"
+            return {"error": error_body}
+        result = reply.get("result")
+        exchange.result = result if isinstance(result, dict) else {}
+        error = await gateway.pipeline.run_response(exchange)
+        if error is not None:
+            return self._refused(exchange, error)
+        result = exchange.result
+        if conn.modern and not modern:
+            result = {k: v for k, v in result.items() if k not in _MODERN_ONLY_RESULT_KEYS}
+        if not modern and isinstance(meta := result.get("_meta"), dict) and versions.META_SERVER_INFO in meta:
+            result = {**result, "_meta": {**meta, versions.META_SERVER_INFO: SERVER_INFO}}
+        if isinstance(task := result.get("task"), dict) and isinstance(task.get("taskId"), str):
+            gateway.catalog.remember_task(task["taskId"], server)
+        if method in SUBSCRIPTION_METHODS:
+            session.state.after_call(method, params)
+        return {"result": result}
 
     async def _resolve(self, route: Route, method: str, params: JsonDict) -> tuple[str, str | None]:
         catalog = self._gateway.catalog
@@ -307,12 +303,6 @@ class SessionCalls:
         if owner is None:
             raise InvalidParams("Unknown task")
         return owner, task_id
-
-    def _after_call(self, method: str, server: str, params: JsonDict, result: JsonDict) -> None:
-        task = result.get("task")
-        if isinstance(task, dict) and isinstance(task.get("taskId"), str):
-            self._gateway.catalog.remember_task(task["taskId"], server)
-        self._session.state.after_call(method, params)
 
     # -- bridges between eras ------------------------------------------------------------------------------------
 
@@ -417,6 +407,22 @@ class SessionCalls:
         )
 
 
+def modern_result(method: str, result: JsonDict) -> JsonDict:
+    """A result as a 2026-07-28 client gets it: `resultType`, list caching hints, and Bastion as its server."""
+    extra: JsonDict = {}
+    if "resultType" not in result:
+        extra["resultType"] = "complete"
+    if (method in LIST_KEYS or method == "resources/read") and "ttlMs" not in result:
+        extra["ttlMs"] = 0
+        extra["cacheScope"] = "private"  # filtered per principal, so never shareable
+    meta = result.get("_meta")
+    meta = meta if isinstance(meta, dict) else {}
+    if meta.get(versions.META_SERVER_INFO) is not SERVER_INFO:
+        # The client's server is Bastion, whatever upstream answered.
+        extra["_meta"] = {**meta, versions.META_SERVER_INFO: SERVER_INFO}
+    return {**result, **extra} if extra else result
+
+
 def _upstream_params(route: Route, params: JsonDict, target: str | None, modern: bool) -> JsonDict:
     """The params as the upstream gets them: its own item name, and only the envelope members of this hop."""
     out = params
@@ -428,10 +434,11 @@ def _upstream_params(route: Route, params: JsonDict, target: str | None, modern:
             out = {**params, "ref": {**ref, "name": target}}
     if modern and isinstance(out.get("_meta"), dict):
         # The caller's envelope is re-stated by the upstream connection for its own hop.
-        meta = {
-            k: v
-            for k, v in out["_meta"].items()
-            if not k.startswith("io.modelcontextprotocol/") or k == "io.modelcontextprotocol/related-task"
-        }
-        out = {**out, "_meta": meta} if meta else {k: v for k, v in out.items() if k != "_meta"}
+        meta = dict(out["_meta"])
+        for key in [k for k in meta if k.startswith("io.modelcontextprotocol/")]:
+            if key != "io.modelcontextprotocol/related-task":
+                del meta[key]
+        out = {**out, "_meta": meta}
+        if not meta:
+            del out["_meta"]
     return out

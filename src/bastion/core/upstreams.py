@@ -70,7 +70,7 @@ class UpstreamSet:
         self.pool = UpstreamPool(
             self.connections,
             on_notification=self.on_notice,
-            tool_screen=lambda: self.catalog.tool_screen,
+            listing=lambda: self.catalog.listing,
             twins=self.twins,
         )
         """Connections scoped to a session or a principal (`servers.<name>.isolation`)."""

@@ -11,7 +11,7 @@ The whole section is optional; its defaults are the "default guardrails" a secur
 | `poisoning`                  | off                 | off                | block              |
 | `arguments`                  | flag; high+: block  | off                | off                |
 | `schema` (inputSchema, size) | block               | off                | off                |
-| `classifier` (learned model) | off                 | off (opt-in)       | flag               |
+| `classifier` (learned model) | off (opt-in)        | flag               | flag               |
 
 Why: a credential must never cross the gateway in either direction, but removing it keeps the workflow going, so
 secrets are redacted rather than refused. Contact data is everyday content, so it is only recorded; identifiers that
@@ -103,8 +103,10 @@ def _default_actions() -> dict[str, ActionEntry]:
         "schema": DirectionActions(request="block", response="off", tool="off"),
         # The learned model flags and never blocks by default: on sources it never saw it still fires on benign
         # prose (non-English especially, docs/guardrails-model.md), so its verdicts are evidence for an operator,
-        # not a refusal. Results are opt-in for the same reason.
-        "classifier": DirectionActions(request="off", response="off", tool={Severity.MEDIUM: "flag"}),
+        # not a refusal. It reads results too: rules alone miss most injections worded in ways they were not
+        # written for, and the model costs nothing where no cue marks a large result. Arguments stay opt-in: an
+        # agent's own requests ("send the invoice to bob@...") read like orders to the model by nature.
+        "classifier": DirectionActions(request="off", response="flag", tool={Severity.MEDIUM: "flag"}),
     }
 
 
@@ -226,6 +228,12 @@ class ClassifierConfig(_Model):
     tool_threshold: float = Field(default=0.8, gt=0, lt=1)
     """`threshold` for tool definitions: they are written as instructions to the model by nature, so the bar is
     higher there (docs/guardrails-model.md has the false-positive rates on real tools at each)."""
+    whole_threshold: float = Field(default=0.8, gt=0, lt=1)
+    """`threshold` for a small payload (one window in all) scored whole whether or not a cue marks it: without a
+    cue there is less evidence, so the bar is higher."""
+    whole_min_words: int = Field(default=4, ge=1)
+    """A small payload of fewer words than this is not scored whole: an address, a placeholder or a two-word
+    order ("mail ann@...") is too little text to judge (two Chinese or Japanese characters count as a word)."""
     min_chars: int = Field(default=80, ge=1)
     """Tool-definition strings shorter than this are not scored by the model (the `poisoning` rules still read
     them): a one-line imperative such as "Echo the text back." reads like a command to the model, and leaves no

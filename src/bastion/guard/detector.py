@@ -47,9 +47,10 @@ class ScanContext:
         key: the object key holding the string (the argument name for a top-level argument), if any.
         server: upstream server name, if known.
         tool: tool name as the upstream knows it (not namespaced), if known.
+        whole: the payload is small enough that every `WholeCheck` judged its whole text already.
     """
 
-    __slots__ = ("_link", "_path", "direction", "key", "server", "tool")
+    __slots__ = ("_link", "_path", "direction", "key", "server", "tool", "whole")
 
     def __init__(
         self,
@@ -60,8 +61,10 @@ class ScanContext:
         server: str | None = None,
         tool: str | None = None,
         link: PathLink = None,
+        whole: bool = False,
     ) -> None:
         self.direction = direction
+        self.whole = whole
         self.key = key
         self.server = server
         self.tool = tool
@@ -148,6 +151,19 @@ class StringCheck(Protocol):
 
     def wants_every_string(self, direction: Direction) -> bool:
         """Whether `check` must run for every string of this direction (kept cheap: most detectors say no)."""
+        ...
+
+
+@runtime_checkable
+class WholeCheck(Protocol):
+    """An optional hook for a detector whose cheap first stage can miss what it is after: the whole text of a small
+    payload (at most `whole_chars` characters in all: a prompt, a short argument or result) is given to it once,
+    whether its stage-1 rules fired or not. Large payloads never reach it, so its cost stays bounded."""
+
+    whole_chars: int
+
+    def check_whole(self, text: str, context: ScanContext) -> list[Finding]:
+        """Findings on the payload's strings joined by newlines (`context` names its longest string)."""
         ...
 
 

@@ -44,6 +44,7 @@ from bastion.guard.detector import (
     Rule,
     ScanContext,
     StringCheck,
+    WholeCheck,
 )
 from bastion.guard.finding import Finding, Severity
 from bastion.guard.matcher import MultiMatcher, ascii_view
@@ -100,6 +101,9 @@ class _Plan:
     plain: list[Detector]
     every_string: list[tuple[str, StringCheck]]
     schema: PayloadCheck | None
+    whole: list[tuple[str, WholeCheck]]
+    """Detectors given the whole text of a payload of at most `whole_chars` characters."""
+    whole_chars: int
 
 
 def _default_detectors(config: GuardrailsConfig) -> list[Detector]:
@@ -143,6 +147,7 @@ class Guard:
         rules: list[Rule] = []
         plain: list[Detector] = []
         every: list[tuple[str, StringCheck]] = []
+        whole: list[tuple[str, WholeCheck]] = []
         schema: PayloadCheck | None = None
         if self.config.enabled:
             for detector in self.detectors:
@@ -153,6 +158,8 @@ class Guard:
                     continue
                 if isinstance(detector, StringCheck) and detector.wants_every_string(direction):
                     every.append((detector.name, detector))
+                if isinstance(detector, WholeCheck) and direction is not Direction.TOOL:
+                    whole.append((detector.name, detector))
                 if isinstance(detector, PatternDetector):
                     slot = len(pattern_detectors)
                     pattern_detectors.append(detector)
@@ -166,7 +173,8 @@ class Guard:
             # The views' marks join the same pass: one scan of the payload decides both.
             rules.extend(CANDIDATE_RULES)
         matcher = MultiMatcher(rules, backend=backend)
-        return _Plan(pattern_detectors, owners, matcher, view_base, plain, every, schema)
+        whole_chars = min((check.whole_chars for _, check in whole), default=0)
+        return _Plan(pattern_detectors, owners, matcher, view_base, plain, every, schema, whole, whole_chars)
 
     @property
     def backend(self) -> str:
@@ -176,7 +184,7 @@ class Guard:
     def active(self, direction: Direction | str) -> bool:
         """Whether any detector runs in `direction` (a stage may skip the call when not)."""
         plan = self._plans[Direction(direction)]
-        return bool(plan.view_base or plan.plain or plan.every_string or plan.schema)
+        return bool(plan.view_base or plan.plain or plan.every_string or plan.schema or plan.whole)
 
     def inspect(
         self,
@@ -240,11 +248,16 @@ class Guard:
         out: list[tuple[int, Finding]] = []
         if not strings:
             return out
+        # A small payload is judged whole by the `WholeCheck`s, cues or not; they then skip it in `confirm`.
+        whole = bool(plan.whole) and raw > 0 and sum(map(len, seen.strings)) + raw - 1 <= plan.whole_chars
 
         def context(i: int) -> ScanContext:
             link = seen.links[i] if i < raw else views[i - raw].link
             key = link[0] if link is not None and isinstance(link[0], str) else None
-            return ScanContext(direction=direction, key=key, server=server, tool=tool, link=link)
+            return ScanContext(direction=direction, key=key, server=server, tool=tool, link=link, whole=whole)
+
+        if whole:
+            out.extend(self._whole(plan, seen.strings, context))
 
         hits_by_string: dict[int, dict[int, list[Hit]]] = {}
         if plan.view_base:
@@ -267,6 +280,20 @@ class Guard:
             for plain in plan.plain:
                 out.extend((i, f) for f in self._guarded(plain.name, plain.scan, text, ctx))
         return _keep_view_findings(out, raw, views) if views else out
+
+    def _whole(self, plan: _Plan, strings: list[str], context: Any) -> list[tuple[int, Finding]]:
+        """The `WholeCheck`s over a small payload's strings joined by newlines; a finding is placed on the longest
+        string (all of it, when the payload has several), where redaction would act."""
+        longest = max(range(len(strings)), key=lambda i: len(strings[i]))
+        text = strings[0] if len(strings) == 1 else "\n".join(strings)
+        ctx = context(longest)
+        out: list[tuple[int, Finding]] = []
+        for name, check in plan.whole:
+            for finding in self._guarded(name, check.check_whole, text, ctx):
+                if len(strings) > 1 and finding.start >= 0:
+                    finding = dataclasses.replace(finding, start=0, end=len(strings[longest]))
+                out.append((longest, finding))
+        return out
 
     def _guarded(self, name: str, fn: Any, *args: Any) -> list[Finding]:
         try:

@@ -1,9 +1,8 @@
 """`ToolScreen`: judges every tool definition an upstream lists (poisoning and rug pulls) before clients see it.
 
-The catalogue calls the screen with each upstream's complete tool list before caching it (`Catalog.tool_screen`,
-given by the guardrails' contribution),
-so a withheld tool is absent from every list *and* unknown to routing: calling it gets exactly the error an unknown
-tool gets. `bastion scan` uses the same screen, without a gateway, through `screen_one`.
+The catalogue runs each upstream's complete tool list through the listing chain before caching it; the screen is
+its `ToolScreenStage` (`pipeline/stages/listing.py`, placed by the composition root), so a withheld tool is absent
+from every list *and* unknown to routing: calling it gets exactly the error an unknown tool gets. `bastion scan` uses the same screen, without a gateway, through `screen_one`.
 
 Rules:
 - Each definition is inspected alone (guard direction `tool`): `block` and `ask` withhold it (nobody can be asked

@@ -6,6 +6,7 @@ finished exchange. It is the only thing a stage sees: no transport, no socket, n
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,19 @@ from bastion.types import ANONYMOUS, Principal
 
 Asker = Callable[[str], Awaitable[bool]]
 """Asks a human a yes/no question (elicitation or the approvals queue); True means approved."""
+
+
+def _renew_exchange_ids() -> None:
+    """32 hex digits like a random id, without a system call per exchange: a random prefix per process (renewed
+    in a forked child, so workers never share it) and a counter. Ids stay unique across replicas (flow graphs and
+    audit records of several processes meet in one store)."""
+    global _next_exchange_id
+    _next_exchange_id = map(f"{os.urandom(8).hex()}{{:016x}}".format, itertools.count(1)).__next__
+
+
+_next_exchange_id: Callable[[], str]
+_renew_exchange_ids()
+os.register_at_fork(after_in_child=_renew_exchange_ids)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -58,7 +72,7 @@ class Exchange:
     """Upstream server the call is routed to (None for calls Bastion answers itself)."""
     target: str | None = None
     """Upstream-local tool or prompt name, or resource URI."""
-    exchange_id: str = field(default_factory=lambda: os.urandom(16).hex())
+    exchange_id: str = field(default_factory=lambda: _next_exchange_id())
     """Unique id of this exchange (the audit event id)."""
     trace_id: str = ""
     """W3C trace id when tracing is on."""

@@ -127,6 +127,10 @@ class Era(enum.StrEnum):
     """2026-07-28: the request carries the `_meta` envelope."""
 
 
+SUBSCRIPTION_METHODS: Final = frozenset({"resources/subscribe", "resources/unsubscribe"})
+"""The routed calls whose success changes the session's subscriptions (`SessionState.after_call`)."""
+
+
 def era_of(params: JsonDict) -> Era:
     """The era of a request, by its params."""
     return Era.MODERN if versions.envelope_version(params) is not None else Era.HANDSHAKE
@@ -180,17 +184,21 @@ def hello_of_initialize(params: JsonDict) -> Hello:
     )
 
 
-def hello_of_envelope(params: JsonDict) -> Hello:
-    """A 2026-07-28 request's envelope (members that are absent or malformed leave the known values)."""
-    meta = jsonrpc.as_dict(params.get("_meta"))
+def hello_of_envelope(params: JsonDict) -> Hello | None:
+    """A 2026-07-28 request's envelope (members that are absent or malformed leave the known values); None for a
+    handshake-era request (no envelope), so one look tells the era and the hello."""
+    meta = params.get("_meta")
+    if not isinstance(meta, dict) or not isinstance(version := meta.get(versions.META_PROTOCOL_VERSION), str):
+        return None
     caps = meta.get(versions.META_CLIENT_CAPABILITIES)
-    named = isinstance(meta.get(versions.META_CLIENT_INFO), dict)
-    client = jsonrpc.as_dict(meta.get(versions.META_CLIENT_INFO))
+    client = meta.get(versions.META_CLIENT_INFO)
+    if not isinstance(client, dict):
+        return Hello(protocol_version=version, capabilities=caps if isinstance(caps, dict) else None)
     return Hello(
-        protocol_version=versions.envelope_version(params) or "",
+        protocol_version=version,
         capabilities=caps if isinstance(caps, dict) else None,
-        client_name=str(client.get("name", ""))[:200] if named else None,
-        client_version=str(client.get("version", ""))[:100] if named else None,
+        client_name=str(client.get("name", ""))[:200],
+        client_version=str(client.get("version", ""))[:100],
     )
 
 
@@ -292,8 +300,9 @@ class SessionState(Generic[H, R]):
         """An admitted request started; `handle` is what cancelling it needs."""
         self._in_flight[request_id] = handle
 
-    def finish(self, request_id: RequestId) -> None:
-        """A request's reply went out (or it was cancelled): its id is free again."""
+    def finish(self, request_id: RequestId, _handle: object = None) -> None:
+        """A request's reply went out (or it was cancelled): its id is free again (`_handle`: so it can be the
+        handle's own done-callback)."""
         self._in_flight.pop(request_id, None)
         self._targets.pop(request_id, None)
 
@@ -343,7 +352,8 @@ class SessionState(Generic[H, R]):
     # -- subscriptions, lists, logs ----------------------------------------------------------------------------
 
     def after_call(self, method: str, params: JsonDict) -> None:
-        """A routed call succeeded: remember what it subscribed to or unsubscribed from."""
+        """A routed call succeeded: remember what it subscribed to or unsubscribed from (only the
+        `SUBSCRIPTION_METHODS` change anything: callers may skip the others)."""
         uri = params.get("uri")
         if method == "resources/subscribe" and isinstance(uri, str):
             self.subscriptions.add(uri)

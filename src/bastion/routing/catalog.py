@@ -16,24 +16,22 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from bastion.errors import BastionError, InvalidParams
+from bastion.pipeline.chain import Pipeline
+from bastion.pipeline.stages.listing import screen_listing
 from bastion.protocol.jsonrpc import as_dict
 from bastion.protocol.methods import CAPABILITY_OF_LIST, LIST_KEYS, NAMESPACE_SEPARATOR
 from bastion.transports.base import JsonDict
 from bastion.upstream.connection import State, UpstreamConnection
-from bastion.upstream.pool import ToolScreen
 
 logger = logging.getLogger("bastion.routing")
 
 MAX_PAGES: Final = 100
 """Pages fetched per upstream list before we stop (a server that pages forever cannot hang us)."""
-
-EntryScreen = Callable[[str, str, list[JsonDict]], Awaitable[list[JsonDict]]]
-"""(server, method, items) -> the prompt/resource/template entries clients may see (guardrails)."""
 
 
 @dataclass(slots=True)
@@ -74,10 +72,9 @@ class Catalog:
         self.upstreams = upstreams
         self.namespace = namespace
         self.ttl = ttl_seconds
-        self.tool_screen: ToolScreen | None = None
-        """Set by the core from the guardrails' contribution; withheld tools are unknown to routing too."""
-        self.entry_screen: EntryScreen | None = None
-        """Set by the core from the guardrails' contribution."""
+        self.listing = Pipeline()
+        """The listing chain (`pipeline/stages/listing.py`), run over each upstream list before it is cached: what
+        it withholds is unknown to routing too. Given by the composition root."""
         self._cache: dict[tuple[str, str], _Cached] = {}
         self._routes = _Routes()
         self._tasks: dict[str, str] = {}
@@ -127,10 +124,7 @@ class Catalog:
             cursor = result.get("nextCursor")
             if cursor is None:
                 break
-        if method == "tools/list" and self.tool_screen is not None:
-            items = await self.tool_screen(server, items)
-        elif method != "tools/list" and self.entry_screen is not None:
-            items = await self.entry_screen(server, method, items)
+        items = await screen_listing(self.listing, server, method, items)
         names = frozenset(str(i["name"]) for i in items if "name" in i)
         self._cache[(server, method)] = _Cached(items, time.monotonic(), names)
         return items

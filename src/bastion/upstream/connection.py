@@ -46,8 +46,8 @@ from bastion.errors import (
 from bastion.protocol import jsonrpc, versions
 from bastion.transports.base import ClientTransport, Incoming, JsonDict, RequestId
 from bastion.upstream import negotiate
-from bastion.upstream.association import Call, Isolation, Scope
-from bastion.upstream.breaker import BACKOFF_MAX, Backoff, CircuitBreaker
+from bastion.upstream.association import Call, Isolation, Scope, default_isolation
+from bastion.upstream.breaker import BACKOFF_MAX, Backoff, CircuitBreaker, CircuitState
 from bastion.upstream.config import ServerConfig
 from bastion.upstream.health import HealthMonitor
 from bastion.upstream.negotiate import Negotiated
@@ -112,6 +112,10 @@ class UpstreamConnection:
         self.allowed_tools: frozenset[str] | None = None
         """Set on a scoped connection once its own tool list passed the pins check: only these may be called."""
         self.config = config
+        self.isolation = (
+            Isolation(config.isolation) if config.isolation else default_isolation(config.transport)
+        )
+        """How calls to this server are isolated (`servers.<name>.isolation`, else the transport's default)."""
         self._factory = transport_factory
         self._transport: ClientTransport | None = None
         self._on_notification = on_notification
@@ -136,6 +140,8 @@ class UpstreamConnection:
         self._monitor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._active = 0
+        self.last_call_end = time.monotonic()
+        """When the last client call here ended (the pool reaps connections idle since)."""
         self._serving = 0
         self._down_reason = ""
 
@@ -307,7 +313,7 @@ class UpstreamConnection:
             return self.config.tool_timeouts[target]
         return self.config.timeout_seconds
 
-    async def request(
+    def request(
         self,
         method: str,
         params: JsonDict,
@@ -316,8 +322,10 @@ class UpstreamConnection:
         downstream_id: RequestId | None = None,
         timeout: float | None = None,
         client_capabilities: JsonDict | None = None,
-    ) -> JsonDict:
-        """Send a request upstream and wait for its response message (a dict with `result` or `error`).
+    ) -> Awaitable[JsonDict]:
+        """Send a request upstream; awaiting it gives its response message (a dict with `result` or `error`).
+
+        The checks run at once, the exchange when awaited: one coroutine per request, no wrapper around it.
 
         Raises:
             UpstreamUnavailable: the upstream is down, its circuit is open, or it went down while waiting.
@@ -328,37 +336,19 @@ class UpstreamConnection:
             raise UpstreamUnavailable(
                 f"server {self.name} is unavailable", data={"server": self.name, "state": str(self.state)}
             )
-        if not self.breaker.closed:
+        if self.breaker.state is not CircuitState.CLOSED:
             raise self._circuit_open()
-        counted = owner is not None
-        if counted:
-            if self._active >= self.config.max_concurrent:
-                raise RateLimited(
-                    f"server {self.name} has too many calls in flight",
-                    data={"server": self.name, "limit": self.config.max_concurrent, "retryAfter": 1},
-                )
-            self._active += 1
         if self.modern:
             params = self.envelope(params, client_capabilities)
         timeout = timeout or self.config.timeout_seconds
-        try:
-            if self.tracer is not None:
-                reply = await self.tracer.upstream_call(
-                    self.name, method, params, lambda p: self._call(method, p, timeout, owner, downstream_id)
-                )
-            else:
-                reply = await self._call(method, params, timeout, owner, downstream_id)
-        except UpstreamError as exc:
-            self._failed(str(exc.reason))
-            raise
-        finally:
-            if counted:
-                self._active -= 1
-        if transport_failure(reply, self.name):
-            self._failed("transport")
-        elif self.breaker.record_success():
-            self.circuit_changed()
-        return reply
+        if self.tracer is not None:
+            return self.tracer.upstream_call(
+                self.name,
+                method,
+                params,
+                lambda p: self._call(method, p, timeout, owner, downstream_id, True),
+            )
+        return self._call(method, params, timeout, owner, downstream_id, True)
 
     def _circuit_open(self) -> UpstreamUnavailable:
         breaker = self.breaker
@@ -390,6 +380,11 @@ class UpstreamConnection:
         task.add_done_callback(self._background.discard)
 
     @property
+    def busy(self) -> bool:
+        """Client calls are in flight here (the pool never reaps a busy connection)."""
+        return self._active > 0
+
+    @property
     def ready(self) -> bool:
         """Connected (whatever the circuit says)."""
         return self.state is State.READY
@@ -397,7 +392,7 @@ class UpstreamConnection:
     @property
     def available(self) -> bool:
         """Connected and the circuit closed: calls are routed here and its tools are listed."""
-        return self.state is State.READY and self.breaker.closed
+        return self.state is State.READY and self.breaker.state is CircuitState.CLOSED
 
     async def until_ready(self) -> None:
         """Wait (unbounded: for the health monitor) until connected."""
@@ -434,7 +429,7 @@ class UpstreamConnection:
             UpstreamUnavailable: no transport, or the upstream went down while waiting.
             UpstreamTimeout: no answer in time.
         """
-        return await self._call(method, params, timeout, None, None, sent)
+        return await self._call(method, params, timeout, None, None, sent=sent)
 
     async def _call(
         self,
@@ -443,16 +438,28 @@ class UpstreamConnection:
         timeout: float,
         owner: Owner | None,
         downstream_id: RequestId | None,
+        checked: bool = False,
         sent: asyncio.Event | None = None,
     ) -> JsonDict:
+        """One request's exchange; `checked` ones (not Bastion's own) count against `max_concurrent` and the
+        circuit breaker."""
         transport = self._transport
         if transport is None:
             raise UpstreamUnavailable(f"server {self.name} is unavailable", data={"server": self.name})
-        future: asyncio.Future[JsonDict] = asyncio.get_running_loop().create_future()
+        counted = checked and owner is not None
+        if counted:
+            if self._active >= self.config.max_concurrent:
+                raise RateLimited(
+                    f"server {self.name} has too many calls in flight",
+                    data={"server": self.name, "limit": self.config.max_concurrent, "retryAfter": 1},
+                )
+            self._active += 1
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[JsonDict] = loop.create_future()
         pending = Pending(future, owner, downstream_id)
         upstream_id, params = self.correlation.open(pending, params)
         # A timer instead of wait_for(): one callback per call, no extra task on the hot path.
-        timer = asyncio.get_running_loop().call_later(timeout, expire, pending, self.name, method, timeout)
+        timer = loop.call_later(timeout, expire, pending, self.name, method, timeout)
         try:
             task = pending.sender = asyncio.current_task()
             cancelling = task.cancelling() if task is not None else 0
@@ -466,9 +473,15 @@ class UpstreamConnection:
                 pending.sender = None
                 if sent is not None:
                     sent.set()
-            return await future
-        except UpstreamTimeout:
+            reply = await future
+        except UpstreamTimeout as exc:
             self._cancel_soon(upstream_id, "timeout")
+            if checked:
+                self._failed(str(exc.reason))
+            raise
+        except UpstreamError as exc:
+            if checked:
+                self._failed(str(exc.reason))
             raise
         except asyncio.CancelledError:
             self._cancel_soon(upstream_id, "cancelled by client")
@@ -476,6 +489,16 @@ class UpstreamConnection:
         finally:
             timer.cancel()
             self.correlation.close(upstream_id)
+            if counted:
+                self._active -= 1
+                self.last_call_end = time.monotonic()
+        if checked:
+            breaker = self.breaker
+            if "error" in reply and transport_failure(reply, self.name):
+                self._failed("transport")
+            elif (breaker.failures or breaker.state is not CircuitState.CLOSED) and breaker.record_success():
+                self.circuit_changed()
+        return reply
 
     async def notify(self, method: str, params: JsonDict | None = None) -> None:
         """Send a notification upstream (best effort: a down upstream just misses it)."""

@@ -30,18 +30,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from bastion.errors import RateLimited, UpstreamUnavailable
+from bastion.pipeline.chain import Pipeline
+from bastion.pipeline.stages.listing import screen_listing
 from bastion.types import JsonDict
-from bastion.upstream.association import Isolation, Scope, default_isolation
+from bastion.upstream.association import Isolation, Scope
 from bastion.upstream.connection import ConnectionListener, UpstreamConnection
 from bastion.upstream.pending import Owner
-
-ToolScreen = Callable[[str, list[JsonDict]], Awaitable[list[JsonDict]]]
-"""Screens an upstream's tool definitions before they are cached (poisoning, rug-pull pins)."""
 
 if TYPE_CHECKING:
     from bastion.upstream.eras import HandshakeTwins
@@ -59,7 +58,6 @@ class _Entry:
     conn: UpstreamConnection
     scope: Scope
     last_used: float = field(default_factory=time.monotonic)
-    users: int = 0
     ready: asyncio.Future[None] | None = None
 
 
@@ -71,7 +69,7 @@ class UpstreamPool:
         base: dict[str, UpstreamConnection],
         *,
         on_notification: ConnectionListener,
-        tool_screen: Callable[[], ToolScreen | None] = lambda: None,
+        listing: Callable[[], Pipeline] = Pipeline,
         twins: HandshakeTwins | None = None,
     ) -> None:
         """Build the pool.
@@ -80,20 +78,20 @@ class UpstreamPool:
             base: The servers' base connections (lists, health, `shared` calls); scoped connections of a server
                 are built from its base connection's transport factory.
             on_notification: Told of notifications for sessions from any scoped connection.
-            tool_screen: The pins check in force (read at each connection's start).
+            listing: The listing chain in force (read at each connection's start): a scoped connection's own tool
+                list goes through it, and only the tools it keeps may be called there.
             twins: The servers' shared handshake-era twins (what a `shared` call needing that era uses).
         """
         self._base = base
         self._on_notification = on_notification
-        self._tool_screen = tool_screen
+        self._listing = listing
         self._twins = twins
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Future[Any]] = set()
 
     def isolation(self, server: str) -> Isolation:
-        config = self._base[server].config
-        return Isolation(config.isolation) if config.isolation else default_isolation(config.transport)
+        return self._base[server].isolation
 
     def connections(self) -> list[UpstreamConnection]:
         """Every live scoped connection (drain on shutdown, metrics, the bench)."""
@@ -122,7 +120,7 @@ class UpstreamPool:
             UpstreamUnavailable: the scoped connection could not be opened.
         """
         base = self._base[server]
-        isolation = self.isolation(server)
+        isolation = base.isolation
         if isolation is Isolation.SHARED and self._twins is not None:
             return await self._twins.for_client(base, handshake_only=handshake_only)
         if isolation is Isolation.SHARED or not base.available:
@@ -224,19 +222,11 @@ class UpstreamPool:
             cursor = result.get("nextCursor") if isinstance(result, dict) else None
             if cursor is None:
                 break
-        screen = self._tool_screen()
-        if screen is None:
+        listing = self._listing()
+        if not listing:
             return
-        kept = await screen(server, items)
+        kept = await screen_listing(listing, server, "tools/list", items)
         conn.allowed_tools = frozenset(str(t["name"]) for t in kept if "name" in t)
-
-    def using(self, conn: UpstreamConnection, delta: int) -> None:
-        """Count a call starting (+1) or ending (-1) on a scoped connection; a used one is never reaped."""
-        for entry in self._entries.values():
-            if entry.conn is conn:
-                entry.users += delta
-                entry.last_used = time.monotonic()
-                return
 
     async def release_session(self, session_id: str) -> None:
         """The downstream session ended: close its `session`-scoped connections."""
@@ -270,10 +260,10 @@ class UpstreamPool:
             idle = [
                 k
                 for k, e in self._entries.items()
-                if e.users <= 0
+                if not e.conn.busy
                 and e.ready is not None
                 and e.ready.done()
-                and now - e.last_used > self._base[k[0]].config.idle_seconds
+                and now - max(e.last_used, e.conn.last_call_end) > self._base[k[0]].config.idle_seconds
             ]
             if idle:
                 logger.info("upstream pool: reaping %d idle connection(s)", len(idle))

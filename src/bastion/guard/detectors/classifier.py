@@ -16,6 +16,7 @@ every scan raise, which the engine turns into a `detector_error` finding (fail c
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -114,6 +115,7 @@ class ClassifierDetector:
     def __init__(self, config: ClassifierConfig | None = None, *, model_path: Path | None = None) -> None:
         self.config = config if config is not None else ClassifierConfig()
         self.rules: tuple[Rule, ...] = CUE_RULES
+        self._cues = [rule.compiled() for rule in CUE_RULES]
         self._model: TextModel | None = None
         self._error: ModelError | None = None
         try:
@@ -154,10 +156,26 @@ class ClassifierDetector:
                     self._cache.popitem(last=False)
         return self._findings([(score, 0, len(text))], context, "poisoning", self.config.tool_threshold)
 
+    @property
+    def whole_chars(self) -> int:
+        """A payload this small is one window: scored whole (`check_whole`), cue or not."""
+        return WINDOW_CHARS
+
+    def check_whole(self, text: str, context: ScanContext) -> list[Finding]:
+        """Results and arguments of at most one window in all (a prompt, a short argument or result): scored whole,
+        so an instruction worded without any cue still counts. One window costs one model pass (~0.1 ms). With a
+        cue the bar is `threshold`, as for any cue window; without one there is less evidence, so it is
+        `whole_threshold`."""
+        if context.direction is Direction.TOOL or _words(text) < self.config.whole_min_words:
+            return []
+        cued = any(cue.search(text) for cue in self._cues)
+        threshold = self.config.threshold if cued else self.config.whole_threshold
+        return self._findings([(self.model.score(text), 0, len(text))], context, "injection", threshold)
+
     def confirm(self, text: str, hits: Sequence[Hit], context: ScanContext) -> list[Finding]:
         """Results and arguments: score the windows around the cues."""
-        if context.direction is Direction.TOOL:
-            return []  # `check` scores the whole string
+        if context.direction is Direction.TOOL or context.whole:
+            return []  # `check` scores a definition's strings, `check_whole` a small payload
         return self._findings(
             score_near(self.model, text, [h.match.span() for h in hits]), context, "injection"
         )
@@ -196,6 +214,16 @@ class ClassifierDetector:
                 end=end,
             )
         ]
+
+
+_WORD: Final = re.compile(r"\S*[^\W\d_]\S*")
+_IDEOGRAPH: Final = re.compile("[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+
+
+def _words(text: str) -> int:
+    """Words of `text`: whitespace-separated tokens with a letter, plus one per two CJK characters (written
+    without spaces)."""
+    return len(_WORD.findall(text)) + len(_IDEOGRAPH.findall(text)) // 2
 
 
 def score_near(model: TextModel, text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[float, int, int]]:

@@ -191,8 +191,16 @@ class TextModel:
 
     def score(self, text: str) -> float:
         """The highest window probability of `text` (0 for an empty text)."""
-        windows = window_bounds(text)
-        return float(self.score_windows(text, windows).max()) if text else 0.0
+        if not text:
+            return 0.0
+        if len(text) <= WINDOW_CHARS:
+            # One window: the same sum as `score_windows`, without its per-position bookkeeping (small payloads
+            # are scored whole on the hot path, so the fixed cost is what counts).
+            _, buckets = features(text, self.bits)
+            total = float(self.weights[buckets].sum(dtype=np.float64))
+            logit = self.bias + total / math.sqrt(max(len(buckets), 1))
+            return 1.0 / (1.0 + math.exp(-logit))
+        return float(self.score_windows(text, window_bounds(text)).max())
 
 
 class ModelError(Exception):

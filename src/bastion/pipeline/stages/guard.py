@@ -5,7 +5,7 @@ What is inspected (the guard's `Direction` in brackets):
 - `prompts/get` arguments [request]; the prompt's messages [response].
 - `resources/read` and `resources/subscribe` URIs [request]; the resource contents [response].
 - `completion/complete` argument and context [request]; the completion values [response].
-Lists are not inspected here: tool definitions are screened by `ToolScreen` before the catalogue caches them.
+Lists are not inspected here: the listing chain (`listing.py`) screens them before the catalogue caches them.
 
 Rules:
 - `block` is a JSON-RPC error on every method and in both directions: `Denied` (-31001, reason
