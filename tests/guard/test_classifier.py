@@ -16,7 +16,7 @@ import pytest
 
 from bastion.guard.actions import Action
 from bastion.guard.config import ClassifierConfig, GuardrailsConfig
-from bastion.guard.detectors.classifier import ClassifierDetector, default_model_path
+from bastion.guard.detectors.classifier import CUE_RULES, ClassifierDetector, default_model_path
 from bastion.guard.detectors.textmodel import ModelError, load_model, save_model, window_bounds
 from bastion.guard.engine import Guard
 
@@ -101,7 +101,7 @@ SHORT_BENIGN = (
 @pytest.mark.parametrize("order", CUELESS_ORDERS)
 def test_a_small_result_is_scored_whole_so_an_order_without_any_cue_word_is_flagged(order: str) -> None:
     guard = Guard(GuardrailsConfig())  # the default configuration
-    assert not any(cue.search(order) for cue in ClassifierDetector()._cues)
+    assert not any(rule.compiled().search(order) for rule in CUE_RULES)
     result = guard.inspect("response", text_result(order))
     assert ("classifier", "injection", "flag") in {(f.detector, f.type, f.action) for f in result.findings}
     assert result.action is Action.FLAG  # evidence for an operator, never a refusal by default

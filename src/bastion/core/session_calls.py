@@ -214,12 +214,7 @@ class SessionCalls:
     async def _call(self, exchange: Exchange, route: Route, era: Era) -> JsonDict:
         session, gateway, modern = self._session, self._gateway, era is Era.MODERN
         method, params, request_id = exchange.method, exchange.params, exchange.request_id
-        server: str
-        target: str | None
-        if route is Route.TOOL and isinstance(name := params.get("name"), str):
-            server, target = await gateway.catalog.resolve_named(method, name)  # the common case, no detour
-        else:
-            server, target = await self._resolve(route, method, params)
+        server, target = await self._resolve(route, method, params)
         exchange.server, exchange.target = server, target
         if target is not None:
             session.state.target(request_id, server, target)
@@ -434,11 +429,10 @@ def _upstream_params(route: Route, params: JsonDict, target: str | None, modern:
             out = {**params, "ref": {**ref, "name": target}}
     if modern and isinstance(out.get("_meta"), dict):
         # The caller's envelope is re-stated by the upstream connection for its own hop.
-        meta = dict(out["_meta"])
-        for key in [k for k in meta if k.startswith("io.modelcontextprotocol/")]:
-            if key != "io.modelcontextprotocol/related-task":
-                del meta[key]
-        out = {**out, "_meta": meta}
-        if not meta:
-            del out["_meta"]
+        meta = {
+            k: v
+            for k, v in out["_meta"].items()
+            if not k.startswith("io.modelcontextprotocol/") or k == "io.modelcontextprotocol/related-task"
+        }
+        out = {**out, "_meta": meta} if meta else {k: v for k, v in out.items() if k != "_meta"}
     return out

@@ -162,8 +162,9 @@ class WholeCheck(Protocol):
 
     whole_chars: int
 
-    def check_whole(self, text: str, context: ScanContext) -> list[Finding]:
-        """Findings on the payload's strings joined by newlines (`context` names its longest string)."""
+    def check_whole(self, text: str, context: ScanContext, *, hit: bool) -> list[Finding]:
+        """Findings on the payload's strings joined by newlines (`context` names its longest string); `hit` says
+        whether the detector's own stage-1 rules matched anywhere in the payload (when it has rules)."""
         ...
 
 

@@ -25,9 +25,10 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
@@ -101,8 +102,9 @@ class _Plan:
     plain: list[Detector]
     every_string: list[tuple[str, StringCheck]]
     schema: PayloadCheck | None
-    whole: list[tuple[str, WholeCheck]]
-    """Detectors given the whole text of a payload of at most `whole_chars` characters."""
+    whole: list[tuple[str, WholeCheck, int | None]]
+    """Detectors given the whole text of a payload of at most `whole_chars` characters, with their slot in
+    `pattern_detectors` (None for one without rules)."""
     whole_chars: int
 
 
@@ -147,7 +149,7 @@ class Guard:
         rules: list[Rule] = []
         plain: list[Detector] = []
         every: list[tuple[str, StringCheck]] = []
-        whole: list[tuple[str, WholeCheck]] = []
+        whole: list[tuple[str, WholeCheck, int | None]] = []
         schema: PayloadCheck | None = None
         if self.config.enabled:
             for detector in self.detectors:
@@ -159,7 +161,8 @@ class Guard:
                 if isinstance(detector, StringCheck) and detector.wants_every_string(direction):
                     every.append((detector.name, detector))
                 if isinstance(detector, WholeCheck) and direction is not Direction.TOOL:
-                    whole.append((detector.name, detector))
+                    slot_of = len(pattern_detectors) if isinstance(detector, PatternDetector) else None
+                    whole.append((detector.name, detector, slot_of))
                 if isinstance(detector, PatternDetector):
                     slot = len(pattern_detectors)
                     pattern_detectors.append(detector)
@@ -173,7 +176,7 @@ class Guard:
             # The views' marks join the same pass: one scan of the payload decides both.
             rules.extend(CANDIDATE_RULES)
         matcher = MultiMatcher(rules, backend=backend)
-        whole_chars = min((check.whole_chars for _, check in whole), default=0)
+        whole_chars = min((check.whole_chars for _, check, _ in whole), default=0)
         return _Plan(pattern_detectors, owners, matcher, view_base, plain, every, schema, whole, whole_chars)
 
     @property
@@ -256,15 +259,14 @@ class Guard:
             key = link[0] if link is not None and isinstance(link[0], str) else None
             return ScanContext(direction=direction, key=key, server=server, tool=tool, link=link, whole=whole)
 
-        if whole:
-            out.extend(self._whole(plan, seen.strings, context))
-
         hits_by_string: dict[int, dict[int, list[Hit]]] = {}
         if plan.view_base:
             hits_by_string = stage1.hits()
             if views:  # a pass of their own: the raw strings keep their fast single-string path
                 extra = _Pass(plan, strings[raw:]).hits()
                 hits_by_string.update({raw + i: found for i, found in extra.items()})
+        if whole:
+            out.extend(self._whole(plan, seen.strings, context, hits_by_string))
         wanted = set(hits_by_string)
         if plan.plain or plan.every_string:
             wanted.update(range(len(strings)))
@@ -281,15 +283,23 @@ class Guard:
                 out.extend((i, f) for f in self._guarded(plain.name, plain.scan, text, ctx))
         return _keep_view_findings(out, raw, views) if views else out
 
-    def _whole(self, plan: _Plan, strings: list[str], context: Any) -> list[tuple[int, Finding]]:
+    def _whole(
+        self,
+        plan: _Plan,
+        strings: list[str],
+        context: Callable[[int], ScanContext],
+        hits_by_string: dict[int, dict[int, list[Hit]]],
+    ) -> list[tuple[int, Finding]]:
         """The `WholeCheck`s over a small payload's strings joined by newlines; a finding is placed on the longest
-        string (all of it, when the payload has several), where redaction would act."""
+        string (all of it, when the payload has several), where redaction would act. Whether a check's own rules
+        hit comes from the pass already made, not from a second search."""
         longest = max(range(len(strings)), key=lambda i: len(strings[i]))
         text = strings[0] if len(strings) == 1 else "\n".join(strings)
         ctx = context(longest)
         out: list[tuple[int, Finding]] = []
-        for name, check in plan.whole:
-            for finding in self._guarded(name, check.check_whole, text, ctx):
+        for name, check, slot in plan.whole:
+            hit = slot is not None and any(slot in hits_by_string.get(i, {}) for i in range(len(strings)))
+            for finding in self._guarded(name, functools.partial(check.check_whole, hit=hit), text, ctx):
                 if len(strings) > 1 and finding.start >= 0:
                     finding = dataclasses.replace(finding, start=0, end=len(strings[longest]))
                 out.append((longest, finding))

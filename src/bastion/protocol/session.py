@@ -187,18 +187,18 @@ def hello_of_initialize(params: JsonDict) -> Hello:
 def hello_of_envelope(params: JsonDict) -> Hello | None:
     """A 2026-07-28 request's envelope (members that are absent or malformed leave the known values); None for a
     handshake-era request (no envelope), so one look tells the era and the hello."""
-    meta = params.get("_meta")
-    if not isinstance(meta, dict) or not isinstance(version := meta.get(versions.META_PROTOCOL_VERSION), str):
+    version = versions.envelope_version(params)
+    if version is None:
         return None
+    meta = params["_meta"]  # a dict: `envelope_version` found the version in it
     caps = meta.get(versions.META_CLIENT_CAPABILITIES)
     client = meta.get(versions.META_CLIENT_INFO)
-    if not isinstance(client, dict):
-        return Hello(protocol_version=version, capabilities=caps if isinstance(caps, dict) else None)
+    info: JsonDict | None = client if isinstance(client, dict) else None
     return Hello(
         protocol_version=version,
         capabilities=caps if isinstance(caps, dict) else None,
-        client_name=str(client.get("name", ""))[:200],
-        client_version=str(client.get("version", ""))[:100],
+        client_name=None if info is None else str(info.get("name", ""))[:200],
+        client_version=None if info is None else str(info.get("version", ""))[:100],
     )
 
 

@@ -336,7 +336,7 @@ class UpstreamConnection:
             raise UpstreamUnavailable(
                 f"server {self.name} is unavailable", data={"server": self.name, "state": str(self.state)}
             )
-        if self.breaker.state is not CircuitState.CLOSED:
+        if self.breaker.state is not CircuitState.CLOSED:  # `breaker.closed`, without a call per request
             raise self._circuit_open()
         if self.modern:
             params = self.envelope(params, client_capabilities)
@@ -447,19 +447,19 @@ class UpstreamConnection:
         if transport is None:
             raise UpstreamUnavailable(f"server {self.name} is unavailable", data={"server": self.name})
         counted = checked and owner is not None
-        if counted:
-            if self._active >= self.config.max_concurrent:
-                raise RateLimited(
-                    f"server {self.name} has too many calls in flight",
-                    data={"server": self.name, "limit": self.config.max_concurrent, "retryAfter": 1},
-                )
-            self._active += 1
+        if counted and self._active >= self.config.max_concurrent:
+            raise RateLimited(
+                f"server {self.name} has too many calls in flight",
+                data={"server": self.name, "limit": self.config.max_concurrent, "retryAfter": 1},
+            )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[JsonDict] = loop.create_future()
         pending = Pending(future, owner, downstream_id)
         upstream_id, params = self.correlation.open(pending, params)
         # A timer instead of wait_for(): one callback per call, no extra task on the hot path.
         timer = loop.call_later(timeout, expire, pending, self.name, method, timeout)
+        if counted:
+            self._active += 1  # undone in the `finally` below, whatever happens
         try:
             task = pending.sender = asyncio.current_task()
             cancelling = task.cancelling() if task is not None else 0
@@ -493,10 +493,9 @@ class UpstreamConnection:
                 self._active -= 1
                 self.last_call_end = time.monotonic()
         if checked:
-            breaker = self.breaker
-            if "error" in reply and transport_failure(reply, self.name):
+            if transport_failure(reply, self.name):
                 self._failed("transport")
-            elif (breaker.failures or breaker.state is not CircuitState.CLOSED) and breaker.record_success():
+            elif self.breaker.record_success():
                 self.circuit_changed()
         return reply
 

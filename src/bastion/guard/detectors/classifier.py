@@ -115,7 +115,6 @@ class ClassifierDetector:
     def __init__(self, config: ClassifierConfig | None = None, *, model_path: Path | None = None) -> None:
         self.config = config if config is not None else ClassifierConfig()
         self.rules: tuple[Rule, ...] = CUE_RULES
-        self._cues = [rule.compiled() for rule in CUE_RULES]
         self._model: TextModel | None = None
         self._error: ModelError | None = None
         try:
@@ -161,15 +160,14 @@ class ClassifierDetector:
         """A payload this small is one window: scored whole (`check_whole`), cue or not."""
         return WINDOW_CHARS
 
-    def check_whole(self, text: str, context: ScanContext) -> list[Finding]:
+    def check_whole(self, text: str, context: ScanContext, *, hit: bool) -> list[Finding]:
         """Results and arguments of at most one window in all (a prompt, a short argument or result): scored whole,
         so an instruction worded without any cue still counts. One window costs one model pass (~0.1 ms). With a
-        cue the bar is `threshold`, as for any cue window; without one there is less evidence, so it is
-        `whole_threshold`."""
+        cue (`hit`: a cue rule matched in the engine's pass) the bar is `threshold`, as for any cue window; without
+        one there is less evidence, so it is `whole_threshold`."""
         if context.direction is Direction.TOOL or _words(text) < self.config.whole_min_words:
             return []
-        cued = any(cue.search(text) for cue in self._cues)
-        threshold = self.config.threshold if cued else self.config.whole_threshold
+        threshold = self.config.threshold if hit else self.config.whole_threshold
         return self._findings([(self.model.score(text), 0, len(text))], context, "injection", threshold)
 
     def confirm(self, text: str, hits: Sequence[Hit], context: ScanContext) -> list[Finding]:
