@@ -2,7 +2,12 @@
 
 Rules:
 - SQLite is only touched from worker threads, one operation at a time (a capacity limiter of one), so the
-  event loop never blocks on disk and the single connection is never used concurrently.
+  event loop never blocks on disk and the single connection is never used concurrently. One exception: the
+  record cache's `PRAGMA data_version` on a second connection of its own, read on the event loop (a few
+  microseconds, no page read: it looks at the WAL index), because a thread hop per read cost more than the read.
+- `get_record` answers from a small cache of bodies while `data_version` is unchanged, i.e. while no connection,
+  of this process or another (the CLI revoking a key), has committed to the file since the body was read; so an
+  API key checked on every request costs no thread hop, and a revocation is still seen at the next request.
 - Buckets, leases and key/value entries live in dicts: they are cheap to lose on restart and must be fast.
 - Idle buckets and expired entries are swept every `_SWEEP_EVERY` operations, so memory stays bounded by the
   number of *active* keys.
@@ -33,6 +38,8 @@ from bastion.state.base import RECORD_TOPIC, BucketResult, StateEvent
 
 _SWEEP_EVERY: Final = 1024
 """Operations between two sweeps of idle in-memory entries."""
+_CACHED_RECORDS: Final = 4096
+"""Record bodies (or their absence) kept by `get_record`; the oldest is dropped beyond this."""
 _QUEUE_LIMIT: Final = 10_000
 """Events buffered per subscriber; beyond this a slow subscriber misses events (it re-reads the store)."""
 
@@ -63,6 +70,10 @@ class EmbeddedStateStore:
         self._path = str(path)
         self._clock = clock
         self._db: sqlite3.Connection | None = None
+        self._watch: sqlite3.Connection | None = None
+        """Only asked `PRAGMA data_version`, on the event loop (None for `:memory:`: nothing to cache against)."""
+        self._cached: dict[tuple[str, str], tuple[int, str | None]] = {}
+        """(namespace, id) -> (data_version read before the body was, body or None when there was no record)."""
         self._limiter = anyio.CapacityLimiter(1)
         self._values: dict[str, tuple[bytes, float | None]] = {}
         self._buckets: dict[str, _Bucket] = {}
@@ -85,6 +96,8 @@ class EmbeddedStateStore:
         """Open (and create) the SQLite file. Called lazily by the first record operation too."""
         if self._db is None:
             self._db = await anyio.to_thread.run_sync(self._connect, limiter=self._limiter)
+            if self._path != ":memory:":
+                self._watch = await anyio.to_thread.run_sync(self._connect_watch, limiter=self._limiter)
 
     def _connect(self) -> sqlite3.Connection:
         if self._path != ":memory:":
@@ -94,7 +107,25 @@ class EmbeddedStateStore:
         db.execute(_SCHEMA)
         return db
 
+    def _connect_watch(self) -> sqlite3.Connection:
+        return sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+
+    def _version(self) -> int | None:
+        """The file's `data_version` (changes whenever any other connection commits), None when unknown."""
+        watch = self._watch
+        if watch is None:
+            return None
+        try:
+            rows = watch.execute("PRAGMA data_version").fetchall()  # stepped to the end: no read left open
+        except sqlite3.Error:
+            return None
+        return int(rows[0][0]) if rows else None
+
     async def aclose(self) -> None:
+        watch, self._watch = self._watch, None
+        self._cached.clear()
+        if watch is not None:
+            await anyio.to_thread.run_sync(watch.close, limiter=self._limiter)
         db, self._db = self._db, None
         if db is not None:
             await anyio.to_thread.run_sync(db.close, limiter=self._limiter)
@@ -200,7 +231,18 @@ class EmbeddedStateStore:
         )
 
     async def get_record(self, namespace: str, record_id: str) -> dict[str, Any] | None:
-        body: str | None = await self._run(self._get, namespace, record_id)
+        # The version is read before the body: a commit in between makes the entry stale at once, never wrong.
+        version = self._version()
+        key = (namespace, record_id)
+        cached = self._cached.get(key)
+        if version is not None and cached is not None and cached[0] == version:
+            body = cached[1]
+        else:
+            body = await self._run(self._get, namespace, record_id)
+            if version is not None:
+                if len(self._cached) >= _CACHED_RECORDS:
+                    self._cached.pop(next(iter(self._cached)))
+                self._cached[key] = (version, body)
         return None if body is None else _loads(body)
 
     def _get(self, namespace: str, record_id: str) -> str | None:
