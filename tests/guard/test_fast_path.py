@@ -157,3 +157,23 @@ def test_on_non_ascii_text_both_stages_find_exactly_what_python_finds_rule_by_ru
         fast = {(i, m.span()) for i, m in matcher.search_all(text)}
         slow = {(i, m.span()) for i, regex in enumerate(matcher.regexes) for m in regex.finditer(text)}
         assert fast == slow, [matcher.rules[i].type for i, _ in fast ^ slow]
+
+
+def test_requests_and_results_hold_one_copy_of_the_databases_of_their_common_detectors() -> None:
+    guard = Guard(
+        GuardrailsConfig()
+    )  # default actions: `arguments` on requests only, the classifier on results
+    request, response = (guard._plans[d].matcher._impl for d in (Direction.REQUEST, Direction.RESPONSE))
+
+    def database(part: Any) -> Any:  # a part placed at other rule indices wraps the shared backend
+        return getattr(part, "backend", part)
+
+    assert database(request.parts[0]) is database(response.parts[0])  # secrets, PII, injection
+    assert database(request.parts[1]) is not database(response.parts[1])  # arguments; the classifier's cues
+    assert database(request.parts[2]) is database(response.parts[2])  # the views' candidates
+    traversal = "../../../../etc/passwd"
+    assert any(
+        f.detector == "arguments" for f in guard.inspect(Direction.REQUEST, {"path": traversal}).findings
+    )
+    result = {"content": [{"type": "text", "text": traversal}]}
+    assert not any(f.detector == "arguments" for f in guard.inspect(Direction.RESPONSE, result).findings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 import uuid
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,32 @@ def _entries(rules: list[Rule]) -> list[tuple[int, Rule, int]]:
             flags |= hyperscan.HS_FLAG_PREFILTER
         out.append((i, rule, flags))
     return out
+
+
+def test_a_matcher_in_parts_reports_what_one_database_reports() -> None:
+    rules = [*unique_rules(), *unique_rules()]
+    rules.append(rules[0])  # a twin across the parts: compiled once, reported for both
+    tag_a, tag_b = rules[0].pattern[8:16], rules[3].pattern[8:16]
+    texts = [
+        f"x NEEDLE{tag_a} y\nstart{tag_b} and {tag_b}-1234",
+        f"é NEEDLE{tag_b} ü {tag_a}-4321 ✓",  # not ASCII: the wide databases
+        "nothing here",
+    ]
+    whole = MultiMatcher(rules, backend="hyperscan")
+    split = MultiMatcher(rules, backend="hyperscan", parts=(2, 4))
+    for text in texts:
+        assert split.matching(text) == whole.matching(text)
+    assert split.matching(texts[0]) == [0, 4, 5, 6]
+
+
+def test_matchers_with_rules_in_common_hold_one_copy_of_their_databases() -> None:
+    common, mine, theirs = unique_rules(), unique_rules(), unique_rules()[:1]
+    first = MultiMatcher([*common, *mine], backend="hyperscan", parts=(len(common),))
+    second = MultiMatcher([*common, *theirs], backend="hyperscan", parts=(len(common),))
+    narrow: Any = (first._impl, second._impl)
+    wide: Any = (first._sets.wide_impl, second._sets.wide_impl)
+    assert narrow[0].parts[0] is narrow[1].parts[0]
+    assert wide[0].parts[0] is wide[1].parts[0]
+    tag = theirs[0].pattern[8:16]
+    assert second.matching(f"NEEDLE{tag}") == [3]  # its own index, from its own part
+    assert first.matching(f"NEEDLE{tag}") == []

@@ -60,6 +60,8 @@ _UNCHECKED_DEPTH: Final = 10_000
 """Walk depth when no size check runs in a direction: deep enough for any real payload, bounded for hostile ones."""
 
 _JOIN: Final = "\x00"
+_PARTNER: Final = {Direction.REQUEST: Direction.RESPONSE, Direction.RESPONSE: Direction.REQUEST}
+"""Directions whose plans share the database of the rules they have in common (see `_plan`)."""
 """Separator of the strings of one payload in the single scan buffer; matches across it are discarded."""
 
 
@@ -139,7 +141,7 @@ class Guard:
         )
         with ThreadPoolExecutor(len(Direction), thread_name_prefix="guard-compile") as pool:
             # Each direction's rule set compiles in its own child process (`hs_compile`): seconds each, so
-            # side by side; identical sets are compiled once (`MultiMatcher`).
+            # side by side; identical sets and parts are compiled and held once (`MultiMatcher`).
             plans = list(pool.map(lambda d: self._plan(d, backend), Direction))
         self._plans = dict(zip(Direction, plans, strict=True))
 
@@ -151,6 +153,12 @@ class Guard:
         every: list[tuple[str, StringCheck]] = []
         whole: list[tuple[str, WholeCheck, int | None]] = []
         schema: PayloadCheck | None = None
+        # Compiled in parts, each held once per process for every plan with a part of the same rules: the leading
+        # detectors acting on requests and results alike (about 3 MB narrow and as much wide, for the process's
+        # life, instead of one copy per direction), this direction's own, and the views' candidates.
+        partner = _PARTNER.get(direction)
+        shared = 0
+        leading = partner is not None
         if self.config.enabled:
             for detector in self.detectors:
                 if not self.actions.may_act(detector.name, direction):
@@ -169,13 +177,15 @@ class Guard:
                     for local, rule in enumerate(detector.rules):
                         owners.append((slot, local))
                         rules.append(rule)
+                    leading = leading and partner is not None and self.actions.may_act(detector.name, partner)
+                    shared = len(rules) if leading else shared
                 else:
                     plain.append(detector)
         view_base = len(rules)
         if self.config.normalize and (rules or plain or every):
-            # The views' marks join the same pass: one scan of the payload decides both.
+            # The views' marks come from the same stage 1 (their own part, the same in every direction).
             rules.extend(CANDIDATE_RULES)
-        matcher = MultiMatcher(rules, backend=backend)
+        matcher = MultiMatcher(rules, backend=backend, parts=(shared, view_base))
         whole_chars = min((check.whole_chars for _, check, _ in whole), default=0)
         return _Plan(pattern_detectors, owners, matcher, view_base, plain, every, schema, whole, whole_chars)
 

@@ -1,7 +1,8 @@
 r"""`MultiMatcher`: which of many rules match somewhere in a buffer, in one pass over it, and where.
 
 Stage 1, "which rules": one pass of a multi-pattern backend, fastest first: Hyperscan (each rule reported at most
-once), RE2's `Set`, or a plain `re` alternation. A backend may over-report (prefilter mode) but never under-report,
+once), RE2's `Set`, or a plain `re` alternation; one pass per part when the rules are compiled in parts, so that
+matchers with rules in common (the request and response directions) hold one copy of those databases. A backend may over-report (prefilter mode) but never under-report,
 except the `re` fallback, which can miss a rule whose match starts where another rule's match already did.
 
 Stage 2, "where", only for the few rules stage 1 reported: RE2 (a linear-time DFA) finds candidate spans with the
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import itertools
 import logging
 import re
 import sys
@@ -247,12 +249,14 @@ class _Compiled:
     """For a rule compiled once on behalf of identical rules (several detectors share rule packs), those others."""
 
 
-_COMPILED: dict[tuple[str | None, tuple[tuple[str, int, str | None], ...]], _Compiled] = {}
+_Key = tuple[str | None, tuple[int, ...], tuple[tuple[str, int, str | None], ...]]
+"""(backend, where its parts begin, every rule's pattern, flags and prefilter): what a compiled set depends on."""
+_COMPILED: dict[_Key, _Compiled] = {}
 """Compiled rule sets, shared by every matcher with the same rules (a Hyperscan build takes a second or two;
 databases are read-only and each thread brings its own scratch)."""
 _COMPILED_LIMIT: Final = 16
 _CACHE_LOCK = threading.Lock()
-_BUILDING: dict[tuple[str | None, tuple[tuple[str, int, str | None], ...]], Future[_Compiled]] = {}
+_BUILDING: dict[_Key, Future[_Compiled]] = {}
 """Rule sets being compiled now, so a second thread asking for the same set waits for the first."""
 
 
@@ -290,7 +294,84 @@ def _backend(name: str, rules: Sequence[Rule], indices: Sequence[int]) -> tuple[
     raise ValueError(f"unknown matcher backend {name!r}")
 
 
-def _compile(rules: tuple[Rule, ...], backend: str | None) -> _Compiled:
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """The narrow and wide databases of some rules, numbered from 0 in their own order (see `_Compiled`)."""
+
+    impl: _Backend
+    always: tuple[int, ...]
+    wide_impl: _Backend | None
+    wide_always: tuple[int, ...]
+
+
+_PARTS: dict[tuple[str, tuple[tuple[str, int, str | None], ...]], _Part] = {}
+"""Compiled parts by backend and rules, so matchers with some rules in common (the request and response directions)
+hold one copy of those databases, wherever the rules sit in each (`MultiMatcher(parts=...)`)."""
+_PARTS_LIMIT: Final = 4 * _COMPILED_LIMIT
+
+
+def _part(name: str, rules: Sequence[Rule]) -> _Part:
+    key = (name, tuple((r.pattern, r.flags, r.prefilter) for r in rules))
+    with _CACHE_LOCK:
+        known = _PARTS.get(key)
+    if known is not None:
+        return known
+    indices = range(len(rules))
+    wide_impl: _Backend | None = None
+    wide_always: list[int] = []
+    if name == "re":  # Python's `re` reads the text itself, Unicode and all
+        impl, always = _backend(name, rules, indices)
+    else:
+        viewed, positions, wide_always = _wide_rules(rules, indices)
+        with ThreadPoolExecutor(1, thread_name_prefix="guard-compile") as pool:
+            # The two databases compile side by side (each in a child process; see `hs_compile`).
+            narrow = pool.submit(_backend, name, rules, indices)
+            wide_impl, failed = _backend(name, _Sparse(viewed, positions, len(rules)), positions)
+            impl, always = narrow.result()
+        wide_always += failed
+    built = _Part(impl, tuple(always), wide_impl, tuple(sorted(wide_always)))
+    with _CACHE_LOCK:
+        part = _PARTS.setdefault(key, built)  # compiled at the same time by another thread: keep theirs
+        while len(_PARTS) > _PARTS_LIMIT:
+            _PARTS.pop(next(iter(_PARTS)))
+    return part
+
+
+class _Placed:
+    """A part's backend answering with the matcher's own rule indices."""
+
+    def __init__(self, backend: _Backend, indices: Sequence[int]) -> None:
+        self.backend, self.indices, self.name = backend, tuple(indices), backend.name
+
+    def matching(self, data: bytes) -> set[int]:
+        indices = self.indices
+        return {indices[local] for local in self.backend.matching(data)}
+
+
+class _Union:
+    """The parts of a matcher, one pass each."""
+
+    def __init__(self, parts: Sequence[_Backend]) -> None:
+        self.parts = tuple(parts)
+        self.name = self.parts[0].name
+
+    def matching(self, data: bytes) -> set[int]:
+        found: set[int] = set()
+        for part in self.parts:
+            found |= part.matching(data)
+        return found
+
+
+def _placed(backend: _Backend, indices: Sequence[int]) -> _Backend:
+    """`backend` reporting `indices[i]` for its rule `i` (itself when they are the same numbers)."""
+    return backend if all(i == n for n, i in enumerate(indices)) else _Placed(backend, indices)
+
+
+def _joined(backends: Sequence[_Backend]) -> _Backend:
+    return backends[0] if len(backends) == 1 else _Union(backends)
+
+
+def _compile(rules: tuple[Rule, ...], backend: str | None, splits: tuple[int, ...]) -> _Compiled:
     first: dict[tuple[str, int, str | None], int] = {}
     twins: dict[int, list[int]] = {}
     for index, rule in enumerate(rules):
@@ -298,30 +379,24 @@ def _compile(rules: tuple[Rule, ...], backend: str | None) -> _Compiled:
         if seen != index:
             twins.setdefault(seen, []).append(index)
     indices = sorted(first.values())
+    bounds = [0, *splits, len(rules)]
+    groups = [g for g in ([i for i in indices if lo <= i < hi] for lo, hi in itertools.pairwise(bounds)) if g]
+    groups = groups or [[]]  # no rules: an empty backend, which matches nothing
     candidates = (backend,) if backend else BACKENDS
     for name in candidates:
         try:
-            wide_impl: _Backend | None = None
-            wide_always: list[int] = []
-            if name == "re":  # Python's `re` reads the text itself, Unicode and all
-                impl, always = _backend(name, rules, indices)
-            else:
-                viewed, positions, wide_always = _wide_rules(rules, indices)
-                with ThreadPoolExecutor(1, thread_name_prefix="guard-compile") as pool:
-                    # The two databases compile side by side (each in a child process; see `hs_compile`).
-                    narrow = pool.submit(_backend, name, rules, indices)
-                    wide_impl, failed = _backend(name, _Sparse(viewed, positions, len(rules)), positions)
-                    impl, always = narrow.result()
-                wide_always += failed
+            parts = [(group, _part(name, [rules[i] for i in group])) for group in groups]
         except ImportError:
             continue
+        narrow = [_placed(part.impl, group) for group, part in parts]
+        wide = [_placed(part.wide_impl, group) for group, part in parts if part.wide_impl is not None]
         return _Compiled(
-            impl=impl,
-            always=tuple(always),
+            impl=_joined(narrow),
+            always=tuple(sorted(group[i] for group, part in parts for i in part.always)),
             regexes=tuple(rule.compiled() for rule in rules),
             finders=tuple(re2_finder(rule) for rule in rules),
-            wide_impl=wide_impl,
-            wide_always=tuple(sorted(wide_always)),
+            wide_impl=_joined(wide) if wide and len(wide) == len(parts) else None,
+            wide_always=tuple(sorted(group[i] for group, part in parts for i in part.wide_always)),
             wide_finders=tuple(re2_finder(rule, wide=True) for rule in rules),
             twins={k: tuple(v) for k, v in twins.items()},
         )
@@ -345,15 +420,21 @@ class _Sparse(Sequence[Rule]):
 class MultiMatcher:
     """All rules of all active detectors, compiled once; `matching(text)` is one pass over the text."""
 
-    def __init__(self, rules: Sequence[Rule], *, backend: str | None = None) -> None:
+    def __init__(
+        self, rules: Sequence[Rule], *, backend: str | None = None, parts: Sequence[int] = ()
+    ) -> None:
         """Compile `rules` with the first backend that imports (or the named one).
 
         Args:
             rules: every rule, indexed by position.
             backend: force `hyperscan`, `re2` or `re` (tests, benchmarks); default tries them in order.
+            parts: rule indices where a new part begins: each part is compiled as databases of its own, held
+                once per process by every matcher with a part of the same rules (stage 1 makes one pass per
+                part, which costs about what one pass over them all does); empty: one database for all.
         """
         self.rules: tuple[Rule, ...] = tuple(rules)
-        key = (backend, tuple((r.pattern, r.flags, r.prefilter) for r in self.rules))
+        splits = tuple(sorted({p for p in parts if 0 < p < len(self.rules)}))
+        key = (backend, splits, tuple((r.pattern, r.flags, r.prefilter) for r in self.rules))
         with _CACHE_LOCK:
             compiled = _COMPILED.get(key)
             building = _BUILDING.get(key)
@@ -366,7 +447,7 @@ class MultiMatcher:
         elif compiled is None:
             assert building is not None
             try:
-                compiled = _compile(self.rules, backend)
+                compiled = _compile(self.rules, backend, splits)
             except BaseException as exc:
                 building.set_exception(exc)
                 raise
