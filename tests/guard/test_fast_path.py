@@ -160,9 +160,8 @@ def test_on_non_ascii_text_both_stages_find_exactly_what_python_finds_rule_by_ru
 
 
 def test_requests_and_results_hold_one_copy_of_the_databases_of_their_common_detectors() -> None:
-    guard = Guard(
-        GuardrailsConfig()
-    )  # default actions: `arguments` on requests only, the classifier on results
+    # Default actions: `arguments` acts on requests only, the classifier on results only.
+    guard = Guard(GuardrailsConfig())
     request, response = (guard._plans[d].matcher._impl for d in (Direction.REQUEST, Direction.RESPONSE))
 
     def database(part: Any) -> Any:  # a part placed at other rule indices wraps the shared backend

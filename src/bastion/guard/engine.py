@@ -60,9 +60,9 @@ _UNCHECKED_DEPTH: Final = 10_000
 """Walk depth when no size check runs in a direction: deep enough for any real payload, bounded for hostile ones."""
 
 _JOIN: Final = "\x00"
+"""Separator of the strings of one payload in the single scan buffer; matches across it are discarded."""
 _PARTNER: Final = {Direction.REQUEST: Direction.RESPONSE, Direction.RESPONSE: Direction.REQUEST}
 """Directions whose plans share the database of the rules they have in common (see `_plan`)."""
-"""Separator of the strings of one payload in the single scan buffer; matches across it are discarded."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

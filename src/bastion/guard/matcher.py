@@ -2,8 +2,9 @@ r"""`MultiMatcher`: which of many rules match somewhere in a buffer, in one pass
 
 Stage 1, "which rules": one pass of a multi-pattern backend, fastest first: Hyperscan (each rule reported at most
 once), RE2's `Set`, or a plain `re` alternation; one pass per part when the rules are compiled in parts, so that
-matchers with rules in common (the request and response directions) hold one copy of those databases. A backend may over-report (prefilter mode) but never under-report,
-except the `re` fallback, which can miss a rule whose match starts where another rule's match already did.
+matchers with rules in common (the request and response directions) hold one copy of those databases. A backend
+may over-report (prefilter mode) but never under-report, except the `re` fallback, which can miss a rule whose
+match starts where another rule's match already did.
 
 Stage 2, "where", only for the few rules stage 1 reported: RE2 (a linear-time DFA) finds candidate spans with the
 rule's look-arounds removed (a superset), on an ASCII view of the text of the same length (`finders.view_char`:
@@ -418,7 +419,7 @@ class _Sparse(Sequence[Rule]):
 
 
 class MultiMatcher:
-    """All rules of all active detectors, compiled once; `matching(text)` is one pass over the text."""
+    """All rules of all active detectors, compiled once; `matching(text)` is one pass over the text per part."""
 
     def __init__(
         self, rules: Sequence[Rule], *, backend: str | None = None, parts: Sequence[int] = ()
