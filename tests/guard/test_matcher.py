@@ -102,3 +102,26 @@ def test_matchers_with_rules_in_common_hold_one_copy_of_their_databases() -> Non
     tag = theirs[0].pattern[8:16]
     assert second.matching(f"NEEDLE{tag}") == [3]  # its own index, from its own part
     assert first.matching(f"NEEDLE{tag}") == []
+
+
+def built(programs: Any) -> set[int]:
+    return {i for i, program in enumerate(programs._built) if program is not matcher._UNSET}
+
+
+def test_stage_two_programs_are_built_only_for_the_rules_stage_one_reports() -> None:
+    rules = unique_rules()
+    tag = rules[0].pattern[8:16]
+    found = MultiMatcher(rules, backend="hyperscan")
+    sets: Any = found._sets
+    assert built(sets.regexes) == built(sets.finders) == built(sets.wide_finders) == set()
+    hits = found.search_all(f"a NEEDLE{tag} here")
+    assert [(i, m.group()) for i, m in hits] == [(0, f"NEEDLE{tag}")]
+    assert built(sets.regexes) == built(sets.finders) == {0}
+    assert built(sets.wide_finders) == set()  # an ASCII text never needs the view's finder
+    hits = found.search_all(f"é {tag}-1234 ü")
+    assert [(i, m.group()) for i, m in hits] == [(1, f"{tag}-1234")]
+    assert built(sets.regexes) == {0, 1} and built(sets.wide_finders) == {1}
+    # Built once: the same program serves the next text.
+    finder = sets.finders[0]
+    found.search_all(f"NEEDLE{tag} again")
+    assert sets.finders[0] is finder

@@ -430,10 +430,10 @@ class _Pass:
             self.starts = [0]
 
     def view(self) -> bytes:
-        """The buffer as ASCII bytes for the finders (`ascii_view` when not ASCII), made once for every rule."""
+        """The buffer as the finders read it (`ascii_view`), made once for every rule."""
         if self._view is None:
             buffer = self.buffer
-            self._view = buffer.encode("ascii") if buffer.isascii() else ascii_view(buffer)
+            self._view = ascii_view(buffer)
         return self._view
 
     def marks(self) -> dict[int, list[tuple[int, int, int]]]:

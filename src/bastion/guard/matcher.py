@@ -34,10 +34,10 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Generic, Protocol, TypeVar, cast
 
 from bastion.guard.detector import Rule
 from bastion.guard.finders import re2_finder, view_char, view_pattern
@@ -45,12 +45,31 @@ from bastion.guard.hs_compile import compile_in_child, release_freed_heap
 
 logger = logging.getLogger("bastion.guard.matcher")
 
+_T = TypeVar("_T")
+
 _LOOKAROUND: Final = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=")
 """Constructs Hyperscan rejects outside prefilter mode."""
 
 
+_SEPARATORS: Final = (b"\x0b", b"\x1c", b"\x1d", b"\x1e", b"\x1f")
+_AS_SPACES: Final = bytes.maketrans(b"".join(_SEPARATORS), b" " * len(_SEPARATORS))
+
+
+def _spaced(data: bytes) -> bytes:
+    """`data` with the vertical tab and the four ASCII information separators as spaces.
+
+    Python's `\\s` matches them; Hyperscan's and RE2's do not, so "Ignore\\x1fall\\x1fprevious instructions" was
+    confirmed by no stage while the rule, run by Python, matches it. As spaces they are what every `\\s` sees
+    (a pattern's literal space also sees them: a candidate more, which Python confirms). No rule looks for them.
+    """
+    for separator in _SEPARATORS:
+        if separator in data:  # a memchr each: the common text has none and is not copied
+            return data.translate(_AS_SPACES)
+    return data
+
+
 def _encode(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")
+    return _spaced(text.encode("utf-8", "surrogatepass"))
 
 
 def _ascii_view_handler(error: UnicodeError) -> tuple[str, int]:
@@ -63,8 +82,9 @@ codecs.register_error("bastion-ascii-view", _ascii_view_handler)
 
 
 def ascii_view(text: str) -> bytes:
-    """`text` as ASCII bytes of the same length, each non-ASCII character as `finders.view_char` shows it."""
-    return text.encode("ascii", "bastion-ascii-view")
+    """`text` as ASCII bytes of the same length, each non-ASCII character as `finders.view_char` shows it and each
+    ASCII separator Python counts as a space as a space (`_spaced`); for an ASCII text, its own bytes but those."""
+    return _spaced(text.encode("ascii", "bastion-ascii-view"))
 
 
 _MAX_TRIES: Final = 64
@@ -237,17 +257,45 @@ BACKENDS: Final = ("hyperscan", "re2", "re")
 class _Compiled:
     """One rule set compiled twice: for the UTF-8 bytes of an ASCII text, and for the ASCII view of any other text
     (`wide`), where Python's Unicode `\\w`, `\\b` and non-ASCII literals need the view-aware patterns of
-    `finders.view_pattern`; stage 1 of a non-ASCII text runs the wide set alone."""
+    `finders.view_pattern`; stage 1 of a non-ASCII text runs the wide set alone. The stage-2 programs are built on
+    first use (`_OnFirstUse`)."""
 
     impl: _Backend
     always: tuple[int, ...]
-    regexes: tuple[re.Pattern[str], ...]
-    finders: tuple[Any | None, ...]
+    regexes: _OnFirstUse[re.Pattern[str]]
+    finders: _OnFirstUse[Any | None]
     wide_impl: _Backend | None
     wide_always: tuple[int, ...]
-    wide_finders: tuple[Any | None, ...]
+    wide_finders: _OnFirstUse[Any | None]
     twins: dict[int, tuple[int, ...]]
     """For a rule compiled once on behalf of identical rules (several detectors share rule packs), those others."""
+
+
+_UNSET: Final = object()
+
+
+class _OnFirstUse(Generic[_T]):
+    """Per rule, a stage-2 program (its RE2 finder for an ASCII text or for the view of another, or its Python
+    confirmation regex), built the first time stage 2 needs it.
+
+    Stage 2 runs only for the rules stage 1 reports, and most rules (attack classes in eight languages) are never
+    reported on ordinary traffic: compiling every program up front held about 7.5 MB of RE2 programs (552 of them
+    with every detector on) and the Python regexes of rules that never ran. A program is immutable once built; two
+    threads that build the same one at once each get a correct one, and the last stored is kept.
+    """
+
+    __slots__ = ("_build", "_built", "_rules")
+
+    def __init__(self, rules: tuple[Rule, ...], build: Callable[[Rule], _T]) -> None:
+        self._rules = rules
+        self._build = build
+        self._built: list[Any] = [_UNSET] * len(rules)
+
+    def __getitem__(self, index: int) -> _T:
+        program = self._built[index]
+        if program is _UNSET:
+            program = self._built[index] = self._build(self._rules[index])
+        return cast(_T, program)
 
 
 _Key = tuple[str | None, tuple[int, ...], tuple[tuple[str, int, str | None], ...]]
@@ -259,6 +307,11 @@ _COMPILED_LIMIT: Final = 16
 _CACHE_LOCK = threading.Lock()
 _BUILDING: dict[_Key, Future[_Compiled]] = {}
 """Rule sets being compiled now, so a second thread asking for the same set waits for the first."""
+
+
+def _wide_finder(rule: Rule) -> Any | None:
+    """The rule's finder for the view of a non-ASCII text."""
+    return re2_finder(rule, wide=True)
 
 
 def _wide_rules(rules: Sequence[Rule], wanted: Sequence[int]) -> tuple[list[Rule], list[int], list[int]]:
@@ -394,11 +447,11 @@ def _compile(rules: tuple[Rule, ...], backend: str | None, splits: tuple[int, ..
         return _Compiled(
             impl=_joined(narrow),
             always=tuple(sorted(group[i] for group, part in parts for i in part.always)),
-            regexes=tuple(rule.compiled() for rule in rules),
-            finders=tuple(re2_finder(rule) for rule in rules),
+            regexes=_OnFirstUse(rules, Rule.compiled),
+            finders=_OnFirstUse(rules, re2_finder),
+            wide_finders=_OnFirstUse(rules, _wide_finder),
             wide_impl=_joined(wide) if wide and len(wide) == len(parts) else None,
             wide_always=tuple(sorted(group[i] for group, part in parts for i in part.wide_always)),
-            wide_finders=tuple(re2_finder(rule, wide=True) for rule in rules),
             twins={k: tuple(v) for k, v in twins.items()},
         )
     raise ValueError(f"no matcher backend available among {candidates}")
@@ -515,7 +568,7 @@ class MultiMatcher:
         if finder is None:
             yield from regex.finditer(text)
             return
-        data = view if view is not None else (text.encode("ascii") if narrow else ascii_view(text))
+        data = view if view is not None else ascii_view(text)
         size = len(data)
         search = _span_search(finder)
         pos = scan = 0
@@ -556,7 +609,7 @@ class MultiMatcher:
         if finder is None:
             yield from self._python_joined(regex, buffer, starts, strings)
             return
-        data = view if view is not None else (buffer.encode("ascii") if narrow else ascii_view(buffer))
+        data = view if view is not None else ascii_view(buffer)
         size = len(data)
         pos = 0
         search = _span_search(finder)

@@ -35,10 +35,12 @@ _HAIL: Final = (
     r"|nota|importante|hola|querid[oa]|atenção|atencao|olá|ola|caro|cara|avis|bonjour|cher|chère|внимание|важно|примечание"
     r"|привет|уважаемый|дорогой)"
 )
-_P_AI: Final = r"ai|a\.i\.|llm|ia|i\.a\.|ki|ии|ИИ|assist|asist|ссист|agent|гент|model|mod\xc3\xa8le|одел|chatbot|bot|бот|Бот"
+_P_AI: Final = r"ai|a\.i\.|llm|ia|i\.a\.|ki|ии|ИИ|assist|asist|ссист|agent|гент|model|mod\xc3\xa8le|одел|sprachmodell|chatbot|bot|бот|Бот"
 _P_HAIL: Final = (
-    r"attention|note|important|notice|hey|dear|hello|hi|achtung|hinweis|wichtig|liebe|hallo|atenci|aviso|nota|hola|querid"
-    r"|aten\xc3\xa7|ol\xc3\xa1|ola|caro|cara|avis|bonjour|cher|ch\xc3\xa8re|нимание|ажно|римечание|ривет|важаем|орог"
+    # A word boundary before the stems that start with an ASCII letter, as in the pattern ("hi", not "this"); the
+    # Cyrillic stems skip their first letter (Hyperscan folds ASCII case only), so they cannot have one.
+    r"\b(?:attention|note|important|notice|hey|dear|hello|hi|achtung|hinweis|wichtig|liebe|hallo|atenci|aviso|nota|hola"
+    r"|querid|aten\xc3\xa7|atenca|ol\xc3\xa1|ola|caro|cara|avis|bonjour|cher|ch\xc3\xa8re)|нимание|ажно|римечание|ривет|важаем|орог"
 )
 _P_READING: Final = r"reading|processing|reads|qui\s+lit|que\s+lee|que\s+l\xc3\xaa|liest|читающ"
 
@@ -55,8 +57,8 @@ ADDRESS_RULES: Final[tuple[Rule, ...]] = (
         rf"|(?:^|(?<=[.!?\n\x00]))\s*{_AI_WORD}\s+(?:reading|processing|that\s+reads|who\s+reads|qui\s+lit|que\s+lee|que\s+lê"
         rf"|die\s+(?:das|dies)\s+liest|читающ\w*)\s+(?:this|these|ceci|cela|esto|isto|dies|это)\w*\s*[:,]",
         Severity.HIGH,
-        rf"(?:{_P_HAIL})[\s,:]{{0,4}}(?:(?:to|for|pour|\xc3\xa0|para|f\xc3\xbcr|an|для)\s+)?(?:the\s+|l'|l\xe2\x80\x99|el\s+"
-        rf"|la\s+|o\s+|a\s+|die\s+|den\s+|der\s+)?(?:{_P_AI})|(?:{_P_AI})\w*\s+(?:(?:that|who)\s+)?(?:{_P_READING})",
+        rf"(?:{_P_HAIL})[^\s,:]{{0,3}}[\s,:]*(?:(?:to|for|pour|\xc3\xa0|para|f\xc3\xbcr|an|для)\s+)?(?:the\s+|l'|l\xe2\x80\x99|el\s+"
+        rf"|la\s+|o\s+|a\s+|die\s+|den\s+|der\s+)?(?:{_P_AI})|(?:{_P_AI})\w*\s+(?:(?:that|who|die\s+(?:das|dies))\s+)?(?:{_P_READING})",
     ),
     _r(
         "ai_addressed",
@@ -93,7 +95,7 @@ ADDRESS_RULES: Final[tuple[Rule, ...]] = (
         r"|\b(?:ignora|olvida)\s+lo\s+que\s+(?:te\s+)?(?:pidió|pidio|dijo|preguntó)\s+el\s+usuario",
         Severity.HIGH,
         r"(?:ignor|disregard|forget|skip|drop|aside|abandon|discard|oubli|tomber|olvid|omite|vergiss|esque|desconsid|гнорир"
-        r"|абудь)[^\n]{0,40}(?:user|original|initial|actual|real|current|owner|customer|human|demande|t\xc3\xa2che|question"
+        r"|абудь)[^\n]*(?:user|original|initial|actual|real|current|owner|customer|human|demande|t\xc3\xa2che|question"
         r"|requ\xc3\xaate|consigne|petici|pregunta|tarea|solicit|aufgabe|frage|anfrage|auftrag|bitte|pedido|pergunta|tarefa"
         r"|задач|опрос|апрос|росьб|ce\s+qu|o\s+que|lo\s+que)",
     ),
@@ -129,7 +131,7 @@ ADDRESS_RULES: Final[tuple[Rule, ...]] = (
         rf"|скрытно){_S}{{0,80}}?(?:https?://|[\w.+-]+@[\w-]+\.)"
         rf"|(?:悄悄|偷偷|秘密地|暗中|こっそり|密かに|ひそかに){_CJK}{{0,60}}?(?:https?://|[\w.+-]+@)",
         Severity.HIGH,
-        r"(?:quiet|silent|secret|discre|covert|silence|segredo|heimlich|unauff|stillschweig|\xd0\xb8\xd1\x85\xd0\xbe|\xd0\xb5\xd0"
+        r"(?:quiet|silent|secret|discre|discr\xc3\xa8t|covert|silence|silenci|segredo|heimlich|unauff|stillschweig|\xd0\xb8\xd1\x85\xd0\xbe|\xd0\xb5\xd0"
         r"\xb7\xd0\xb0\xd0\xbc\xd0\xb5\xd1\x82\xd0\xbd|\xd0\xb0\xd0\xb9\xd0\xbd\xd0\xbe|\xd0\xba\xd1\x80\xd1\x8b\xd1\x82\xd0\xbd"
         r"|悄悄|偷偷|秘密|暗中|こっそり|密かに|ひそかに)[^\n]{0,300}(?:https?://|@)",
     ),
@@ -143,7 +145,7 @@ ADDRESS_RULES: Final[tuple[Rule, ...]] = (
         rf"{_S}{{0,80}}?(?:https?://|[\w.+-]+@[\w-]+\.|mi\s+cuenta|mon\s+compte|minha\s+conta|mein\s+Konto|мой\s+адрес)"
         rf"|(?:通讯录|通訊錄|联系人|聯絡人|附件|連絡先|添付){_CJK}{{0,20}}?(?:https?://|[\w.+-]+@)",
         Severity.HIGH,
-        r"(?:通讯录|通訊錄|联系人|聯絡人|附件|連絡先|添付|contact|attach|pi\xc3\xa8ces|adjunt|anex|anh\xc3\xa4ng|\xd0\xbe\xd0\xbd"
+        r"(?:通讯录|通訊錄|联系人|聯絡人|附件|连絡先|連絡先|添付|contact|kontakt|attach|pi\xc3\xa8ces|adjunt|anex|anh\xc3\xa4ng|\xd0\xbe\xd0\xbd"
         r"\xd1\x82\xd0\xb0\xd0\xba\xd1\x82|\xd0\xbb\xd0\xbe\xd0\xb6\xd0\xb5\xd0\xbd|correos|e-?mails)[^\n]{0,300}(?:https?://|@"
         r"|cuenta|compte|conta|konto|\xd0\xb0\xd0\xb4\xd1\x80\xd0\xb5\xd1\x81)",
     ),

@@ -31,7 +31,7 @@ def _near(first: str, second: str) -> str:
 # Byte-level stems for the prefilters below (Hyperscan folds ASCII case only, so Cyrillic stems skip the first letter).
 _P_ADJ: Final = (
     r"initial|original|main|principal|secret|hidden|guiding|core|key|underlying|first|starting|internal|base|foundational"
-    r"|primary|cl\xc3\xa9|cle|cach|secr\xc3\xa8t|d\xc3\xa9part|oculta|secreta|gu\xc3\xada|guia|inicial|geheim|versteckt"
+    r"|primary|cl\xc3\xa9|cle|cach|secr\xc3\xa8t|d\xc3\xa9part|de\s+d\xc3\xa9part|oculta|secreta|gu\xc3\xada|guia|inicial|geheim|versteckt"
     r"|urspr\xc3\xbcnglich|anf\xc3\xa4nglich|erste|central|centrale|fundamental|fondamental|basic|directrice|sous-jacente"
     r"|clave|n\xc3\xbacleo|orientadora|grundlegend|zentral|крыт|екретн|сходн|ачальн|лавн|сновн|лючев|азов|ентральн"
 )
@@ -54,7 +54,7 @@ _P_RULEBOOK: Final = (
 _P_DROP: Final = (
     r"ignor|disregard|abandon|discard|shed|bypass|override|disable|deactivat|switch\s+off|turn\s+off|circumvent"
     r"|break\s+free|throw\s+off|cast\s+off|suspend|deviate|depart|disassociat|neglect|forget|rebel|mutiny|defy|transcend"
-    r"|set\s+aside|oubli|glige|jette|contourne|sactive|supprime|affranchis|olvid|descart|omit|desv|desas|elude"
+    r"|set\s+aside|oubli|glige|jette|contourne|sactiv|supprime|affranchis|olvid|descart|omit|desv|desas|elude"
     r"|deixa|despreze|desconsidere|desativ|deslig|contorne|vergiss|umgeh|deaktivier|vernachl|missacht|schreit|kraft"
     r"|гнорир|тключ|бойди|абудь|тбрось|ткажись|ренебрег|忽略|无视|無視|绕过|繞過|关闭|關閉|抛开|拋開|放弃|放棄|解除|無効|外して"
 )
@@ -70,7 +70,7 @@ _P_CONSTRAINT: Final = (
 _P_LEAK_AI: Final = (
     r"\bai\b|\bia\b|\bki\b|ии|ИИ|programm|programaci|programa\xc3\xa7|functionalit|funcionalid|fonctionnalit|funzionalit"
     r"|funktionalit|respuestas|r\xc3\xa9ponses|antworten|respostas|respons|answer|твет|guide|gu\xc3\xada|drive|impulsa"
-    r"|entra\xc3\xaene|antreibt|operas|operate|built|construi|creati|cr\xc3\xa9ation|creaci|cria\xc3\xa7|formation|formaci"
+    r"|entra\xc3\xaene|antreibt|operas|operate|built|construi|creati|creaz|cr\xc3\xa9ation|creaci|cria\xc3\xa7|formation|formaci"
     r"|training|forma\xc3\xa7|бучени|озда"
 )
 
@@ -303,8 +303,7 @@ CLASS_I18N_RULES: Final[tuple[Rule, ...]] = (
         r"|моим\w*|me|moi|mí|mim|mir|мне)\b",
         Severity.HIGH,
         _near(
-            r"ignor|abandon|discard|drop|shed|bypass|override|disabl|deactivat|off|neglect|forget|oubli|glige|jette|olvid"
-            r"|descart|desv|desas|desconsid|vergiss|umgeh|vernachl|гнорир|тключ|абудь|тбрось|ренебрег",
+            _P_DROP,  # the verbs of the pattern, as the rule above (a list of its own had lost the CJK verbs)
             r"my|mes|mis|meu|minh"
             r"|mein|\xd0\xbc\xd0\xbe|\xd0\x9c\xd0\xbe|me|moi|m\xc3\xad|mim|mir|\xd0\xbc\xd0\xbd\xd0\xb5",
         ),

@@ -132,7 +132,7 @@ MULTILINGUAL_CORE_RULES: Final[tuple[Rule, ...]] = (
             pattern,
             Severity.HIGH,
             _near(
-                r"ignor|glige|contourn|outrepass|omit|descart|bypass|evita|evade|desconsider|despreze|burle|missacht"
+                r"ignor|glige|contourn|contorn|outrepass|omit|descart|bypass|evita|evade|desconsider|despreze|burle|missacht"
                 r"|bergeh|umgeh|\xd0\xb3\xd0\xbd\xd0\xbe\xd1\x80|\xd0\xb5\xd0\xb3\xd0\xbb\xd0\xb5\xd0\xb3"
                 r"|\xd0\xb1\xd0\xbe\xd0\xb9\xd0\xb4",
                 r"instru|consign|r\xc3\xa8gle|regle|directiv|ordre|program|param|indicacion|regla|directric|rdenes|ordenes"
@@ -158,7 +158,7 @@ MULTILINGUAL_CORE_RULES: Final[tuple[Rule, ...]] = (
         _ES_OVERRIDE,
         Severity.HIGH,
         _near(
-            r"ignor|olvid|omit|descart|caso|seguir|sigas|siga|obede|cumpl|lado",
+            r"ignor|olvid|olv\xc3\xadd|omit|descart|caso|seguir|sigas|siga|obede|cumpl|lado",
             r"instrucci|indicaciones|reglas|directrices|\xc3\xb3rdenes|ordenes|prompt|lo\s+que",
         ),
     ),
@@ -176,7 +176,7 @@ MULTILINGUAL_CORE_RULES: Final[tuple[Rule, ...]] = (
         _DE_OVERRIDE,
         Severity.HIGH,
         _near(
-            r"ignorier|vergiss|vergessen|missacht|bergeh|beacht|halte|befolg|folg",
+            r"ignorier|vergiss|vergessen|missacht|bergeh|beacht|halt|befolg|folg",
             r"anweisung|instruktion|befehl|regeln|vorgaben|richtlinien|anordnung|prompt",
         ),
     ),

@@ -35,7 +35,7 @@ OBFUSCATION_RULES: Final[tuple[Rule, ...]] = (
         # Hex of ASCII text: every byte is 0x20-0x7e (first digit 2-7) or a tab/newline.
         type="encoded_hex",
         pattern=r"(?<![0-9A-Fa-f])(?:[2-7][0-9A-Fa-f]|0[9aAdD]){16,}(?![0-9A-Fa-f])|(?:\\x(?:[2-7][0-9A-Fa-f]|0[9aAdD])){8,}",
-        prefilter=r"(?:[2-7][0-9A-Fa-f]|0[9aAdD]){16}|(?:\\x[2-7][0-9A-Fa-f]){8}",
+        prefilter=r"(?:[2-7][0-9A-Fa-f]|0[9aAdD]){16}|(?:\\x(?:[2-7][0-9A-Fa-f]|0[9aAdD])){8}",
         severity=Severity.HIGH,
     ),
     Rule(

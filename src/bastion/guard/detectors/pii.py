@@ -227,7 +227,7 @@ PII_RULES: Final[tuple[tuple[str, Rule], ...]] = (
         Rule(
             type="email",
             pattern=r"(?<![\w.%+-])[A-Za-z0-9][\w.%+-]{0,63}@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24})(?![\w-])",
-            prefilter=r"[\w.%+-]@[A-Za-z0-9-]+\.[A-Za-z]{2}",
+            prefilter=r"[\w.%+-]@[A-Za-z0-9.-]*\.[A-Za-z]{2}",  # any label before the top-level domain ("x@mail.2020.io")
             severity=Severity.LOW,
         ),
     ),
@@ -293,8 +293,10 @@ PII_RULES: Final[tuple[tuple[str, Rule], ...]] = (
         "ip_address",
         Rule(
             type="ip_address",
-            pattern=r"(?<![\w:])(?:[0-9a-fA-F]{1,4}:){1,7}(?::|[0-9a-fA-F]{1,4})(?::[0-9a-fA-F]{1,4}){0,6}(?![\w:])",
-            prefilter=r"[0-9a-fA-F]{1,4}::?[0-9a-fA-F]{1,4}:",
+            # Two groups at least ("::" or a second colon): a single colon is a time or a port, never an address.
+            pattern=r"(?<![\w:])(?:(?:[0-9a-fA-F]{1,4}:){1,7}:(?:[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{1,4}){0,5})?"
+            r"|(?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{1,4})(?![\w:])",
+            prefilter=r"[0-9a-fA-F]:(?::|[0-9a-fA-F]{1,4}:)",  # what every match starts with
             severity=Severity.LOW,
         ),
     ),
@@ -303,7 +305,7 @@ PII_RULES: Final[tuple[tuple[str, Rule], ...]] = (
         Rule(
             type="postal_address",
             pattern=r"\b\d{1,6}[A-Z]?(?: [A-Z][\w'.-]*){1,4} " + _ADDRESS_SUFFIX + r"\b\.?",
-            prefilter=r"\d (?:[A-Z]\S* ){1,4}" + _ADDRESS_SUFFIX,
+            prefilter=r"\d[A-Z]? (?:[A-Z]\S* ){1,4}" + _ADDRESS_SUFFIX,  # "221B Baker Street"
             severity=Severity.MEDIUM,
         ),
     ),
@@ -322,7 +324,7 @@ PII_RULES: Final[tuple[tuple[str, Rule], ...]] = (
             pattern=r"\b[A-ZÄÖÜ][a-zäöüß]+(?:strasse|straße|gasse|weg|platz|allee|vej|gade|veien|vägen|gatan|katu|tie|utca)"
             r" \d{1,4}[a-z]?\b|\b(?:rue|avenue|chemin|via|viale|piazza|calle|avenida|rua|ul\.) (?:[\w'.-]+ ){0,4}?\d{1,4}\b",
             prefilter=r"(?i)(?:strasse|straße|gasse|weg|platz|allee|vej|gade|veien|vägen|gatan|katu|tie|utca|rue|avenue"
-            r"|chemin|via|viale|piazza|calle|avenida|rua|ul\.) \S*\d",
+            r"|chemin|via|viale|piazza|calle|avenida|rua|ul\.) (?:\S+ ){0,4}\d",  # "Avenida Marquês Tomar 103"
             flags=re.IGNORECASE,
             severity=Severity.LOW,
         ),

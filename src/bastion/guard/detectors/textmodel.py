@@ -45,18 +45,33 @@ _SENTENCE_END: Final = re.compile(r"[.!?\n;\u3002\uff01\uff1f\uff1b]+")
 _MAX_POWERS: Final = 1 << 17
 """Inverse powers are precomputed for texts up to this many code points; longer ones are scored in slices."""
 
-_powers_cache: list[npt.NDArray[np.uint64]] = []
+_powers_cache: list[tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]] = []
+_MIN_POWERS: Final = 1 << 12
 
 
-def _powers() -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
-    """(P**i, P**-i) modulo 2**64 for i below `_MAX_POWERS`, computed once (2 MB)."""
-    if not _powers_cache:
-        with np.errstate(over="ignore"):
-            for base in (_P, _P_INV):
-                steps = np.full(_MAX_POWERS, base, dtype=np.uint64)
-                steps[0] = 1
-                _powers_cache.append(np.cumprod(steps, dtype=np.uint64))
-    return _powers_cache[0], _powers_cache[1]
+def _powers(n: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """(P**i, P**-i) modulo 2**64 for i below at least `n` (at most `_MAX_POWERS`).
+
+    Grown by doubling as longer texts arrive, so a gateway that only sees small payloads holds 64 KB, not the 2 MB
+    the longest text needs; the tables are replaced whole, never changed, so a reader never sees a half-built one.
+    """
+    current = _powers_cache[0] if _powers_cache else None
+    if current is not None and len(current[0]) >= n:
+        return current
+    size = _MIN_POWERS
+    while size < n:
+        size *= 2
+    size = min(size, _MAX_POWERS)
+    tables: list[npt.NDArray[np.uint64]] = []
+    with np.errstate(over="ignore"):
+        for base in (_P, _P_INV):
+            steps = np.full(size, base, dtype=np.uint64)
+            steps[0] = 1
+            tables.append(np.cumprod(steps, dtype=np.uint64))
+    built = (tables[0], tables[1])
+    if not _powers_cache or len(_powers_cache[0][0]) < size:
+        _powers_cache[:] = [built]
+    return built
 
 
 def _is_word_char(cps: npt.NDArray[np.uint32]) -> npt.NDArray[np.bool_]:
@@ -82,7 +97,7 @@ def features(text: str, bits: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[n
     if n > _MAX_POWERS:
         raise ValueError("text too long for one feature pass")
     shift = np.uint64(64 - bits)
-    fwd, inv = _powers()
+    fwd, inv = _powers(n)
     with np.errstate(over="ignore"):
         # prefix[i] = sum((cps[j] + 1) * P**j for j < i), wrapping modulo 2**64.
         prefix = np.zeros(n + 1, dtype=np.uint64)
