@@ -79,3 +79,26 @@ def test_disabled_families_are_not_reported() -> None:
 def test_unknown_families_are_refused_at_config_time() -> None:
     with pytest.raises(ValueError, match="unknown PII types"):
         PiiConfig(types=["names"])
+
+
+@pytest.mark.parametrize("separator", ["\u00a0", "\u2007", "\u202f"])
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        (["card 4539", "1488", "0343", "6467 expires soon"], "credit_card"),
+        (["IBAN DE89", "3704", "0044", "0532", "0130", "00"], "iban"),
+        (["my SSN is 536", "22", "1234"], "us_ssn"),
+        (["call me on +44", "20", "7946", "0958"], "phone_number"),
+    ],
+)
+def test_digit_groups_separated_by_no_break_spaces_are_the_same_number(
+    separator: str, parts: list[str], expected: str
+) -> None:
+    # French and typeset text group digits with these; a number pasted from a web page carries them. They passed.
+    assert expected in types(separator.join(parts))
+
+
+def test_a_card_number_with_non_breaking_hyphens_is_found_and_its_span_is_the_number() -> None:
+    text = "card 4539\u20111488\u20110343\u20116467 thanks"
+    found = [f for f in DETECTOR.scan(text, CTX) if f.type == "credit_card"]
+    assert [(f.start, f.end) for f in found] == [(5, 24)]

@@ -75,10 +75,26 @@ _FILE_TLDS: Final = frozenset(
 
 _DIGIT_GROUP_BEFORE: Final = re.compile(r"\d[ -]$")
 
+_SPACES: Final = "\u00a0\u2007\u202f"
+"""No-break, figure and narrow no-break spaces: how French and typeset text group digits, and what a number pasted
+from a web page often carries. Grouped with them, a card number is the same card number (it was not found)."""
+_HYPHENS: Final = "\u2010\u2011"
+"""Hyphen and non-breaking hyphen."""
+_AS_ASCII: Final = str.maketrans({**dict.fromkeys(_SPACES, " "), **dict.fromkeys(_HYPHENS, "-")})
+_SP: Final = f"[ {_SPACES}]"
+"""A space between digit groups, in patterns (literal characters, not escapes: Hyperscan reads the pattern as bytes)."""
+_SEP: Final = f"[ {_SPACES}{_HYPHENS}-]"
+"""A space or a hyphen between digit groups."""
+
+
+def _plain(raw: str) -> str:
+    """`raw` with its digit-group separators as the ASCII ones the validators read (same length)."""
+    return raw.translate(_AS_ASCII)
+
 
 def _card_ok(text: str, m: re.Match[str]) -> float | None:
-    raw = m.group(0)
-    if _DIGIT_GROUP_BEFORE.search(text[max(0, m.start() - 2) : m.start()]):
+    raw = _plain(m.group(0))
+    if _DIGIT_GROUP_BEFORE.search(_plain(text[max(0, m.start() - 2) : m.start()])):
         return None  # the tail of a longer grouped number, not a number of its own
     digits = only_digits(raw)
     if not 12 <= len(digits) <= 19 or not luhn_ok(digits) or len(set(digits)) <= 2:
@@ -111,7 +127,7 @@ def _known_issuer(d: str) -> bool:
 
 
 def _iban_ok(text: str, m: re.Match[str]) -> tuple[float, int] | None:
-    raw = m.group(0)
+    raw = _plain(m.group(0))
     if raw != raw.upper():
         if raw != raw.lower():
             return None  # mixed case is a word or an identifier; an IBAN is written in one case
@@ -183,7 +199,7 @@ def _email_ok(text: str, m: re.Match[str]) -> float | None:
 
 def _phone_ok(regions: Sequence[str]) -> Callable[[str, re.Match[str]], float | None]:
     def check(text: str, m: re.Match[str]) -> float | None:
-        raw = m.group(0)
+        raw = _plain(m.group(0))
         number_part = re.split(r"\s?(?:x|ext\.?)\s?\d", raw, maxsplit=1)[0]
         digits = only_digits(number_part)
         if not 7 <= len(digits) <= 15 or _NOT_PHONE.fullmatch(number_part):
@@ -249,8 +265,8 @@ PII_RULES: Final[tuple[tuple[str, Rule], ...]] = (
         Rule(
             type="phone_number",
             pattern=_AFTER_SEPARATOR
-            + r"(?:\+|00)?\(?\d[\d ().\-]{5,22}\d(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w/:]|-\d)",
-            prefilter=r"\d[\d ().\-]{5,22}\d",
+            + rf"(?:\+|00)?\(?\d[\d ().{_SPACES}{_HYPHENS}\-]{{5,22}}\d(?:\s?(?:x|ext\.?)\s?\d{{1,5}})?(?![\w/:]|-\d)",
+            prefilter=rf"\d[\d ().{_SPACES}{_HYPHENS}\-]{{5,22}}\d",
             severity=Severity.LOW,
         ),
     ),
@@ -258,8 +274,8 @@ PII_RULES: Final[tuple[tuple[str, Rule], ...]] = (
         "credit_card",
         Rule(
             type="credit_card",
-            pattern=r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w-])",
-            prefilter=r"\d(?:[ -]?\d){11,18}",
+            pattern=rf"(?<![\w-])\d(?:{_SEP}?\d){{11,18}}(?![\w-])",
+            prefilter=rf"\d(?:{_SEP}?\d){{11,18}}",
             severity=Severity.HIGH,
         ),
     ),
@@ -267,7 +283,7 @@ PII_RULES: Final[tuple[tuple[str, Rule], ...]] = (
         "iban",
         Rule(
             type="iban",
-            pattern=r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
+            pattern=rf"\b[A-Z]{{2}}\d{{2}}(?:{_SP}?[A-Z0-9]{{4}}){{2,7}}(?:{_SP}?[A-Z0-9]{{1,3}})?\b",
             flags=re.IGNORECASE,
             severity=Severity.HIGH,
         ),
@@ -276,7 +292,7 @@ PII_RULES: Final[tuple[tuple[str, Rule], ...]] = (
         "us_ssn",
         Rule(
             type="us_ssn",
-            pattern=r"(?<![\w-])(?:\d{3}-\d{2}-\d{4}|\d{3} \d{2} \d{4}|\d{9})(?![\w-])",
+            pattern=rf"(?<![\w-])(?:\d{{3}}[-{_HYPHENS}]\d{{2}}[-{_HYPHENS}]\d{{4}}|\d{{3}}{_SP}\d{{2}}{_SP}\d{{4}}|\d{{9}})(?![\w-])",
             severity=Severity.HIGH,
         ),
     ),
