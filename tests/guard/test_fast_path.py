@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import base64
 import random
+import re
 from typing import Any
 
 import pytest
 
 from bastion.guard.config import DETECTOR_NAMES, PII_TYPES, GuardrailsConfig
-from bastion.guard.detector import Direction
+from bastion.guard.detector import Direction, Rule
 from bastion.guard.engine import Guard, _Pass
+from bastion.guard.finders import re2_finder, view_pattern
+from bastion.guard.matcher import ascii_view
 from bastion.guard.payload import format_path, path_parts, walk
 from bastion.guard.views import derive
 
@@ -176,3 +179,40 @@ def test_requests_and_results_hold_one_copy_of_the_databases_of_their_common_det
     )
     result = {"content": [{"type": "text", "text": traversal}]}
     assert not any(f.detector == "arguments" for f in guard.inspect(Direction.RESPONSE, result).findings)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "kept"),
+    [
+        (r"\b(?:ignore|disregard)\s+all", True),  # every alternative starts with an ASCII word character
+        (r"(?i)\bsystem prompt", True),
+        (r"\b[A-Z]{2}\d{2}", True),
+        (r"ignore\b", True),  # after an ASCII word character
+        (r"\b(?:ai|ии)\b", False),  # a Cyrillic alternative: Python's boundary is not the view's
+        (r"\b\w+", False),
+        (r"\bs?x", False),  # the atom may be absent
+        (r"user'?s?\b", False),
+        (r"(?<!\bnot\s)ignore", False),  # inside a negative look-around it must match less, not more
+    ],
+)
+def test_the_view_keeps_a_word_boundary_only_beside_an_ascii_word_character(pattern: str, kept: bool) -> None:
+    assert ("\\b" in (view_pattern(pattern, wide=True) or "")) is kept
+
+
+def test_on_non_ascii_text_a_kept_boundary_still_finds_what_python_finds_and_no_more_candidates() -> None:
+    finder = re2_finder(Rule(type="cue", pattern=r"\b(?:ai|llm)\b", flags=re.IGNORECASE), wide=True)
+    assert finder is not None
+    assert finder.search(ascii_view("café: the AI said")) is not None
+    assert finder.search(ascii_view("café: she said it again by email")) is None  # "ai" inside words
+
+
+def test_every_match_inside_one_candidate_span_is_found(guard: Guard) -> None:
+    # On the view the em dash and the hyphens a phone number may contain are all DEL, so the finder's candidate
+    # runs over both numbers; the second used to be lost behind the first.
+    matcher = guard._plans[Direction.RESPONSE].matcher
+    text = "W\u2014\u2019t is the limit f\u00adr card 35941767\u20148505142?"
+    for index, rule in enumerate(matcher.rules):
+        if rule.type == "phone_number":
+            fast = [m.span() for m in matcher.finditer(index, text)]
+            assert fast == [m.span() for m in matcher.regexes[index].finditer(text)]
+            assert len(fast) == 2

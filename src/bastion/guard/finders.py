@@ -49,24 +49,8 @@ def _strip_lookarounds(pattern: str) -> str | None:
             i += 1
             continue
         if pattern.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
-            depth, j, cls = 0, i, False
-            while j < n:
-                c = pattern[j]
-                if c == "\\":
-                    j += 2
-                    continue
-                if cls:
-                    cls = c != "]"
-                elif c == "[":
-                    cls = True
-                elif c == "(":
-                    depth += 1
-                elif c == ")":
-                    depth -= 1
-                    if depth == 0:
-                        break
-                j += 1
-            i = j + 1
+            _, end = _alternatives(pattern, i + (4 if pattern.startswith("(?<", i) else 3))
+            i = end if end >= 0 else n
             continue
         if pattern.startswith("(?P=", i):
             return None
@@ -186,8 +170,9 @@ def view_pattern(pattern: str, *, wide: bool, is_bytes: bool = False) -> str | N
     Non-ASCII literals (and their `\\x`/`\\u` escapes; in a byte-level prefilter, runs of `\\xNN` escapes that spell
     UTF-8) become their view characters; in a negated class they are dropped, so the class still admits what the view
     shows for them. `wide` also drops `\\b`/`\\B` and lets `\\w` match DEL: RE2's ASCII word boundary cannot see
-    a Cyrillic word, and removing an assertion only adds candidates, which Python confirms. Inside a negative
-    look-around the same reasoning runs backwards (what it must not see shrinks to what is surely there).
+    a Cyrillic word, and removing an assertion only adds candidates, which Python confirms; a `\\b` beside an ASCII
+    word character is kept, since there the view's boundary holds wherever Python's does (`_ascii_word_at`). Inside
+    a negative look-around the same reasoning runs backwards (what it must not see shrinks to what is surely there).
     """
     out: list[str] = []
     groups: list[bool] = []  # per open group: whether it is a negative look-around
@@ -215,6 +200,10 @@ def view_pattern(pattern: str, *, wide: bool, is_bytes: bool = False) -> str | N
             pair = pattern[i : i + 2]
             i += 2
             if wide and pair in ("\\b", "\\B"):
+                # Beside an ASCII word character the view's boundary holds wherever Python's does.
+                beside = _ascii_word_at(pattern, i) or _ascii_word_ends(pattern, i - 2)
+                if pair == "\\b" and not inverted and beside:
+                    out.append(pair)
                 continue
             out.append("[\\w\\x7f]" if wide and pair == "\\w" and not inverted else pair)
             continue
@@ -235,6 +224,83 @@ def view_pattern(pattern: str, *, wide: bool, is_bytes: bool = False) -> str | N
             return None
         out.append(_NOTHING if inverted else "".join(_literal(view_char(c)) for c in chars))
     return "".join(out)
+
+
+def _ascii_word_ends(pattern: str, index: int) -> bool:
+    """Whether the atom right before `index` (where a `\\b` starts) is a plain ASCII letter, digit or `_`.
+
+    Python's boundary after such a character depends only on the character after it; the view shows that character
+    as itself, a space, `0`, a folded letter, or DEL for every other non-ASCII one, a non-word character: so the
+    view's boundary holds wherever Python's does (and after a non-ASCII letter too, a candidate more).
+    """
+    if index < 1:
+        return False
+    ch = pattern[index - 1]
+    return ch.isascii() and (ch.isalnum() or ch == "_") and not (index >= 2 and pattern[index - 2] == "\\")
+
+
+_OPTIONAL: Final = re.compile(r"[?*]|\{0[,}]")
+_WORD_CLASS: Final = re.compile(r"\[[A-Za-z0-9_-]+\]")
+_INLINE_FLAGS: Final = re.compile(r"\(\?[aiLmsux]+\)")
+
+
+def _ascii_word_at(pattern: str, index: int) -> bool:
+    """Whether every match of the pattern's atom at `index` starts with an ASCII letter, digit or `_` (then a `\\b`
+    right before it holds on the view wherever it holds for Python, as in `_ascii_word_ends`). Conservative: an
+    atom it cannot read says False, and the boundary is dropped as before."""
+    flags = _INLINE_FLAGS.match(pattern, index)
+    if flags is not None:
+        return _ascii_word_at(pattern, flags.end())
+    if index >= len(pattern):
+        return False
+    ch = pattern[index]
+    if ch.isascii() and (ch.isalnum() or ch == "_"):
+        return _OPTIONAL.match(pattern, index + 1) is None
+    if ch == "[":
+        cls = _WORD_CLASS.match(pattern, index)
+        return cls is not None and _OPTIONAL.match(pattern, cls.end()) is None
+    if ch != "(" or pattern.startswith(("(?=", "(?!", "(?<", "(?P="), index):
+        return False
+    body = index + (3 if pattern.startswith("(?:", index) else 1)
+    if pattern.startswith("(?P<", index):
+        body = pattern.find(">", index) + 1
+    elif pattern.startswith("(?", index) and body == index + 1:
+        return False  # another kind of group
+    alternatives, end = _alternatives(pattern, body)
+    if end < 0 or _OPTIONAL.match(pattern, end) is not None:
+        return False
+    return all(_ascii_word_at(alternative, 0) for alternative in alternatives)
+
+
+def _alternatives(pattern: str, start: int) -> tuple[list[str], int]:
+    """The top-level alternatives of the group whose body starts at `start`, and the index after its `)` (-1 when
+    it does not close)."""
+    parts: list[str] = []
+    depth, i, begin, in_class = 0, start, start, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            if pattern.startswith(("[]", "[^]"), i):
+                i += 2 if pattern[i + 1] == "]" else 3
+                continue
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            if depth == 0:
+                parts.append(pattern[begin:i])
+                return parts, i + 1
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            parts.append(pattern[begin:i])
+            begin = i + 1
+        i += 1
+    return parts, -1
 
 
 _NOTHING: Final = "[^\\x00-\\x7f]"

@@ -583,6 +583,7 @@ class MultiMatcher:
             if m is not None:
                 yield m
                 pos = m.end()
+                scan = pos  # the candidate may hold another match after this one ("35941767—8505142")
 
     def finditer_joined(
         self, index: int, buffer: str, view: bytes | None, starts: Sequence[int], strings: Sequence[str]
