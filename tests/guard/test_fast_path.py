@@ -192,6 +192,9 @@ def test_requests_and_results_hold_one_copy_of_the_databases_of_their_common_det
         (r"\b\w+", False),
         (r"\bs?x", False),  # the atom may be absent
         (r"user'?s?\b", False),
+        (r"\bx{,3}y", False),  # `{,3}`: the atom may be absent
+        (r"\x20\b", False),  # an escape whose last digit is not the character it stands for
+        (r"\u00e9\b", False),
         (r"(?<!\bnot\s)ignore", False),  # inside a negative look-around it must match less, not more
     ],
 )

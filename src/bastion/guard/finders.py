@@ -236,10 +236,17 @@ def _ascii_word_ends(pattern: str, index: int) -> bool:
     if index < 1:
         return False
     ch = pattern[index - 1]
-    return ch.isascii() and (ch.isalnum() or ch == "_") and not (index >= 2 and pattern[index - 2] == "\\")
+    if not (ch.isascii() and (ch.isalnum() or ch == "_")):
+        return False
+    # Not the tail of an escape: `\\x20` is a space and `\\u00e9` a non-ASCII letter, whatever their last digit.
+    return _ESCAPE_TAIL.search(pattern, max(0, index - 10), index) is None
 
 
-_OPTIONAL: Final = re.compile(r"[?*]|\{0[,}]")
+_ESCAPE_TAIL: Final = re.compile(r"\\(?:x[0-9A-Fa-f]{0,2}|u[0-9A-Fa-f]{0,4}|U[0-9A-Fa-f]{0,8}|[0-7]{1,3}|.)$")
+
+
+_OPTIONAL: Final = re.compile(r"[?*]|\{0?[,}]")
+"""A quantifier that lets the atom before it be absent (`?`, `*`, `{0,n}`, `{,n}`)."""
 _WORD_CLASS: Final = re.compile(r"\[[A-Za-z0-9_-]+\]")
 _INLINE_FLAGS: Final = re.compile(r"\(\?[aiLmsux]+\)")
 
@@ -259,13 +266,18 @@ def _ascii_word_at(pattern: str, index: int) -> bool:
     if ch == "[":
         cls = _WORD_CLASS.match(pattern, index)
         return cls is not None and _OPTIONAL.match(pattern, cls.end()) is None
-    if ch != "(" or pattern.startswith(("(?=", "(?!", "(?<", "(?P="), index):
+    if ch != "(":
         return False
-    body = index + (3 if pattern.startswith("(?:", index) else 1)
-    if pattern.startswith("(?P<", index):
+    if pattern.startswith("(?:", index):
+        body = index + 3
+    elif pattern.startswith("(?P<", index):
         body = pattern.find(">", index) + 1
-    elif pattern.startswith("(?", index) and body == index + 1:
-        return False  # another kind of group
+    elif pattern.startswith("(?", index):
+        return (
+            False  # a look-around, a back-reference or a conditional: not an atom that consumes a character
+        )
+    else:
+        body = index + 1
     alternatives, end = _alternatives(pattern, body)
     if end < 0 or _OPTIONAL.match(pattern, end) is not None:
         return False
