@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bastion.guard import matcher
+from bastion.guard import backends, matcher
 from bastion.guard.detector import Rule
 from bastion.guard.matcher import MultiMatcher
 
@@ -32,8 +32,10 @@ def test_a_child_compiled_database_reports_the_same_rules_as_an_in_process_one()
     text = f"x NEEDLE{tag} y\nstart{tag} and {tag}-1234 but not {tag}-12345"
     child = MultiMatcher(rules, backend="hyperscan")
     backend = child._impl
-    assert isinstance(backend, matcher._HyperscanBackend)
-    in_process = backend._build([(i, matcher._source(r).encode(), flags) for i, r, flags in _entries(rules)])
+    assert isinstance(backend, backends.HyperscanBackend)
+    in_process = backend._build(
+        [(i, backends.rule_source(r).encode(), flags) for i, r, flags in _entries(rules)]
+    )
     found: set[int] = set()
     in_process.scan(
         text.encode(),
@@ -69,7 +71,7 @@ def _entries(rules: list[Rule]) -> list[tuple[int, Rule, int]]:
             flags |= hyperscan.HS_FLAG_CASELESS
         if rule.flags & re.MULTILINE:
             flags |= hyperscan.HS_FLAG_MULTILINE
-        if matcher._LOOKAROUND.search(rule.pattern):
+        if backends.LOOKAROUND.search(rule.pattern):
             flags |= hyperscan.HS_FLAG_PREFILTER
         out.append((i, rule, flags))
     return out

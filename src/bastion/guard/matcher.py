@@ -1,10 +1,8 @@
 r"""`MultiMatcher`: which of many rules match somewhere in a buffer, in one pass over it, and where.
 
-Stage 1, "which rules": one pass of a multi-pattern backend, fastest first: Hyperscan (each rule reported at most
-once), RE2's `Set`, or a plain `re` alternation; one pass per part when the rules are compiled in parts, so that
-matchers with rules in common (the request and response directions) hold one copy of those databases. A backend
-may over-report (prefilter mode) but never under-report, except the `re` fallback, which can miss a rule whose
-match starts where another rule's match already did.
+Stage 1, "which rules": one pass of a multi-pattern backend per part (`backends`: Hyperscan, RE2's `Set` or a
+plain `re` alternation; parts held once per process, so the request and response directions share the databases
+of the rules they have in common).
 
 Stage 2, "where", only for the few rules stage 1 reported: RE2 (a linear-time DFA) finds candidate spans with the
 rule's look-arounds removed (a superset), on an ASCII view of the text of the same length (`finders.view_char`:
@@ -21,8 +19,6 @@ Rules:
   for bytes; otherwise its Python pattern is reused, which is safe for ASCII patterns.
 - A rule that a backend cannot compile is not dropped: it is checked with Python `re` on every scan ("always" rules),
   and the build logs its index so it can be fixed.
-- Hyperscan databases are compiled by a child Python and loaded serialized (in process only when no child can),
-  so the compiler's memory never stays in the gateway (`hs_compile`).
 """
 
 from __future__ import annotations
@@ -35,20 +31,17 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Final, Generic, Protocol, TypeVar, cast
+from typing import Any, Final, Generic, TypeVar, cast
 
+from bastion.guard.backends import BACKENDS, Backend, joined, part, placed
 from bastion.guard.detector import Rule
-from bastion.guard.finders import re2_finder, view_char, view_pattern
-from bastion.guard.hs_compile import compile_in_child, release_freed_heap
+from bastion.guard.finders import re2_finder, view_char
 
 logger = logging.getLogger("bastion.guard.matcher")
 
 _T = TypeVar("_T")
-
-_LOOKAROUND: Final = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=")
-"""Constructs Hyperscan rejects outside prefilter mode."""
 
 
 _SEPARATORS: Final = (b"\x0b", b"\x1c", b"\x1d", b"\x1e", b"\x1f")
@@ -91,168 +84,6 @@ _MAX_TRIES: Final = 64
 """Positions tried inside one candidate span before giving up on it (bounds adversarial spans)."""
 
 
-def _source(rule: Rule) -> str:
-    return rule.prefilter if rule.prefilter is not None else rule.pattern
-
-
-class _Backend(Protocol):
-    name: str
-
-    def matching(self, data: bytes) -> set[int]: ...
-
-
-class _HyperscanBackend:
-    name = "hyperscan"
-
-    def __init__(self, rules: Sequence[Rule], indices: Sequence[int]) -> None:
-        import hyperscan
-
-        self._hs = hyperscan
-        good: list[tuple[int, bytes, int]] = []
-        self.failed: list[int] = []
-        for index in indices:
-            rule = rules[index]
-            source = _source(rule)
-            flags = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_ALLOWEMPTY
-            if rule.flags & re.IGNORECASE:
-                flags |= hyperscan.HS_FLAG_CASELESS
-            if rule.flags & re.DOTALL:
-                flags |= hyperscan.HS_FLAG_DOTALL
-            if rule.flags & re.MULTILINE:
-                flags |= hyperscan.HS_FLAG_MULTILINE
-            if rule.prefilter is None and _LOOKAROUND.search(source):
-                flags |= hyperscan.HS_FLAG_PREFILTER
-            good.append((index, source.encode("utf-8"), flags))
-        self._db = self._compile(good)
-        self._local = threading.local()
-
-    def _compile(self, entries: list[tuple[int, bytes, int]]) -> Any:
-        hs = self._hs
-        try:
-            db = compile_in_child(entries)
-            return db if db is not None else self._build(entries)
-        except hs.error:
-            pass
-        # Find the rules Hyperscan refuses, retry them in prefilter mode, and leave the rest to Python.
-        kept: list[tuple[int, bytes, int]] = []
-        for index, source, flags in entries:
-            for attempt in (flags, flags | hs.HS_FLAG_PREFILTER):
-                try:
-                    self._build([(index, source, attempt)])
-                except hs.error:
-                    continue
-                kept.append((index, source, attempt))
-                break
-            else:
-                self.failed.append(index)
-        if self.failed:
-            logger.warning("hyperscan could not compile rules %s; they run in Python", self.failed)
-        return self._build(kept) if kept else None
-
-    def _build(self, entries: list[tuple[int, bytes, int]]) -> Any:
-        hs = self._hs
-        db = hs.Database(mode=hs.HS_MODE_BLOCK)
-        db.compile(
-            expressions=[e[1] for e in entries],
-            ids=[e[0] for e in entries],
-            elements=len(entries),
-            flags=[e[2] for e in entries],
-        )
-        return db
-
-    def matching(self, data: bytes) -> set[int]:
-        if self._db is None:
-            return set()
-        scratch = getattr(self._local, "scratch", None)
-        if scratch is None:
-            # One scratch space per thread: Hyperscan scratch must never be shared by concurrent scans.
-            scratch = self._hs.Scratch(self._db)
-            self._local.scratch = scratch
-        found: set[int] = set()
-
-        def on_match(rule_id: int, start: int, end: int, flags: int, context: object) -> None:
-            found.add(rule_id)
-
-        self._db.scan(data, match_event_handler=on_match, scratch=scratch)
-        return found
-
-
-class _Re2Backend:
-    name = "re2"
-
-    def __init__(self, rules: Sequence[Rule], indices: Sequence[int]) -> None:
-        import re2
-
-        options = re2.Options()
-        options.encoding = re2.Options.Encoding.LATIN1  # byte semantics, like Hyperscan's block mode
-        self._set = re2.Set.SearchSet(options)
-        self._ids: list[int] = []
-        self.failed: list[int] = []
-        for index in indices:
-            rule = rules[index]
-            inline = "".join(
-                letter
-                for flag, letter in ((re.IGNORECASE, "i"), (re.DOTALL, "s"), (re.MULTILINE, "m"))
-                if rule.flags & flag
-            )
-            source = _source(rule)
-            if rule.prefilter is None and _LOOKAROUND.search(source):
-                self.failed.append(index)
-                continue
-            try:
-                self._set.Add(((f"(?{inline})" if inline else "") + source).encode("utf-8"))
-            except re2.error:
-                self.failed.append(index)
-                continue
-            self._ids.append(index)
-        self._set.Compile()
-
-    def matching(self, data: bytes) -> set[int]:
-        if not self._ids:
-            return set()
-        return {self._ids[i] for i in self._set.Match(data) or ()}
-
-
-class _ReBackend:
-    """Last resort: one alternation of named groups; a rule shadowed by another at the same start is missed."""
-
-    name = "re"
-
-    def __init__(self, rules: Sequence[Rule], indices: Sequence[int]) -> None:
-        parts = []
-        for index in indices:
-            rule = rules[index]
-            inline = "".join(
-                letter
-                for flag, letter in ((re.IGNORECASE, "i"), (re.DOTALL, "s"), (re.MULTILINE, "m"))
-                if rule.flags & flag
-            )
-            body = re.sub(r"\(\?P<[^>]+>", "(?:", rule.pattern)
-            leading = re.match(r"\(\?([aiLmsux]+)\)", body)
-            if leading is not None:  # a global flag group is only legal at the very start: scope it instead
-                inline += leading.group(1)
-                body = body[leading.end() :]
-            body = f"(?{inline}:{body})" if inline else f"(?:{body})"
-            parts.append(f"(?P<r{index}>{body})")
-        self._regex = re.compile("|".join(parts)) if parts else None
-        self.failed: list[int] = []
-
-    def matching(self, data: bytes) -> set[int]:
-        if self._regex is None:
-            return set()
-        text = data.decode("utf-8", "surrogatepass")
-        return {
-            int(name[1:])
-            for m in self._regex.finditer(text)
-            for name, v in m.groupdict().items()
-            if v is not None
-        }
-
-
-BACKENDS: Final = ("hyperscan", "re2", "re")
-"""Backend names in order of preference."""
-
-
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     """One rule set compiled twice: for the UTF-8 bytes of an ASCII text, and for the ASCII view of any other text
@@ -260,11 +91,11 @@ class _Compiled:
     `finders.view_pattern`; stage 1 of a non-ASCII text runs the wide set alone. The stage-2 programs are built on
     first use (`_OnFirstUse`)."""
 
-    impl: _Backend
+    impl: Backend
     always: tuple[int, ...]
     regexes: _OnFirstUse[re.Pattern[str]]
     finders: _OnFirstUse[Any | None]
-    wide_impl: _Backend | None
+    wide_impl: Backend | None
     wide_always: tuple[int, ...]
     wide_finders: _OnFirstUse[Any | None]
     twins: dict[int, tuple[int, ...]]
@@ -314,117 +145,6 @@ def _wide_finder(rule: Rule) -> Any | None:
     return re2_finder(rule, wide=True)
 
 
-def _wide_rules(rules: Sequence[Rule], wanted: Sequence[int]) -> tuple[list[Rule], list[int], list[int]]:
-    """Each wanted rule's stage-1 pattern for the ASCII view (its prefilter's, else its pattern's): the rules, the
-    indices they stand for, and the indices that have none (searched with Python on every non-ASCII text)."""
-    out: list[Rule] = []
-    indices: list[int] = []
-    missing: list[int] = []
-    for index in wanted:
-        rule = rules[index]
-        viewed = None
-        if rule.prefilter is not None:
-            viewed = view_pattern(rule.prefilter, wide=True, is_bytes=True)
-        if viewed is None:
-            viewed = view_pattern(rule.pattern, wide=True)
-        if viewed is None:
-            missing.append(index)
-            continue
-        out.append(Rule(type=rule.type, pattern=viewed, flags=rule.flags))
-        indices.append(index)
-    return out, indices, missing
-
-
-def _backend(name: str, rules: Sequence[Rule], indices: Sequence[int]) -> tuple[_Backend, list[int]]:
-    if name == "hyperscan":
-        hs = _HyperscanBackend(rules, indices)
-        release_freed_heap()
-        return hs, hs.failed
-    if name == "re2":
-        r2 = _Re2Backend(rules, indices)
-        return r2, r2.failed
-    if name == "re":
-        return _ReBackend(rules, indices), []
-    raise ValueError(f"unknown matcher backend {name!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class _Part:
-    """The narrow and wide databases of some rules, numbered from 0 in their own order (see `_Compiled`)."""
-
-    impl: _Backend
-    always: tuple[int, ...]
-    wide_impl: _Backend | None
-    wide_always: tuple[int, ...]
-
-
-_PARTS: dict[tuple[str, tuple[tuple[str, int, str | None], ...]], _Part] = {}
-"""Compiled parts by backend and rules, so matchers with some rules in common (the request and response directions)
-hold one copy of those databases, wherever the rules sit in each (`MultiMatcher(parts=...)`)."""
-_PARTS_LIMIT: Final = 4 * _COMPILED_LIMIT
-
-
-def _part(name: str, rules: Sequence[Rule]) -> _Part:
-    key = (name, tuple((r.pattern, r.flags, r.prefilter) for r in rules))
-    with _CACHE_LOCK:
-        known = _PARTS.get(key)
-    if known is not None:
-        return known
-    indices = range(len(rules))
-    wide_impl: _Backend | None = None
-    wide_always: list[int] = []
-    if name == "re":  # Python's `re` reads the text itself, Unicode and all
-        impl, always = _backend(name, rules, indices)
-    else:
-        viewed, positions, wide_always = _wide_rules(rules, indices)
-        with ThreadPoolExecutor(1, thread_name_prefix="guard-compile") as pool:
-            # The two databases compile side by side (each in a child process; see `hs_compile`).
-            narrow = pool.submit(_backend, name, rules, indices)
-            wide_impl, failed = _backend(name, _Sparse(viewed, positions, len(rules)), positions)
-            impl, always = narrow.result()
-        wide_always += failed
-    built = _Part(impl, tuple(always), wide_impl, tuple(sorted(wide_always)))
-    with _CACHE_LOCK:
-        part = _PARTS.setdefault(key, built)  # compiled at the same time by another thread: keep theirs
-        while len(_PARTS) > _PARTS_LIMIT:
-            _PARTS.pop(next(iter(_PARTS)))
-    return part
-
-
-class _Placed:
-    """A part's backend answering with the matcher's own rule indices."""
-
-    def __init__(self, backend: _Backend, indices: Sequence[int]) -> None:
-        self.backend, self.indices, self.name = backend, tuple(indices), backend.name
-
-    def matching(self, data: bytes) -> set[int]:
-        indices = self.indices
-        return {indices[local] for local in self.backend.matching(data)}
-
-
-class _Union:
-    """The parts of a matcher, one pass each."""
-
-    def __init__(self, parts: Sequence[_Backend]) -> None:
-        self.parts = tuple(parts)
-        self.name = self.parts[0].name
-
-    def matching(self, data: bytes) -> set[int]:
-        found: set[int] = set()
-        for part in self.parts:
-            found |= part.matching(data)
-        return found
-
-
-def _placed(backend: _Backend, indices: Sequence[int]) -> _Backend:
-    """`backend` reporting `indices[i]` for its rule `i` (itself when they are the same numbers)."""
-    return backend if all(i == n for n, i in enumerate(indices)) else _Placed(backend, indices)
-
-
-def _joined(backends: Sequence[_Backend]) -> _Backend:
-    return backends[0] if len(backends) == 1 else _Union(backends)
-
-
 def _compile(rules: tuple[Rule, ...], backend: str | None, splits: tuple[int, ...]) -> _Compiled:
     first: dict[tuple[str, int, str | None], int] = {}
     twins: dict[int, list[int]] = {}
@@ -439,36 +159,22 @@ def _compile(rules: tuple[Rule, ...], backend: str | None, splits: tuple[int, ..
     candidates = (backend,) if backend else BACKENDS
     for name in candidates:
         try:
-            parts = [(group, _part(name, [rules[i] for i in group])) for group in groups]
+            parts = [(group, part(name, [rules[i] for i in group])) for group in groups]
         except ImportError:
             continue
-        narrow = [_placed(part.impl, group) for group, part in parts]
-        wide = [_placed(part.wide_impl, group) for group, part in parts if part.wide_impl is not None]
+        narrow = [placed(held.impl, group) for group, held in parts]
+        wide = [placed(held.wide_impl, group) for group, held in parts if held.wide_impl is not None]
         return _Compiled(
-            impl=_joined(narrow),
-            always=tuple(sorted(group[i] for group, part in parts for i in part.always)),
+            impl=joined(narrow),
+            always=tuple(sorted(group[i] for group, held in parts for i in held.always)),
             regexes=_OnFirstUse(rules, Rule.compiled),
             finders=_OnFirstUse(rules, re2_finder),
             wide_finders=_OnFirstUse(rules, _wide_finder),
-            wide_impl=_joined(wide) if wide and len(wide) == len(parts) else None,
-            wide_always=tuple(sorted(group[i] for group, part in parts for i in part.wide_always)),
+            wide_impl=joined(wide) if wide and len(wide) == len(parts) else None,
+            wide_always=tuple(sorted(group[i] for group, held in parts for i in held.wide_always)),
             twins={k: tuple(v) for k, v in twins.items()},
         )
     raise ValueError(f"no matcher backend available among {candidates}")
-
-
-class _Sparse(Sequence[Rule]):
-    """`rules` placed at `positions` of a sequence of `size` (the backends index rules by their global position)."""
-
-    def __init__(self, rules: Sequence[Rule], positions: Sequence[int], size: int) -> None:
-        self._at = dict(zip(positions, rules, strict=True))
-        self._size = size
-
-    def __len__(self) -> int:
-        return self._size
-
-    def __getitem__(self, index: Any) -> Any:
-        return self._at[index]
 
 
 class MultiMatcher:

@@ -9,8 +9,8 @@ Rules:
   Bastion's own integers, so ids from different clients can never collide; each in-flight request remembers its
   owner (the downstream session and that session's request id) for routing everything that relates to it.
 - Progress tokens are rewritten to connection-unique tokens and mapped back on `notifications/progress`.
-- One bad upstream message (a relay or a listener that fails on it) is logged and dropped: the reader keeps
-  serving every other message.
+- What the upstream sends is served by `inbound.Inbound`: one bad message is logged and dropped, and the reader
+  keeps serving every other message.
 - A connection serves one scope (`association.Scope`: a session, a principal, or everyone). Server->client
   requests, logs and resource updates reach only the audience `association.RULES` names for the connection's
   transport, isolation and message kind; a request with no audience is refused to the upstream, never guessed.
@@ -35,25 +35,23 @@ from typing import Any, Final, Protocol
 
 from bastion.errors import (
     BastionError,
-    InternalError,
-    MethodNotFound,
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
-    error_response,
 )
 from bastion.protocol import jsonrpc, versions
-from bastion.transports.base import ClientTransport, Incoming, JsonDict, RequestId
+from bastion.transports.base import ClientTransport, JsonDict, RequestId
 from bastion.upstream import negotiate
 from bastion.upstream.association import Call, Isolation, Scope, default_isolation
 from bastion.upstream.breaker import BACKOFF_MAX, Backoff, CircuitBreaker, CircuitState
 from bastion.upstream.config import ServerConfig
 from bastion.upstream.health import HealthMonitor
+from bastion.upstream.inbound import ConnectionListener, Inbound
 from bastion.upstream.negotiate import Negotiated
 from bastion.upstream.pending import Correlation, Owner, Pending, expire, transport_failure
 
-__all__ = ["Owner", "Pending", "State", "UpstreamConnection"]
+__all__ = ["ConnectionListener", "Owner", "Pending", "State", "UpstreamConnection"]
 
 UpstreamCall = Callable[[JsonDict], Awaitable[JsonDict]]
 """Sends one request upstream with the params given (the tracer may add its context to `_meta`)."""
@@ -67,16 +65,11 @@ class UpstreamTracer(Protocol):
         ...
 
 
-ConnectionListener = Callable[["UpstreamConnection", JsonDict, "Call | None"], Awaitable[None]]
-"""Told of a notification for sessions: (connection, message, the call it relates to when the transport says)."""
-
 SHARED_SCOPE: Final = Scope(isolation=Isolation.SHARED)
 """The scope of a connection every session may use."""
 
 logger = logging.getLogger("bastion.upstream")
 
-MAX_SERVER_REQUESTS: Final = 64
-"""Server->client requests from one upstream served at once; more are refused (a flooding server stays bounded)."""
 CANCEL_FLUSH_SECONDS: Final = 1.0
 """At close, how long pending `notifications/cancelled` may take to go out before the transport is closed."""
 
@@ -118,7 +111,7 @@ class UpstreamConnection:
         """How calls to this server are isolated (`servers.<name>.isolation`, else the transport's default)."""
         self._factory = transport_factory
         self._transport: ClientTransport | None = None
-        self._on_notification = on_notification
+        self._inbound = Inbound(self, on_notification)
         self._on_state = on_state
         self.state = State.DOWN
         self.modern = False
@@ -142,7 +135,6 @@ class UpstreamConnection:
         self._active = 0
         self.last_call_end = time.monotonic()
         """When the last client call here ended (the pool reaps connections idle since)."""
-        self._serving = 0
         self._down_reason = ""
 
     @property
@@ -519,32 +511,10 @@ class UpstreamConnection:
         if self.state is State.READY:
             self._spawn(self.cancel(upstream_id, reason))
 
-    # -- inbound -----------------------------------------------------------------------------------------------
+    # -- inbound ---------------------------------------------------------------------------------------------
 
     async def _read(self, transport: ClientTransport) -> None:
-        async for incoming in transport.receive():
-            message = incoming.message
-            if "method" not in message:
-                if not self.correlation.resolve(message):
-                    logger.debug("upstream %s answered an unknown request id", self.name)
-            elif "id" in message:
-                if self._serving >= MAX_SERVER_REQUESTS:
-                    logger.warning(
-                        "upstream %s: too many requests to clients at once; refused one", self.name
-                    )
-                    refusal = InternalError("too many requests in flight")
-                    with contextlib.suppress(BastionError):
-                        await transport.send(error_response(message["id"], refusal))
-                    continue
-                self._serving += 1
-                asyncio.create_task(self._serve_request(incoming))  # noqa: RUF006 - tracked by its reply
-            else:
-                try:
-                    await self._dispatch_notification(incoming)
-                except Exception:  # the reader's boundary: one bad message must not end the connection
-                    logger.exception(
-                        "upstream %s: relaying %s failed; dropped", self.name, incoming.message.get("method")
-                    )
+        await self._inbound.read(transport)
 
     def calls(self) -> list[Call]:
         """The client calls in flight here, as association data."""
@@ -557,59 +527,6 @@ class UpstreamConnection:
     def call_for(self, related: RequestId | None) -> Call | None:
         """The client call an upstream message relates to (the transport's `related`), if it is one."""
         return self.correlation.call_for(related)
-
-    async def _serve_request(self, incoming: Incoming) -> None:
-        try:
-            await self._answer_request(incoming)
-        finally:
-            self._serving -= 1
-
-    async def _answer_request(self, incoming: Incoming) -> None:
-        message = incoming.message
-        request_id = message["id"]
-        if message.get("method") == "ping":
-            reply: JsonDict = jsonrpc.result(request_id, {})
-        else:
-            owner, downstream_id = self.correlation.owner_of_request(incoming.related)
-            if owner is None:
-                logger.warning(
-                    "upstream %s sent %s that no single client call can be tied to; refused",
-                    self.name,
-                    message.get("method"),
-                )
-                unknown = MethodNotFound("no client session to relay this request to (association unknown)")
-                reply = error_response(request_id, unknown)
-            else:
-                try:
-                    answer = await owner.relay_request(message, downstream_id, server=self.name)
-                except BastionError as exc:
-                    answer = error_response(request_id, exc)
-                reply = {"jsonrpc": "2.0", "id": request_id}
-                if "error" in answer:
-                    reply["error"] = answer["error"]
-                else:
-                    reply["result"] = answer.get("result", {})
-        transport = self._transport
-        if transport is not None:
-            with contextlib.suppress(BastionError):
-                await transport.send(reply)
-
-    async def _dispatch_notification(self, incoming: Incoming) -> None:
-        message = incoming.message
-        method = message["method"]
-        params = message.get("params") or {}
-        if method == "notifications/progress":
-            route = self.correlation.progress_route(params.get("progressToken"))
-            if route is not None:
-                owner, token, downstream_id = route
-                await owner.relay_notification(
-                    {**message, "params": {**params, "progressToken": token}}, downstream_id
-                )
-            return
-        if method == "notifications/cancelled":
-            return  # a server cancelling its own request to us: our relay simply finishes unanswered
-        if self._on_notification is not None:
-            await self._on_notification(self, message, self.call_for(incoming.related))
 
     def describe(self) -> JsonDict:
         """State for /readyz and the dashboard (no secrets: no URL credentials, no headers, no env)."""
